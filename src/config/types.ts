@@ -1,0 +1,106 @@
+// The validated, frozen configuration. src/config/load.ts builds it from YAML; nothing else creates one.
+// Durations are milliseconds unless the name says otherwise; sizes are bytes.
+
+export interface ListenAddress {
+  readonly host: string
+  readonly port: number
+}
+
+export interface LimitsConfig {
+  /** A request head not complete within this gets 408 (default 10000). */
+  readonly headerTimeoutMs: number
+  /** A request head larger than this gets 431 (default 16384). */
+  readonly maxHeaderBytes: number
+  /** Relayed servers: connect timeout (default 3000). */
+  readonly connectTimeoutMs: number
+  /** Relayed connections: idle timeout in both directions (default 300000). */
+  readonly idleTimeoutMs: number
+}
+
+export type ForwardMethod = 'handoff' | 'splice' | 'pipe'
+
+export interface ServerConfig {
+  readonly name: string
+  /** Handoff servers: the back end's SOCK_SEQPACKET socket path ('@name' = abstract namespace). */
+  readonly handoff?: string
+  /** Relayed servers: host and port. */
+  readonly address?: ListenAddress
+  /** handoff for `handoff:` servers; splice (addon loaded) or pipe for `address:` servers. */
+  readonly forward: ForwardMethod
+  /** 0..65535, default 1. */
+  readonly weight: number
+  /** Connection thresholds (ipvsadm -x / -y), 0 = unset. */
+  readonly maxConns: number
+  readonly minConns: number
+  /** Relayed servers only: prefix each connection with a PROXY protocol header. */
+  readonly proxyProtocol?: 'v1' | 'v2'
+}
+
+/** What locality and hash schedulers hash or remember (see src/schedulers/keys.ts). */
+export type KeySpec =
+  | { readonly kind: 'path' }
+  | { readonly kind: 'host' }
+  | { readonly kind: 'host+path' }
+  | { readonly kind: 'header'; readonly name: string }        // name lower-cased
+  | { readonly kind: 'cookie'; readonly name: string }
+  | { readonly kind: 'client-ip'; readonly prefixLength?: number }
+  | { readonly kind: 'capture'; readonly group: number | string }
+
+export interface PersistenceConfig {
+  /** ipvsadm -p: default 300 s. */
+  readonly timeoutS: number
+  /** ipvsadm -M: IPv4 prefix length, default 32 (IPv6: 128). */
+  readonly netmask: number
+}
+
+export interface ServiceConfig {
+  readonly name: string
+  readonly scheduler: string
+  /** The object the scheduler's factory returned from parseOptions(). */
+  readonly schedulerOptions: unknown
+  readonly key: KeySpec
+  readonly persistent?: PersistenceConfig
+  readonly servers: readonly ServerConfig[]
+}
+
+export interface HeaderMatch {
+  /** Lower-cased header name. */
+  readonly name: string
+  /** Exact value (case-sensitive) or a regular expression; neither = header present. */
+  readonly value?: string
+  readonly regex?: RegExp
+}
+
+export interface RouteMatch {
+  readonly path?: string
+  readonly pathExact?: string
+  readonly pathRegex?: RegExp
+  /** Lower-cased host names; '*.example.com' matches any subdomain (not example.com itself). */
+  readonly host?: readonly string[]
+  /** Upper-cased methods. */
+  readonly method?: readonly string[]
+  readonly header?: readonly HeaderMatch[]
+}
+
+export interface RouteConfig {
+  /** `name` from the config, or `route-<index>`. */
+  readonly name: string
+  readonly match: RouteMatch
+  readonly service: string
+}
+
+export interface AdminConfig {
+  readonly listen?: ListenAddress
+  readonly socket?: string
+}
+
+export interface Config {
+  /** Absolute path of the file this came from ('' for an in-memory config). */
+  readonly file: string
+  readonly listen: readonly ListenAddress[]
+  readonly admin?: AdminConfig
+  readonly limits: LimitsConfig
+  readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
+  readonly services: readonly ServiceConfig[]
+  readonly routes: readonly RouteConfig[]
+}

@@ -1,0 +1,88 @@
+// The contract of the native addon as TypeScript sees it. binding.ts implements it by loading the .node and
+// wrapping each call in argument checks. Conventions:
+// - fds are plain ints; every fd the addon creates is O_NONBLOCK | O_CLOEXEC.
+// - "would block" and per-socket conditions come back as negative errno numbers (-EAGAIN, -ECONNRESET),
+//   because they are control flow on the hot path. Setup failures (bind, listen, connect of a channel)
+//   throw BatonNativeError with `errnoCode` = errno name.
+
+export interface PollerHandle {
+  /** events: a mask of constants.READABLE | WRITABLE | DISCONNECT. Spurious wakeups happen. */
+  start (events: number): void
+  stop (): void
+  /** Synchronous epoll DEL; the fd may be closed right after. Idempotent. */
+  close (): void
+  ref (): void
+  unref (): void
+}
+
+/**
+ * Called once per accepted connection, synchronously from the accept loop.
+ * peeked > 0: that many bytes of the head are in the acceptor's peek buffer (MSG_PEEK: still queued).
+ * peeked == 0: the client closed before sending. peeked < 0: -errno (-EAGAIN = nothing yet).
+ * The callback owns `fd` from here on.
+ */
+export type AcceptCallback = (fd: number, peeked: number, address: string, port: number) => void
+
+export interface AcceptorHandle {
+  start (): void
+  stop (): void
+  close (): void
+}
+
+export interface NativeConstants {
+  readonly READABLE: number
+  readonly WRITABLE: number
+  readonly DISCONNECT: number
+  /** Positive errno values of this platform. */
+  readonly EAGAIN: number
+  readonly EINTR: number
+  readonly ECONNRESET: number
+  readonly EPIPE: number
+  readonly ENOENT: number
+  readonly ECONNREFUSED: number
+  readonly EMFILE: number
+}
+
+export interface NativeApi {
+  readonly available: boolean
+  /** Why it did not load (undefined when available). */
+  readonly loadError: Error | undefined
+  readonly constants: NativeConstants
+  /** errno number -> name ('ECONNRESET'), for logs. */
+  errnoName (errno: number): string
+
+  /** socket+bind+listen with SO_REUSEADDR; deferAcceptS > 0 sets TCP_DEFER_ACCEPT. Returns the bound port. */
+  listenTcp (host: string, port: number, backlog: number, deferAcceptS: number): { fd: number; port: number }
+  /**
+   * Polls listenFd (uv_poll, main loop) and on readiness accepts up to 64 sockets (accept4, NONBLOCK|CLOEXEC,
+   * TCP_NODELAY on), peeks each into peekBuf (peekBuf.length bytes at most) and calls onConn.
+   */
+  createAcceptor (listenFd: number, peekBuf: Buffer, onConn: AcceptCallback): AcceptorHandle
+  /** recv(MSG_PEEK | MSG_DONTWAIT) into buf: >0 bytes, 0 = EOF, <0 = -errno. */
+  peek (fd: number, buf: Buffer): number
+  setRcvLowat (fd: number, bytes: number): void
+  /** uv_poll on fd; cb(status, events) with status 0 or -errno. EEXIST if libuv already watches fd. */
+  createPoller (fd: number, cb: (status: number, events: number) => void): PollerHandle
+  close (fd: number): void
+
+  /** AF_UNIX SOCK_SEQPACKET listener; unlinks a stale socket file first. '@name' = abstract. */
+  seqpacketListen (path: string, backlog: number): number
+  /** Connected channel fd; throws BatonNativeError (ENOENT, ECONNREFUSED, ...). */
+  seqpacketConnect (path: string): number
+  /** accept4 on a SEQPACKET listener: fd, or -errno (-EAGAIN). */
+  accept (listenFd: number): number
+  /** SO_PEERCRED of a connected Unix socket. */
+  peerCred (fd: number): { pid: number; uid: number; gid: number }
+  /**
+   * sendmsg(SCM_RIGHTS) of `fd` with meta[0..metaLen) as the payload, MSG_NOSIGNAL|MSG_DONTWAIT.
+   * 0 = sent (the caller then closes its copy); -EAGAIN = nothing sent, caller still owns fd; other -errno.
+   */
+  sendFd (chanFd: number, fd: number, meta: Buffer, metaLen: number): number
+  /** A plain message (no fd): 0 or -errno. */
+  sendMsg (chanFd: number, buf: Buffer, len: number): number
+  /**
+   * recvmsg(MSG_CMSG_CLOEXEC | MSG_DONTWAIT) into buf: >0 = message length, 0 = EOF, <0 = -errno.
+   * out[0] = the received fd or -1 (extra fds are closed); out[1] = 1 if MSG_CTRUNC or MSG_TRUNC was set.
+   */
+  recvMsg (chanFd: number, buf: Buffer, out: Int32Array): number
+}
