@@ -8,7 +8,8 @@
   "targets": [
     {
       "target_name": "baton",
-      "sources": ["src/addon.cc"]
+      "sources": ["src/addon.cc", "src/handle.cc", "src/listen.cc", "src/poll.cc",
+                  "src/fdpass.cc", "src/sock.cc"]
     },
     {
       "target_name": "baton_relay",

@@ -92,6 +92,8 @@ export interface RouteConfig {
 export interface AdminConfig {
   readonly listen?: ListenAddress
   readonly socket?: string
+  /** A non-loopback `listen` is refused unless this is true. */
+  readonly allowRemote?: boolean
 }
 
 export interface Config {

@@ -43,6 +43,12 @@ export interface Scheduler {
   pick (ctx: PickContext): RealServer | null
   /** The set, a weight or a threshold changed (IPVS add_dest/del_dest/upd_dest). */
   update? (servers: readonly RealServer[]): void
+  /**
+   * One server's counters or OVERLOAD flag changed (cluster bind/feedback/reset). Schedulers that keep
+   * an index over the counters (lc wlc sed nq lblc lblcr) need every such change reported here; the
+   * cluster code, the only writer of those fields, does so. Hot path: O(log n), no allocation.
+   */
+  changed? (server: RealServer): void
   /** Periodic housekeeping (LVS's GC timer): expire locality entries. Called about once a second. */
   tick? (now: number): void
   close? (): void

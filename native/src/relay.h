@@ -1,0 +1,150 @@
+// The splice relay (TCPSP): one epoll thread relays client <-> upstream pairs with splice(2) through pooled
+// pipes. The JS thread only submits connections (RelayCore::Submit) and drains events (RelayCore::TakeEvents);
+// everything else, including the upstream connect and every epoll ADD, happens on the relay thread.
+#ifndef BATON_RELAY_H
+#define BATON_RELAY_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace baton {
+
+// Event kinds delivered to JS (one record = kind, id, a, b, err).
+enum RelayEventKind { kRelayEstablished = 1, kRelayFailed = 2, kRelayClosed = 3 };
+
+struct RelayEvent {
+  int kind;
+  double id;
+  double a;  // established: the caller's original client fd; closed: bytes up
+  double b;  // closed: bytes down
+  int err;   // failed/closed: positive errno or 0
+};
+
+struct RelayPipe {
+  int r = -1;
+  int w = -1;
+  int cap = 0;  // F_GETPIPE_SZ
+};
+
+// One direction: src -> pipe -> dst. The pipe is only spliced into while empty (queued == 0).
+struct RelayDir {
+  int src = -1;
+  int dst = -1;
+  RelayPipe pipe;
+  size_t queued = 0;
+  bool eof = false;   // src returned 0
+  bool shut = false;  // shutdown(dst, SHUT_WR) done
+  uint64_t bytes = 0;
+};
+
+enum class RelayState : uint8_t { kConnecting, kRelaying, kDead };
+
+struct RelayConn {
+  double id = 0;
+  int orig_fd = -1;  // the caller's fd; never touched here, only reported back at establish
+  int client = -1;   // our F_DUPFD_CLOEXEC dup
+  int upstream = -1;
+  RelayState state = RelayState::kConnecting;
+  bool in_ready = false;
+  sockaddr_storage addr;
+  socklen_t addrlen = 0;
+  std::string prefix;  // PROXY header, written before any client byte
+  size_t prefix_off = 0;
+  RelayDir up;    // client -> upstream
+  RelayDir down;  // upstream -> client
+  int64_t deadline_ms = 0;  // connecting: connect deadline; relaying: last activity
+  RelayConn* prev = nullptr;
+  RelayConn* next = nullptr;
+};
+
+struct RelayOptions {
+  int pipe_size = 262144;
+  int connect_timeout_ms = 5000;
+  int idle_timeout_ms = 0;  // 0 = none
+  int pool_max = 64;        // pooled pipes kept (each is 2 fds)
+};
+
+// Stats slots, in the order baton_relay_stats writes them.
+enum RelayStat {
+  kStatRelaying, kStatConnecting, kStatTotal, kStatFailed, kStatErrors,
+  kStatPipes, kStatPooled, kStatBytesUp, kStatBytesDown, kStatCount
+};
+
+class RelayCore {
+ public:
+  using Notify = void (*)(void* arg);
+
+  explicit RelayCore(const RelayOptions& opts) : opts_(opts) {}
+  ~RelayCore();
+  // JS thread. 0 or -errno.
+  int Start(Notify notify, void* notify_arg);
+  // JS thread. Takes ownership of c (and its client dup).
+  void Submit(RelayConn* c);
+  // JS thread: stop the loop, end all connections (events are queued), join. Idempotent.
+  void Stop();
+  // JS thread. Moves up to max queued events to out; returns how many.
+  size_t TakeEvents(RelayEvent* out, size_t max);
+  void DisableNotify() { notify_enabled_.store(false); }
+  void ReadStats(double* out) const;
+  bool stopped() const { return stopped_; }
+
+  std::atomic<int> refs{1};
+
+ private:
+  static void* ThreadMain(void* arg);
+  void Run();
+  void TakeInbox();
+  void StartConnect(RelayConn* c, int64_t now);
+  void OnEvent(RelayConn* c, uint32_t events, int64_t now);
+  void Establish(RelayConn* c, int64_t now);
+  void Pump(RelayConn* c, int64_t now);
+  int PumpDir(RelayDir* d, bool* budget_left);
+  void Fail(RelayConn* c, int err);
+  void Finish(RelayConn* c, int err);
+  void Sweep(int64_t now);
+  void FreeDead();
+  void ShutdownAll();
+  bool PipeGet(RelayPipe* p);
+  void PipePut(RelayPipe* p, bool reusable);
+  void Post(const RelayEvent& ev);
+  void FlushNotify();
+  void Link(RelayConn* c);
+  void Unlink(RelayConn* c);
+
+  RelayOptions opts_;
+  int epfd_ = -1;
+  int evfd_ = -1;
+  pthread_t thread_{};
+  bool started_ = false;
+  bool stopped_ = false;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> notify_enabled_{true};
+  Notify notify_ = nullptr;
+  void* notify_arg_ = nullptr;
+
+  // Shared with the JS thread, under mu_.
+  std::mutex mu_;
+  std::vector<RelayConn*> inbox_;
+  std::vector<RelayEvent> events_;
+  size_t events_head_ = 0;
+  bool notify_pending_ = false;
+
+  // Relay thread only.
+  RelayConn* conns_ = nullptr;
+  std::vector<RelayConn*> dead_;
+  std::vector<RelayConn*> ready_;
+  std::vector<RelayPipe> pool_;
+  bool posted_ = false;
+
+  std::atomic<int64_t> stat_[kStatCount] = {};
+};
+
+}  // namespace baton
+
+#endif

@@ -1,0 +1,168 @@
+// The back end's end of one handoff channel (one per connected dispatcher). Receives client fds, adopts each
+// as a net.Socket on the http.Server, tracks each connection's state and reports counter deltas to the
+// dispatcher once per event-loop turn: active = a request in flight, inactive = idle keep-alive.
+import net from 'node:net'
+import { decodeHandoff, encodeFeedback, FEEDBACK_BYTES, MAX_MESSAGE_BYTES, MSG_GOODBYE, type HandoffMeta } from '../forward/handoff-protocol'
+import { native } from '../native/binding'
+import type { PollerHandle } from '../native/types'
+
+const MAX_RECV_PER_WAKEUP = 256
+
+/** Per handed-off connection. Attached to the socket under kConn. */
+export interface ConnRecord {
+  readonly meta: HandoffMeta
+  readonly channel: BackendChannel
+  inflight: number
+  active: boolean
+}
+
+export const kConn = Symbol('baton.handoff')
+
+export interface BackendChannelHost {
+  /** Adopt the socket (server.emit('connection')). */
+  adopt (socket: net.Socket): void
+  allowHalfOpen: boolean
+  /** The channel closed and none of its connections remain. */
+  closed (ch: BackendChannel): void
+  error (err: Error): void
+}
+
+export class BackendChannel {
+  readonly fd: number
+  readonly #host: BackendChannelHost
+  readonly #poller: PollerHandle
+  readonly #buf = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
+  readonly #out = new Int32Array(2)
+  readonly #msg = Buffer.allocUnsafe(FEEDBACK_BYTES)
+  #dActive = 0
+  #dInactive = 0
+  #closedConns = 0
+  #flushScheduled = false
+  #open = 0
+  #eof = false
+  #released = false
+
+  constructor (fd: number, host: BackendChannelHost) {
+    this.fd = fd
+    this.#host = host
+    this.#poller = native.createPoller(fd, (status, events) => this.#onPoll(status, events))
+    this.#poller.start(native.constants.READABLE | native.constants.DISCONNECT)
+    this.#poller.unref()
+  }
+
+  get connections (): number { return this.#open }
+
+  /** Tell the dispatcher to send nothing new; close once the last connection ends. */
+  goodbye (): void {
+    this.#msg[0] = MSG_GOODBYE
+    native.sendMsg(this.fd, this.#msg, 1)
+    this.#eof = true
+    this.#maybeRelease()
+  }
+
+  requestStarted (rec: ConnRecord): void {
+    rec.inflight++
+    if (!rec.active) {
+      rec.active = true
+      this.#delta(1, -1, 0)
+    }
+  }
+
+  requestEnded (rec: ConnRecord): void {
+    if (rec.inflight > 0) rec.inflight--
+    if (rec.inflight === 0 && rec.active) {
+      rec.active = false
+      this.#delta(-1, 1, 0)
+    }
+  }
+
+  connectionClosed (rec: ConnRecord): void {
+    if (rec.active) this.#delta(-1, 0, 1)
+    else this.#delta(0, -1, 1)
+    this.#open--
+    this.#maybeRelease()
+  }
+
+  #onPoll (status: number, events: number): void {
+    if (status < 0) { this.#lostDispatcher(); return }
+    if ((events & (native.constants.READABLE | native.constants.DISCONNECT)) === 0) return
+    for (let i = 0; i < MAX_RECV_PER_WAKEUP; i++) {
+      const n = native.recvMsg(this.fd, this.#buf, this.#out)
+      const fd = this.#out[0]!
+      if (n === -native.constants.EAGAIN) return
+      if (n <= 0) { this.#lostDispatcher(); return }
+      const meta = decodeHandoff(this.#buf, n)
+      if (fd < 0 || meta === null || this.#out[1] !== 0) {
+        if (fd >= 0) native.close(fd)
+        this.#host.error(new Error(`handoff channel: ${fd < 0 ? 'message without a descriptor' : 'bad message'}`))
+        continue
+      }
+      this.#adopt(fd, meta)
+    }
+  }
+
+  #adopt (fd: number, meta: HandoffMeta): void {
+    let socket: net.Socket
+    try {
+      socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: this.#host.allowHalfOpen })
+    } catch (err) {
+      native.close(fd)
+      this.#host.error(err as Error)
+      return
+    }
+    // The dispatcher counted this connection as active when it sent it (LVS's bind).
+    const rec: ConnRecord = { meta, channel: this, inflight: 0, active: true }
+    ;(socket as unknown as Record<symbol, ConnRecord>)[kConn] = rec
+    this.#open++
+    socket.once('close', () => this.connectionClosed(rec))
+    this.#host.adopt(socket)
+  }
+
+  #delta (a: number, i: number, c: number): void {
+    this.#dActive += a
+    this.#dInactive += i
+    this.#closedConns += c
+    if (!this.#flushScheduled && !this.#released) {
+      this.#flushScheduled = true
+      setImmediate(() => this.#flush())
+    }
+  }
+
+  #flush (): void {
+    this.#flushScheduled = false
+    if (this.#released || (this.#dActive === 0 && this.#dInactive === 0 && this.#closedConns === 0)) return
+    const len = encodeFeedback(this.#msg, this.#closedConns, this.#dActive, this.#dInactive)
+    const rc = native.sendMsg(this.fd, this.#msg, len)
+    if (rc === 0) {
+      this.#dActive = 0
+      this.#dInactive = 0
+      this.#closedConns = 0
+    } else if (rc === -native.constants.EAGAIN) {
+      // Keep the deltas and try again on a later turn.
+      this.#flushScheduled = true
+      setTimeout(() => this.#flush(), 10).unref()
+    }
+  }
+
+  #lostDispatcher (): void {
+    // Connections already adopted keep running; only the reporting stops.
+    this.#eof = true
+    this.#open = Math.max(this.#open, 0)
+    this.#release()
+  }
+
+  #maybeRelease (): void {
+    if (this.#eof && this.#open <= 0) {
+      this.#flush()
+      this.#release()
+    }
+  }
+
+  #release (): void {
+    if (this.#released) return
+    this.#released = true
+    this.#poller.close()
+    native.close(this.fd)
+    this.#host.closed(this)
+  }
+}

@@ -1,0 +1,166 @@
+// Rules that relate values to each other, run on the raw document (not on schema output) so that they
+// report even when some single value is wrong: unique names, handoff xor address, forward methods,
+// thresholds, routes naming defined services, unreachable routes, the admin listener, and each service's
+// scheduler and key (parsed here by their owners, the scheduler registry and keys.ts).
+
+import { ConfigError } from '../errors'
+import { getScheduler, schedulerNames } from '../schedulers/registry'
+import { parseKeySpec } from '../schedulers/keys'
+import { isLoopback, parseAddress } from './address'
+import { describe, label } from './issues'
+import type { PathSegment, RawIssue } from './source'
+import type { KeySpec } from './types'
+
+export const DEFAULT_SCHEDULER = 'wlc'                   // ipvsadm's default
+export const DEFAULT_KEY: KeySpec = { kind: 'path' }
+
+export interface ResolvedService {
+  readonly scheduler: string
+  readonly schedulerOptions: unknown
+  readonly key: KeySpec
+}
+
+export interface CheckResult {
+  readonly issues: RawIssue[]
+  /** By service index; undefined where the service's scheduler or key had issues. */
+  readonly services: Array<ResolvedService | undefined>
+}
+
+type Raw = Record<string, unknown>
+
+const isMap = (v: unknown): v is Raw => v !== null && typeof v === 'object' && !Array.isArray(v)
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
+const issue = (path: PathSegment[], message: string): RawIssue => ({ path, message: `${label(path)}: ${message}` })
+
+export function checkConfig (data: unknown): CheckResult {
+  const issues: RawIssue[] = []
+  const services: Array<ResolvedService | undefined> = []
+  if (!isMap(data)) return { issues, services }
+  checkAdmin(data.admin, issues)
+  checkUnique(list(data.services), ['services'], 'service', issues)
+  list(data.services).forEach((svc, i) => {
+    if (!isMap(svc)) return
+    const path = ['services', i]
+    services[i] = resolveService(svc, path, issues)
+    checkUnique(list(svc.servers), [...path, 'servers'], 'server', issues)
+    list(svc.servers).forEach((srv, j) => { if (isMap(srv)) checkServer(srv, [...path, 'servers', j], issues) })
+  })
+  checkRoutes(data, issues)
+  return { issues, services }
+}
+
+/** Names must be unique among `items`; the second and later uses are the issues. */
+function checkUnique (items: unknown[], path: PathSegment[], what: string, issues: RawIssue[], names?: string[]): void {
+  const first = new Map<string, number>()
+  items.forEach((item, i) => {
+    const name = names?.[i] ?? (isMap(item) ? item.name : undefined)
+    if (typeof name !== 'string') return
+    const seen = first.get(name)
+    if (seen === undefined) first.set(name, i)
+    else issues.push(issue([...path, i, 'name'], `duplicate ${what} name "${name}" (first used by ${label([...path, seen])})`))
+  })
+}
+
+function resolveService (svc: Raw, path: PathSegment[], issues: RawIssue[]): ResolvedService | undefined {
+  const before = issues.length
+  const scheduler = resolveScheduler(svc.scheduler, [...path, 'scheduler'], issues)
+  const key = svc.key === undefined ? DEFAULT_KEY : collect(() => parseKeySpec(svc.key, label([...path, 'key'])), issues)
+  if (scheduler === undefined || key === undefined || issues.length > before) return undefined
+  return { ...scheduler, key }
+}
+
+/** `scheduler: wlc` or `scheduler: { name: mh, ...options }`; the options (minus name) go to the factory. */
+function resolveScheduler (raw: unknown, path: PathSegment[], issues: RawIssue[]) {
+  let name: unknown = raw ?? DEFAULT_SCHEDULER
+  let options: Raw = {}
+  let namePath = path
+  if (isMap(raw)) {
+    ({ name, ...options } = raw)
+    namePath = [...path, 'name']
+    if (name === undefined) { issues.push(issue(namePath, 'is required')); return undefined }
+  }
+  if (typeof name !== 'string') {
+    issues.push(issue(path, `must be a scheduler name or a map { name, ...options }, got ${describe(name)}`))
+    return undefined
+  }
+  const factory = getScheduler(name)
+  if (factory === undefined) {
+    issues.push(issue(namePath, `unknown scheduler "${name}" (valid: ${schedulerNames().join(', ')})`))
+    return undefined
+  }
+  const schedulerOptions = collect(() => factory.parseOptions(options, label(path)), issues)
+  return schedulerOptions === undefined ? undefined : { scheduler: name, schedulerOptions }
+}
+
+/** Runs another module's parser; its ConfigError issues join ours (their paths are dotted strings). */
+function collect<T> (parse: () => T, issues: RawIssue[]): T | undefined {
+  try {
+    return parse()
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    for (const { path, message } of err.issues) {
+      const segments = path === '' ? [] : path.split('.')
+      issues.push({ path: segments, message: message.startsWith(`${path}:`) ? message : `${path}: ${message}` })
+    }
+    return undefined
+  }
+}
+
+function checkServer (srv: Raw, path: PathSegment[], issues: RawIssue[]): void {
+  const { handoff, address, forward, proxyProtocol, minConns, maxConns } = srv
+  if ((handoff === undefined) === (address === undefined)) {
+    issues.push(issue(path, `server "${String(srv.name)}" needs exactly one of handoff: <socket path> or address: "host:port"`))
+  } else if (handoff !== undefined && (forward === 'splice' || forward === 'pipe')) {
+    issues.push(issue([...path, 'forward'], `"${forward}" needs an address: server, not handoff:`))
+  } else if (address !== undefined && forward === 'handoff') {
+    issues.push(issue([...path, 'forward'], '"handoff" needs a handoff: socket, not address:'))
+  }
+  if (proxyProtocol !== undefined && handoff !== undefined) {
+    issues.push(issue([...path, 'proxyProtocol'], 'only applies to address: servers (handoff passes the client address itself)'))
+  }
+  if (typeof minConns === 'number' && typeof maxConns === 'number' && minConns > 0 && maxConns > 0 && minConns > maxConns) {
+    issues.push(issue([...path, 'minConns'], `must be <= maxConns (${maxConns}), got ${minConns}`))
+  }
+}
+
+function checkAdmin (admin: unknown, issues: RawIssue[]): void {
+  if (!isMap(admin)) return
+  if ((admin.listen === undefined) === (admin.socket === undefined)) {
+    issues.push(issue(['admin'], 'needs exactly one of listen: "host:port" or socket: <path>'))
+  }
+  if (typeof admin.listen !== 'string' || admin.allowRemote === true) return
+  const addr = parseAddress(admin.listen, 0)
+  if (typeof addr !== 'string' && !isLoopback(addr.host)) {
+    issues.push(issue(['admin', 'listen'], `must be a loopback address unless admin.allowRemote is true, got ${describe(admin.listen)}`))
+  }
+}
+
+/** A route without match (or with an empty one) matches every request. */
+export function matchesEverything (route: unknown): boolean {
+  return isMap(route) && (route.match === undefined || (isMap(route.match) && Object.keys(route.match).length === 0))
+}
+
+function checkRoutes (data: Raw, issues: RawIssue[]): void {
+  const routes = list(data.routes)
+  const services = new Set(list(data.services).map((s) => (isMap(s) ? s.name : undefined)))
+  const names = routes.map((r, i) => (isMap(r) && typeof r.name === 'string' ? r.name : `route-${i}`))
+  checkUnique(routes, ['routes'], 'route', issues, names)
+  let catchAll: number | undefined
+  routes.forEach((route, i) => {
+    if (!isMap(route)) return
+    if (catchAll !== undefined) {
+      issues.push(issue(['routes', i], `unreachable: ${label(['routes', catchAll])} ("${names[catchAll] ?? ''}") before it matches every request`))
+    } else if (matchesEverything(route)) {
+      catchAll = i
+    }
+    if (typeof route.service === 'string' && !services.has(route.service)) {
+      issues.push(issue(['routes', i, 'service'], `no service named "${route.service}"`))
+    }
+    const header = isMap(route.match) ? route.match.header : undefined
+    list(header).forEach((h, j) => {
+      if (isMap(h) && h.value !== undefined && h.regex !== undefined) {
+        issues.push(issue(['routes', i, 'match', 'header', j], 'give value or regex, not both'))
+      }
+    })
+  })
+}

@@ -1,0 +1,128 @@
+// baton.yaml -> a validated, deeply frozen Config, or a ConfigError carrying every issue at once, each with
+// file:line:col. Three passes, all run before reporting: YAML syntax (source.ts), the shape and each value
+// (schema.ts), and the rules between values (checks.ts). Config time only; nothing here listens or logs.
+
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { BatonError, ConfigError, type ConfigIssue } from '../errors'
+import { checkConfig, type ResolvedService } from './checks'
+import { fromZodIssues } from './issues'
+import { configSchema, type ParsedConfig } from './schema'
+import { readYaml } from './source'
+import type { Config, RouteConfig, ServerConfig, ServiceConfig } from './types'
+
+/**
+ * Reads and parses a config file. Throws BatonError BATON_ERR_CONFIG_READ if the file cannot be read, and
+ * ConfigError (BATON_ERR_CONFIG_INVALID) with all issues if it is not a valid config.
+ */
+export function loadConfigFile (file: string): Config {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+    throw new BatonError('BATON_ERR_CONFIG_READ', `${file}: cannot read the configuration (${reason})`, { cause: err, source: 'config' })
+  }
+  return parseConfig(text, file)
+}
+
+/**
+ * Parses config text. `file` names the source in issues and anchors relative socket paths ('' = in memory:
+ * paths resolve against the working directory). Throws ConfigError with every issue, sorted by position.
+ */
+export function parseConfig (text: string, file: string): Config {
+  const source = readYaml(text, file)
+  if (source.syntaxIssues.length > 0) throw new ConfigError(source.syntaxIssues)
+  const baseDir = file === '' ? process.cwd() : dirname(resolve(file))
+  const parsed = configSchema(baseDir).safeParse(source.data)
+  const checked = checkConfig(source.data)
+  const raw = [...(parsed.success ? [] : fromZodIssues(parsed.error.issues, source.data)), ...checked.issues]
+  if (raw.length > 0 || !parsed.success) throw new ConfigError(sortIssues(raw.map(source.locate)))
+  const config = build(parsed.data, checked.services, file === '' ? '' : resolve(file))
+  return deepFreeze(config)
+}
+
+function sortIssues (issues: ConfigIssue[]): ConfigIssue[] {
+  return issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0))
+}
+
+function build (data: ParsedConfig, resolved: ReadonlyArray<ResolvedService | undefined>, file: string): Config {
+  const services = data.services.map((svc, i): ServiceConfig => {
+    const r = resolved[i]
+    if (r === undefined) throw new Error(`config: service ${i} resolved with no issues but no scheduler`)
+    return {
+      name: svc.name,
+      scheduler: r.scheduler,
+      schedulerOptions: r.schedulerOptions,
+      key: r.key,
+      ...(svc.persistent === undefined ? {} : { persistent: svc.persistent }),
+      servers: svc.servers.map(buildServer),
+    }
+  })
+  const { admin } = data
+  return {
+    file,
+    listen: data.listen,
+    ...(admin === undefined
+      ? {}
+      : {
+          admin: {
+            ...(admin.listen === undefined ? {} : { listen: admin.listen }),
+            ...(admin.socket === undefined ? {} : { socket: admin.socket }),
+            ...(admin.allowRemote === undefined ? {} : { allowRemote: admin.allowRemote }),
+          },
+        }),
+    limits: data.limits,
+    log: data.log,
+    services,
+    routes: buildRoutes(data, services),
+  }
+}
+
+function buildServer (srv: ParsedConfig['services'][number]['servers'][number]): ServerConfig {
+  const { name, handoff, address, weight, maxConns, minConns, proxyProtocol } = srv
+  return {
+    name,
+    ...(handoff === undefined ? {} : { handoff }),
+    ...(address === undefined ? {} : { address }),
+    forward: srv.forward ?? (handoff === undefined ? 'splice' : 'handoff'),
+    weight,
+    maxConns,
+    minConns,
+    ...(proxyProtocol === undefined ? {} : { proxyProtocol }),
+  }
+}
+
+/** No routes: everything goes to the first service (there is always one). */
+function buildRoutes (data: ParsedConfig, services: readonly ServiceConfig[]): RouteConfig[] {
+  if (data.routes === undefined) return [{ name: 'route-0', match: {}, service: services[0]?.name ?? '' }]
+  return data.routes.map((route, i) => {
+    const m = route.match ?? {}
+    const match = {
+      ...(m.path === undefined ? {} : { path: m.path }),
+      ...(m.pathExact === undefined ? {} : { pathExact: m.pathExact }),
+      ...(m.pathRegex === undefined ? {} : { pathRegex: m.pathRegex }),
+      ...(m.host === undefined ? {} : { host: m.host }),
+      ...(m.method === undefined ? {} : { method: m.method }),
+      ...(m.header === undefined
+        ? {}
+        : {
+            header: m.header.map((h) => ({
+              name: h.name,
+              ...(h.value === undefined ? {} : { value: h.value }),
+              ...(h.regex === undefined ? {} : { regex: h.regex }),
+            })),
+          }),
+    }
+    return { name: route.name ?? `route-${i}`, match, service: route.service }
+  })
+}
+
+/** Freezes plain objects, arrays and RegExps (non-global ones never write lastIndex, so freezing is safe). */
+function deepFreeze<T> (value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key])
+  }
+  return value
+}

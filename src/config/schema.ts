@@ -1,0 +1,174 @@
+// The shape of baton.yaml and the rule for each single value, as a zod schema: types, ranges, defaults,
+// unknown keys, and conversions (addresses, regexes, lower-cased hosts). Rules that relate two values
+// (unique names, handoff xor address, routes naming services) live in checks.ts, so that they run even
+// when some value here is wrong and every issue is reported at once. Messages name the rule, never the
+// value: issues.ts prefixes the path and appends `, got <value>`.
+
+import { isAbsolute, resolve } from 'node:path'
+import { z } from 'zod'
+import { parseAddress } from './address'
+
+const NAME = /^[A-Za-z0-9_.-]+$/
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/                          // RFC 9110 tchar
+const HOST = /^(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/
+const MAX_INT32 = 2_147_483_647
+/** sun_path is 108 bytes including the terminating NUL (abstract names: the leading NUL). */
+const MAX_SOCKET_PATH = 107
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export const FORWARD_METHODS = ['handoff', 'splice', 'pipe'] as const
+
+/** A strict map: unknown keys are errors. The unknown-key message carries the valid keys for issues.ts. */
+function strict<S extends z.ZodRawShape> (shape: S, what = 'a map') {
+  const keys = Object.keys(shape).join(', ')
+  return z.strictObject(shape, { error: (iss) => iss.code === 'unrecognized_keys' ? keys : `must be ${what}` })
+}
+
+function intIn (lo: number, hi: number) {
+  const error = `must be an integer ${lo}..${hi}`
+  return z.number({ error }).int({ error }).min(lo, { error }).max(hi, { error })
+}
+
+function text (error: string) {
+  return z.string({ error }).min(1, { error })
+}
+
+const name = z.string({ error: 'must be a name' })
+  .regex(NAME, { error: 'must be a name of letters, digits, "_", "." and "-"' })
+
+/** A string or a non-empty list of them (each checked by `item`), always returned as a list. */
+function oneOrMany<T> (item: z.ZodType<T, string>, what: string) {
+  return z.union([
+    item.transform((v) => [v]),
+    z.array(item, { error: `must be ${what} or a list of them` })
+      .min(1, { error: `must list at least one ${what}` }),
+  ], { error: `must be ${what} or a list of them` })
+}
+
+function address (minPort: 0 | 1) {
+  return z.string({ error: 'must be "host:port"' }).transform((v, ctx) => {
+    const parsed = parseAddress(v, minPort)
+    if (typeof parsed !== 'string') return parsed
+    ctx.issues.push({ code: 'custom', message: parsed, input: v })
+    return z.NEVER
+  })
+}
+
+/** Unix socket path: '@name' is the abstract namespace; a relative path is relative to the config file. */
+function socketPath (baseDir: string) {
+  return text('must be a socket path').transform((v, ctx) => {
+    const full = v.startsWith('@') || isAbsolute(v) ? v : resolve(baseDir, v)
+    if (Buffer.byteLength(full) <= MAX_SOCKET_PATH) return full
+    ctx.issues.push({ code: 'custom', message: `must be at most ${MAX_SOCKET_PATH} bytes once resolved (${full})`, input: v })
+    return z.NEVER
+  })
+}
+
+const regex = z.string({ error: 'must be a regular expression' }).transform((v, ctx) => {
+  try {
+    return new RegExp(v)
+  } catch (err) {
+    const reason = (err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '')
+    ctx.issues.push({ code: 'custom', message: `must be a valid regular expression (${reason})`, input: v })
+    return z.NEVER
+  }
+})
+
+const urlPath = text('must be a path starting with "/"').startsWith('/', { error: 'must be a path starting with "/"' })
+
+const host = z.string({ error: 'must be a host name' }).transform((v, ctx) => {
+  const lower = v.toLowerCase()
+  if (HOST.test(lower)) return lower
+  ctx.issues.push({ code: 'custom', message: 'must be a host name ("*." allowed only as the first label)', input: v })
+  return z.NEVER
+})
+
+const method = z.string({ error: 'must be an HTTP method' })
+  .regex(TOKEN, { error: 'must be an HTTP method (token characters only)' })
+  .transform((v) => v.toUpperCase())
+
+const headerName = z.string({ error: 'must be a header name' })
+  .regex(TOKEN, { error: 'must be a header name (token characters only)' })
+  .transform((v) => v.toLowerCase())
+
+const headerValue = z.string({ error: 'must be a string (quote numbers and booleans)' })
+
+/** `{ name: value }` or `[{ name, value? , regex? }]`; value and regex may not both be given (checks.ts). */
+const headers = z.union([
+  z.array(strict({ name: headerName, value: headerValue.optional(), regex: regex.optional() }),
+    { error: 'must be a map of header: value or a list of { name, value, regex }' }),
+  z.record(z.string(), headerValue, { error: 'must be a map of header: value or a list of { name, value, regex }' })
+    .transform((map, ctx) => Object.entries(map).map(([key, value]) => {
+      const parsed = headerName.safeParse(key)
+      if (!parsed.success) ctx.issues.push({ code: 'custom', message: 'header names must be tokens', input: key, path: [key] })
+      return { name: key.toLowerCase(), value, regex: undefined }
+    })),
+], { error: 'must be a map of header: value or a list of { name, value, regex }' })
+
+const match = strict({
+  path: urlPath.optional(),
+  pathExact: urlPath.optional(),
+  pathRegex: regex.optional(),
+  host: oneOrMany(host, 'a host name').optional(),
+  method: oneOrMany(method, 'an HTTP method').optional(),
+  header: headers.optional(),
+})
+
+const route = strict({ name: name.optional(), match: match.optional(), service: name })
+
+function server (baseDir: string) {
+  return strict({
+    name,
+    handoff: socketPath(baseDir).optional(),
+    address: address(1).optional(),
+    forward: z.enum(FORWARD_METHODS, { error: `must be one of ${FORWARD_METHODS.join(', ')}` }).optional(),
+    weight: intIn(0, 65535).default(1),
+    maxConns: intIn(0, MAX_INT32).default(0),
+    minConns: intIn(0, MAX_INT32).default(0),
+    proxyProtocol: z.enum(['v1', 'v2'], { error: 'must be v1 or v2' }).optional(),
+  })
+}
+
+const persistent = z.preprocess(
+  (v) => (v === true ? {} : v === false ? undefined : v),
+  strict({ timeoutS: intIn(1, 31_536_000).default(300), netmask: intIn(0, 128).default(32) }, 'true or a map')
+    .optional())
+
+function service (baseDir: string) {
+  return strict({
+    name,
+    scheduler: z.unknown().optional(),                    // checks.ts: registry + parseOptions
+    key: z.unknown().optional(),                          // checks.ts: parseKeySpec
+    persistent,
+    servers: z.array(server(baseDir), { error: 'must be a list of servers' })
+      .min(1, { error: 'must list at least one server' }),
+  })
+}
+
+const limits = strict({
+  headerTimeoutMs: intIn(1, MAX_INT32).default(10_000),
+  maxHeaderBytes: intIn(256, 1_048_576).default(16_384),
+  connectTimeoutMs: intIn(1, MAX_INT32).default(3_000),
+  idleTimeoutMs: intIn(1, MAX_INT32).default(300_000),
+})
+
+/** The whole document. `baseDir` resolves relative socket paths. Build one per parse (cheap). */
+export function configSchema (baseDir: string) {
+  return strict({
+    listen: oneOrMany(address(0), 'an address "host:port"'),
+    admin: strict({
+      listen: address(0).optional(),
+      socket: socketPath(baseDir).optional(),
+      allowRemote: z.boolean({ error: 'must be true or false' }).optional(),
+    }).optional(),
+    limits: limits.prefault({}),
+    log: strict({ level: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info') }).prefault({}),
+    services: z.array(service(baseDir), { error: 'must be a list of services' })
+      .min(1, { error: 'must list at least one service' }),
+    routes: z.array(route, { error: 'must be a list of routes' })
+      .min(1, { error: 'must list at least one route (or leave routes out: everything goes to the first service)' })
+      .optional(),
+  }, 'a map of settings')
+}
+
+export type ParsedConfig = z.output<ReturnType<typeof configSchema>>

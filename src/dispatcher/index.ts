@@ -1,0 +1,93 @@
+// startBaton(config): builds the services, routes, channels and relays, then listens. Config errors were
+// found before this runs (src/config/load.ts); this only fails on resources (a port in use).
+import type { Config } from '../config/types'
+import { BatonError } from '../errors'
+import { createPipeForwarder } from '../forward/pipe'
+import { createSpliceForwarder } from '../forward/splice'
+import type { Forwarder } from '../forward/types'
+import { createLogger, type Logger } from '../log'
+import { native } from '../native/binding'
+import { Channels } from './channels'
+import { DataPath } from './dispatcher'
+import { listenJs, listenNative, type Listener } from './listeners'
+import { Router } from './route'
+import { createServiceEntry, type ServiceEntry } from './services'
+
+export interface BatonInstance {
+  /** Bound ports, in the order of config.listen (useful with port 0). */
+  readonly ports: readonly number[]
+  /** True when the native addon is in use (handoff and splice available). */
+  readonly native: boolean
+  /** Stops listening, closes channels and relays; connections already handed off are not affected. */
+  close (): Promise<void>
+}
+
+export interface StartOptions {
+  readonly logger?: Logger
+}
+
+const TICK_MS = 1000
+
+export async function startBaton (config: Config, options: StartOptions = {}): Promise<BatonInstance> {
+  const log = options.logger ?? createLogger(config.log.level)
+  const nativeOk = native.available
+  if (!nativeOk) {
+    log.warn({ code: 'BATON_ERR_NATIVE_UNAVAILABLE', err: native.loadError?.message },
+      'native addon not loaded: relaying every connection in JavaScript (no handoff, no splice)')
+  }
+  const entries = new Map<string, ServiceEntry>()
+  for (const s of config.services) entries.set(s.name, createServiceEntry(s))
+  const router = new Router<ServiceEntry>(config.routes, (name) => entries.get(name)!)
+  let path: DataPath | undefined
+  const channels = new Channels([...entries.values()], log, nativeOk, {
+    sent: (conn) => path!.handedOff(conn),
+    unsent: (conn, err) => path!.retry(conn, err),
+  })
+  const relayOpts = { connectTimeoutMs: config.limits.connectTimeoutMs, idleTimeoutMs: config.limits.idleTimeoutMs, logger: log }
+  const relays: { splice: Forwarder | undefined; pipe: Forwarder } = {
+    splice: nativeOk && channels.usesMethod('splice') ? createSpliceForwarder(relayOpts) : undefined,
+    pipe: createPipeForwarder(relayOpts),
+  }
+  path = new DataPath({ config, log, router, channels, relays })
+  channels.openAll()
+
+  const listeners: Listener[] = []
+  try {
+    for (const addr of config.listen) {
+      const { maxHeaderBytes, headerTimeoutMs } = config.limits
+      listeners.push(nativeOk
+        ? listenNative(addr, path, maxHeaderBytes, headerTimeoutMs)
+        : await listenJs(addr, path, maxHeaderBytes, headerTimeoutMs))
+    }
+  } catch (err) {
+    await Promise.all(listeners.map((l) => l.close()))
+    channels.close()
+    await Promise.all([relays.splice?.close(), relays.pipe.close()])
+    throw err instanceof BatonError ? err : new BatonError('BATON_ERR_NATIVE_CALL', `listen failed: ${(err as Error).message}`, { cause: err })
+  }
+  const tick = setInterval(() => {
+    const now = performance.now()
+    for (const e of entries.values()) e.pool.tick(now)
+  }, TICK_MS)
+  tick.unref()
+  log.info({ listen: listeners.map((l) => `${l.host}:${l.port}`), native: nativeOk, services: entries.size }, 'baton started')
+
+  let closing: Promise<void> | undefined
+  return {
+    ports: listeners.map((l) => l.port),
+    native: nativeOk,
+    close: () => {
+      closing ??= (async () => {
+        clearInterval(tick)
+        await Promise.all(listeners.map((l) => l.close()))
+        path!.close()
+        channels.close()
+        await Promise.all([relays.splice?.close(), relays.pipe.close()])
+        for (const e of entries.values()) e.pool.close()
+        log.info('baton stopped')
+        log.flush()
+      })()
+      return closing
+    },
+  }
+}
