@@ -13,7 +13,7 @@
     },
     {
       "target_name": "baton_relay",
-      "sources": ["src/relay.cc"]
+      "sources": ["src/relay.cc", "src/relay_loop.cc"]
     }
   ]
 }

@@ -21,7 +21,7 @@ function fromZodIssue (issue: ZodIssue, data: unknown, path: PathSegment[]): Raw
     if (branch !== undefined) return fromZodIssues(branch, data, path)
   }
   const value = valueAt(data, path)
-  if (value === undefined && issue.code === 'invalid_type') return [{ path, message: `${label(path)}: is required` }]
+  if (value === undefined && (issue.code === 'invalid_type' || issue.code === 'invalid_union')) return [{ path, message: `${label(path)}: is required` }]
   return [{ path, message: `${label(path)}: ${issue.message}, got ${describe(value)}` }]
 }
 

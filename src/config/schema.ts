@@ -37,11 +37,11 @@ const name = z.string({ error: 'must be a name' })
   .regex(NAME, { error: 'must be a name of letters, digits, "_", "." and "-"' })
 
 /** A string or a non-empty list of them (each checked by `item`), always returned as a list. */
-function oneOrMany<T> (item: z.ZodType<T, string>, what: string) {
+function oneOrMany<T> (item: z.ZodType<T, string>, what: string, noun: string) {
   return z.union([
     item.transform((v) => [v]),
     z.array(item, { error: `must be ${what} or a list of them` })
-      .min(1, { error: `must list at least one ${what}` }),
+      .min(1, { error: `must list at least one ${noun}` }),
   ], { error: `must be ${what} or a list of them` })
 }
 
@@ -109,8 +109,8 @@ const match = strict({
   path: urlPath.optional(),
   pathExact: urlPath.optional(),
   pathRegex: regex.optional(),
-  host: oneOrMany(host, 'a host name').optional(),
-  method: oneOrMany(method, 'an HTTP method').optional(),
+  host: oneOrMany(host, 'a host name', 'host').optional(),
+  method: oneOrMany(method, 'an HTTP method', 'method').optional(),
   header: headers.optional(),
 })
 
@@ -155,7 +155,7 @@ const limits = strict({
 /** The whole document. `baseDir` resolves relative socket paths. Build one per parse (cheap). */
 export function configSchema (baseDir: string) {
   return strict({
-    listen: oneOrMany(address(0), 'an address "host:port"'),
+    listen: oneOrMany(address(0), 'an address "host:port"', 'address'),
     admin: strict({
       listen: address(0).optional(),
       socket: socketPath(baseDir).optional(),

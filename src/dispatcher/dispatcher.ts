@@ -238,6 +238,8 @@ export class DataPath {
       svc: conn.service,
       backend: conn.server?.id ?? '',
       method: conn.head?.method ?? '',
+      target: conn.head?.target ?? '',
+      host: conn.head?.host ?? '',
       outcome,
       us: Math.round((performance.now() - conn.startedAt) * 1000),
     }

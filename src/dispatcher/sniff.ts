@@ -1,0 +1,258 @@
+// Reads the first request head of a connection so the dispatcher can route it. The connection is then
+// handed to a back end that parses the same bytes again (usually Node, i.e. llhttp), so a head is routed
+// only when the two parses cannot disagree: everything llhttp would reject, or could read differently, is
+// answered here (400, 431 or 505). Three steps: a byte scan that finds the end of the head and refuses bad
+// line structure early, the parse (http-parser-js), then the semantic rules (Host, Content-Length,
+// Transfer-Encoding, target). docs/request-validation.md lists every rule and why.
+import { METHODS } from 'node:http'
+import { HTTPParser, type OnHeadersCompleteParser } from 'http-parser-js'
+import { equalsIgnoreCase, parseHost, parseTarget, TargetParts } from './path'
+import type { RequestHead, SniffResult } from './types'
+
+type Reject = Extract<SniffResult, { kind: 'reject' }>
+type HeaderInfo = Parameters<OnHeadersCompleteParser>[0]
+
+const CR = 0x0d
+const LF = 0x0a
+const SP = 0x20
+const HTAB = 0x09
+const COLON = 0x3a
+
+/** Node keeps only the first 2000 headers (maxHeadersCount) and drops the rest silently; stay below. */
+export const MAX_HEADER_LINES = 1000
+
+function reject (status: 400 | 431 | 505, reason: string): Reject {
+  return Object.freeze({ kind: 'reject', status, reason })
+}
+
+/** Every rejection, allocated once. The reason strings are for logs, not for matching. */
+export const REJECT = {
+  tooLarge: reject(431, 'request head larger than maxHeaderBytes'),
+  tooManyHeaders: reject(431, `more than ${MAX_HEADER_LINES} header lines`),
+  bareCr: reject(400, 'CR not followed by LF in request head'),
+  bareLf: reject(400, 'LF not preceded by CR in request head'),
+  ctl: reject(400, 'control character in request head'),
+  leadingEmptyLine: reject(400, 'empty line before the request line'),
+  requestLine: reject(400, 'malformed request line'),
+  version: reject(505, 'HTTP version other than 1.0 and 1.1'),
+  method: reject(400, 'unknown method'),
+  connect: reject(400, 'CONNECT is not routed'),
+  asterisk: reject(400, 'asterisk-form target on a method other than OPTIONS'),
+  obsFold: reject(400, 'obs-fold: header line starts with whitespace'),
+  spaceBeforeColon: reject(400, 'whitespace between header name and colon'),
+  headerName: reject(400, 'invalid character in header name'),
+  parse: reject(400, 'request head rejected by the parser'),
+  hostMissing: reject(400, 'missing Host header'),
+  hostDuplicate: reject(400, 'more than one Host header'),
+  hostInvalid: reject(400, 'invalid Host header'),
+  hostMismatch: reject(400, 'absolute-form authority differs from Host'),
+  contentLength: reject(400, 'invalid Content-Length'),
+  contentLengthDuplicate: reject(400, 'more than one Content-Length header'),
+  contentLengthWithTe: reject(400, 'both Content-Length and Transfer-Encoding'),
+  teNotChunked: reject(400, 'Transfer-Encoding other than a single "chunked"'),
+  teHttp10: reject(400, 'Transfer-Encoding in an HTTP/1.0 request'),
+} as const
+
+const INCOMPLETE: SniffResult = Object.freeze({ kind: 'incomplete' })
+
+// tchar (RFC 9110 5.6.2): header names and methods.
+const TCHAR = new Uint8Array(256)
+for (const ch of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+  TCHAR[ch.charCodeAt(0)] = 1
+}
+
+/** Methods both parsers know, minus CONNECT (a tunnel, not a routable request). */
+const ROUTABLE_METHODS: ReadonlySet<string> =
+  new Set(HTTPParser.methods.filter((m) => m !== 'CONNECT' && METHODS.includes(m)))
+
+// One parser for the process; sniffHead is synchronous, so calls never interleave.
+const parser = new HTTPParser(HTTPParser.REQUEST)
+const parts = new TargetParts()
+let parsed: HeaderInfo | null = null
+let failure: Reject = REJECT.parse
+
+function onHeadersComplete (info: HeaderInfo | number, minor?: number, headers?: string[], method?: number,
+  url?: string): number {
+  // Positional arguments only if something in the process read HTTPParser.kOnExecute (http-parser-js compat).
+  parsed = typeof info === 'object'
+    ? info
+    : { versionMajor: info, versionMinor: minor ?? 0, headers: headers ?? [], method: method ?? -1, url: url ?? '' } as HeaderInfo
+  return 0
+}
+parser[HTTPParser.kOnHeadersComplete] = onHeadersComplete as OnHeadersCompleteParser
+
+function fail (r: Reject): number {
+  failure = r
+  return -2
+}
+
+/**
+ * Index just past the CRLF CRLF ending the head, -1 when it is not within buf[0, lim), -2 (with `failure`)
+ * as soon as a byte seen cannot belong to a valid head: CR without LF, LF without CR, CTL other than HTAB.
+ */
+function findHeadEnd (buf: Buffer, lim: number): number {
+  let lineStart = 0
+  for (let i = 0; i < lim; i++) {
+    const c = buf[i]!
+    if (c > SP && c !== 0x7f) continue
+    if (c === SP || c === HTAB) continue
+    if (c === CR) {
+      if (i + 1 >= lim) return -1
+      if (buf[i + 1] !== LF) return fail(REJECT.bareCr)
+      if (i === lineStart) return i === 0 ? fail(REJECT.leadingEmptyLine) : i + 2
+      i++
+      lineStart = i + 1
+      continue
+    }
+    return fail(c === LF ? REJECT.bareLf : REJECT.ctl)
+  }
+  return -1
+}
+
+/** Checks `METHOD SP target SP HTTP/d.d` in buf[0, eol): single spaces, tchar method, visible-ASCII target. */
+function checkRequestLine (buf: Buffer, eol: number): Reject | null {
+  let i = 0
+  while (i < eol && TCHAR[buf[i]!] === 1) i++
+  if (i === 0 || buf[i] !== SP) return REJECT.requestLine
+  const t = ++i
+  for (let c = buf[i]!; c > SP && c < 0x7f; c = buf[++i]!);
+  if (i === t || buf[i] !== SP || eol - i !== 9) return REJECT.requestLine
+  if (buf[i + 1] !== 0x48 || buf[i + 2] !== 0x54 || buf[i + 3] !== 0x54 || buf[i + 4] !== 0x50 ||
+    buf[i + 5] !== 0x2f || buf[i + 7] !== 0x2e) return REJECT.requestLine
+  const major = buf[i + 6]! - 0x30
+  const minor = buf[i + 8]! - 0x30
+  if (major < 0 || major > 9 || minor < 0 || minor > 9) return REJECT.requestLine
+  return major === 1 && minor <= 1 ? null : REJECT.version
+}
+
+/**
+ * Checks the header lines in buf[from, end) (end is past the final CRLF): no obs-fold, a tchar name ending
+ * right at ':'. Values were checked by findHeadEnd. Returns the number of lines, or -2 with `failure`.
+ */
+function checkHeaderLines (buf: Buffer, from: number, end: number): number {
+  let count = 0
+  for (let i = from; i < end - 2; count++) {
+    let c = buf[i]!
+    if (c === SP || c === HTAB) return fail(REJECT.obsFold)
+    const nameStart = i
+    while (TCHAR[c] === 1) c = buf[++i]!
+    if (c !== COLON) return fail(c === SP || c === HTAB ? REJECT.spaceBeforeColon : REJECT.headerName)
+    if (i === nameStart) return fail(REJECT.headerName)
+    while (buf[i] !== LF) i++
+    i++
+    if (count >= MAX_HEADER_LINES) return fail(REJECT.tooManyHeaders)
+  }
+  return count
+}
+
+/** Runs http-parser-js over buf[0, end) (exactly the head); null when it reports or throws an error. */
+function parseHead (buf: Buffer, end: number): HeaderInfo | null {
+  parsed = null
+  parser.initialize(HTTPParser.REQUEST)
+  parser.maxHeaderSize = end + 1 // the limit is ours (maxHeaderBytes); reinitialize() resets this field
+  // Node decodes header bytes as latin1; http-parser-js's default 'ascii' clears the high bit of obs-text.
+  const encoding = HTTPParser.encoding
+  HTTPParser.encoding = 'latin1'
+  try {
+    const ret = parser.execute(buf, 0, end)
+    if (ret instanceof Error) return null
+  } catch {
+    return null
+  } finally {
+    HTTPParser.encoding = encoding
+  }
+  return parsed
+}
+
+// Scratch for checkFields, reset per call.
+let hostCount = 0
+let hostValue = ''
+let clCount = 0
+let clValue = ''
+let teCount = 0
+let teValue = ''
+
+/** Host, Content-Length and Transfer-Encoding rules over the parsed headers; null when they hold. */
+function checkFields (headers: readonly string[], minor: number): Reject | null {
+  hostCount = clCount = teCount = 0
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!
+    if (name.length === 4 && equalsIgnoreCase(name, 'host')) { hostCount++; hostValue = headers[i + 1]! }
+    else if (name.length === 14 && equalsIgnoreCase(name, 'content-length')) { clCount++; clValue = headers[i + 1]! }
+    else if (name.length === 17 && equalsIgnoreCase(name, 'transfer-encoding')) { teCount++; teValue = headers[i + 1]! }
+  }
+  if (hostCount > 1) return REJECT.hostDuplicate
+  if (hostCount === 0 && minor === 1) return REJECT.hostMissing
+  if (clCount > 1) return REJECT.contentLengthDuplicate
+  if (clCount === 1 && !isDecimal(clValue)) return REJECT.contentLength
+  if (teCount > 0) {
+    if (minor === 0) return REJECT.teHttp10
+    if (clCount > 0) return REJECT.contentLengthWithTe
+    if (teCount > 1 || !equalsIgnoreCase(teValue, 'chunked')) return REJECT.teNotChunked
+  }
+  return null
+}
+
+/** 1 to 15 ASCII digits: always a safe integer, and what llhttp accepts (no sign, no spaces, no list). */
+function isDecimal (v: string): boolean {
+  if (v.length === 0 || v.length > 15) return false
+  for (let i = 0; i < v.length; i++) {
+    const d = v.charCodeAt(i) - 0x30
+    if (d < 0 || d > 9) return false
+  }
+  return true
+}
+
+/**
+ * Sniffs the request head in buf[0, len), the bytes received so far (peeked: nothing is consumed).
+ * 'incomplete' until CRLF CRLF arrives; 431 when the head is longer than maxHeaderBytes (a head of exactly
+ * maxHeaderBytes is accepted) or when len >= maxHeaderBytes without an end; 400/505 when a rule fails
+ * (possibly before the head is complete). Bytes after the head (body, pipelined requests) are ignored.
+ * Hot path, synchronous, never throws; allocates only the RequestHead and its strings.
+ */
+export function sniffHead (buf: Buffer, len: number, maxHeaderBytes: number): SniffResult {
+  const lim = len < maxHeaderBytes ? len : maxHeaderBytes
+  const end = findHeadEnd(buf, lim)
+  if (end === -2) return failure
+  if (end === -1) return len >= maxHeaderBytes ? REJECT.tooLarge : INCOMPLETE
+  const eol = buf.indexOf(LF) - 1 // findHeadEnd saw a CRLF, and no bare LF before it
+  const lineError = checkRequestLine(buf, eol)
+  if (lineError !== null) return lineError
+  const lines = checkHeaderLines(buf, eol + 2, end)
+  if (lines < 0) return failure
+  const info = parseHead(buf, end)
+  if (info === null || info.headers.length !== 2 * lines) return REJECT.parse
+  const method = HTTPParser.methods[info.method]
+  if (method === undefined || !ROUTABLE_METHODS.has(method)) return method === 'CONNECT' ? REJECT.connect : REJECT.method
+  const minor = info.versionMinor
+  const fieldError = checkFields(info.headers, minor)
+  if (fieldError !== null) return fieldError
+  return buildHead(info, method, end)
+}
+
+function buildHead (info: HeaderInfo, method: string, end: number): SniffResult {
+  const reason = parseTarget(info.url, parts)
+  if (reason !== null) return reject(400, reason)
+  if (parts.path === '*' && method !== 'OPTIONS') return REJECT.asterisk
+  let host = ''
+  if (hostCount === 1) {
+    const h = parseHost(hostValue)
+    if (h === null) return REJECT.hostInvalid
+    if (parts.authority !== '' && !equalsIgnoreCase(parts.authority, hostValue)) return REJECT.hostMismatch
+    host = h
+  } else if (parts.authority !== '') {
+    return REJECT.hostMissing // absolute-form without Host (HTTP/1.0): Node apps read the Host header
+  }
+  const head: RequestHead = {
+    method,
+    target: info.url,
+    path: parts.path,
+    query: parts.query,
+    host,
+    versionMajor: info.versionMajor,
+    versionMinor: info.versionMinor,
+    headers: info.headers,
+    headBytes: end,
+  }
+  return { kind: 'ok', head }
+}
