@@ -12,8 +12,8 @@ export interface TableEntry {
 /** Entries CLOCK inspects per eviction before it takes the oldest regardless. */
 const SECOND_CHANCES = 8
 
-export class LocalityTable<E extends TableEntry> {
-  readonly #map = new Map<string, E>()
+export class LocalityTable<E extends TableEntry, K = string> {
+  readonly #map = new Map<K, E>()
   readonly #capacity: number
 
   /** `capacity` >= 1: the most entries ever held. */
@@ -25,7 +25,7 @@ export class LocalityTable<E extends TableEntry> {
     return this.#map.size
   }
 
-  get (key: string): E | undefined {
+  get (key: K): E | undefined {
     return this.#map.get(key)
   }
 
@@ -34,17 +34,17 @@ export class LocalityTable<E extends TableEntry> {
    * entry goes unless it was used since it was placed, in which case it moves to the back (a second
    * chance). That approximates LRU at O(1) without reordering the Map on every hit.
    */
-  insert (key: string, entry: E, now: number): void {
+  insert (key: K, entry: E, now: number): void {
     if (this.#map.size >= this.#capacity && !this.#map.has(key)) this.#evictOne(now)
     this.#map.set(key, entry)
   }
 
-  delete (key: string): void {
+  delete (key: K): void {
     this.#map.delete(key)
   }
 
   /** Deletes every entry for which `drop` returns true. O(size); config changes only. */
-  purge (drop: (entry: E, key: string) => boolean): void {
+  purge (drop: (entry: E, key: K) => boolean): void {
     for (const [key, entry] of this.#map) if (drop(entry, key)) this.#map.delete(key)
   }
 
@@ -103,7 +103,7 @@ export class LocalityGc {
   #lastRun: number | undefined
   #counter = 1
 
-  run<E extends TableEntry> (table: LocalityTable<E>, now: number, limits: GcLimits): void {
+  run<E extends TableEntry, K> (table: LocalityTable<E, K>, now: number, limits: GcLimits): void {
     if (this.#lastRun === undefined) { this.#lastRun = now; return }
     if (now - this.#lastRun < CHECK_EXPIRE_INTERVAL_MS) return
     this.#lastRun = now

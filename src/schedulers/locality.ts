@@ -42,6 +42,7 @@ export class LocalityCore<E extends TableEntry> {
   #halfIdle = new Uint8Array(0)
   #halfIdleCount = 0
   #list: RealServer[] = []
+  #byIndex: Array<RealServer | undefined> = []
 
   constructor (servers: readonly RealServer[], options: LocalityOptions) {
     this.table = new LocalityTable<E>(options.tableSize)
@@ -66,13 +67,14 @@ export class LocalityCore<E extends TableEntry> {
     for (const s of this.#list) if (s.index > maxIndex) maxIndex = s.index
     this.#halfIdle = new Uint8Array(maxIndex + 1)
     this.#halfIdleCount = 0
-    for (const s of this.#list) this.#mark(s)
+    this.#byIndex = []
+    for (const s of this.#list) { this.#byIndex[s.index] = s; this.#mark(s) }
     return new Set(this.#list)
   }
 
   changed (s: RealServer): void {
     this.wlc.changed(s)
-    if (s.index >= this.#halfIdle.length || this.#list[this.#positionHint(s)] === undefined) return
+    if (this.#byIndex[s.index] !== s) return
     if (this.#halfIdle[s.index] === 1) { this.#halfIdle[s.index] = 0; this.#halfIdleCount-- }
     this.#mark(s)
   }
@@ -91,9 +93,5 @@ export class LocalityCore<E extends TableEntry> {
 
   #mark (s: RealServer): void {
     if (s.conns.active * 2 < s.weight) { this.#halfIdle[s.index] = 1; this.#halfIdleCount++ }
-  }
-
-  #positionHint (s: RealServer): number {
-    return this.#list.length === 0 ? -1 : 0
   }
 }

@@ -1,0 +1,166 @@
+#!/usr/bin/env node
+// The `baton` command: the only place that reads process.argv or calls process.exit.
+// Exit codes: 0 ok, 1 `check` found issues or the switch failed to start, 2 usage or (start/demo) bad config.
+
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { loadConfigFile } from '../config/load'
+import type { Config } from '../config/types'
+import { BatonError, ConfigError, formatIssue } from '../errors'
+import { getScheduler, schedulerNames } from '../schedulers/registry'
+
+const DEFAULT_CONFIG = 'config/baton.yaml'
+
+const USAGE = `Usage: baton <command> [options]
+
+Commands:
+  start [-c FILE]     run the switch (default config: ${DEFAULT_CONFIG})
+  check FILE          validate a config; print each issue as file:line:col: message
+  demo [-c FILE]      run the built-in demo: back ends and the switch (default: ${DEFAULT_CONFIG})
+  help                show this help
+
+Options:
+  -c, --config FILE   the config file for start and demo
+  -h, --help          show this help
+      --version       print the version
+      --list-schedulers
+                      list the schedulers, with a description of each
+`
+
+class UsageError extends Error {}
+
+async function main (argv: readonly string[]): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+        'list-schedulers': { type: 'boolean' },
+      },
+    })
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+  const { values, positionals } = parsed
+  const [command, ...rest] = positionals
+  if (values.help === true || command === 'help') return print(USAGE)
+  if (values.version === true) return print(`${version()}\n`)
+  if (values['list-schedulers'] === true) return listSchedulers()
+  const file = values.config
+  switch (command) {
+    case 'check':
+      if (rest.length > 1 || (rest.length === 1 && file !== undefined)) throw new UsageError('check takes one FILE')
+      return check(rest[0] ?? file ?? DEFAULT_CONFIG)
+    case 'start':
+      noArgs(rest, command)
+      return start(file ?? DEFAULT_CONFIG)
+    case 'demo':
+      noArgs(rest, command)
+      return demo(file ?? DEFAULT_CONFIG)
+    case undefined:
+      throw new UsageError('missing command')
+    default:
+      throw new UsageError(`unknown command "${command}"`)
+  }
+}
+
+function noArgs (rest: readonly string[], command: string): void {
+  if (rest.length > 0) throw new UsageError(`${command} takes no arguments (use -c FILE), got "${rest.join(' ')}"`)
+}
+
+function print (text: string): number {
+  process.stdout.write(text)
+  return 0
+}
+
+function version (): string {
+  // dist/src/cli/main.js or src/cli/main.ts: the package root is the first parent with package.json.
+  for (let dir = __dirname; dir !== dirname(dir); dir = dirname(dir)) {
+    try {
+      return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version
+    } catch {}
+  }
+  return 'unknown'
+}
+
+function listSchedulers (): number {
+  const names = schedulerNames()
+  const width = Math.max(...names.map((n) => n.length))
+  for (const name of names) {
+    const lines = (getScheduler(name)?.description ?? '').split('\n')
+    const text = lines.map((line, i) => (i === 0 ? line : `${' '.repeat(width + 2)}${line.trim()}`)).join('\n')
+    process.stdout.write(`${name.padEnd(width)}  ${text}\n`)
+  }
+  return 0
+}
+
+/** Loads a config, printing its issues; undefined = it was not valid. */
+function load (file: string): Config | undefined {
+  try {
+    return loadConfigFile(file)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const issue of err.issues) process.stderr.write(`${formatIssue(issue)}\n`)
+      return undefined
+    }
+    if (err instanceof BatonError && err.code === 'BATON_ERR_CONFIG_READ') {
+      process.stderr.write(`${err.message}\n`)
+      return undefined
+    }
+    throw err
+  }
+}
+
+function check (file: string): number {
+  if (load(file) === undefined) return 1
+  process.stdout.write(`${file}: ok\n`)
+  return 0
+}
+
+async function start (file: string): Promise<number> {
+  const config = load(file)
+  if (config === undefined) return 2
+  const { startBaton } = await import('../dispatcher/index')
+  const instance = await startBaton(config)
+  return untilSignal(() => instance.close())
+}
+
+async function demo (file: string): Promise<number> {
+  const { runDemo } = await import('../demo/index')
+  const running = await runDemo(file)
+  return untilSignal(() => running.close())
+}
+
+/** Resolves 0 after SIGINT or SIGTERM and a clean close; a second signal exits at once with 1. */
+function untilSignal (close: () => Promise<void>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onSignal = (): void => {
+      process.on('SIGINT', () => { resolve(1) })
+      process.on('SIGTERM', () => { resolve(1) })
+      close().then(() => { resolve(0) }, reject)
+    }
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
+  })
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exit(code) },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`baton: ${err.message}\n\n${USAGE}`)
+      process.exit(2)
+    }
+    if (err instanceof ConfigError) {
+      for (const issue of err.issues) process.stderr.write(`${formatIssue(issue)}\n`)
+      process.exit(2)
+    }
+    process.stderr.write(`baton: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,76 @@
+// One real server's live state: weight, up/down, the LVS counters and the OVERLOAD flag with the
+// kernel's threshold rule (ip_vs_conn.c ip_vs_bind_dest / ip_vs_unbind_dest). Only cluster code
+// mutates it; schedulers read it through the RealServer view.
+import type { ServerConfig } from '../config/types'
+import type { ServerState } from './types'
+
+export class RealServerState implements ServerState {
+  readonly id: string
+  readonly index: number
+  readonly host: string
+  readonly port: number
+  readonly config: ServerConfig
+  readonly service: string
+  readonly maxConns: number
+  readonly minConns: number
+  weight: number
+  lastWeight: number
+  up = true
+  overloaded = false
+  readonly conns = { active: 0, inactive: 0 }
+
+  /** host:port from cfg.address, or host = the handoff socket path and port 0. */
+  constructor (cfg: ServerConfig, index: number, service: string) {
+    this.id = cfg.name
+    this.index = index
+    this.config = cfg
+    this.service = service
+    this.host = cfg.address?.host ?? cfg.handoff ?? ''
+    this.port = cfg.address?.port ?? 0
+    this.weight = cfg.weight
+    this.lastWeight = cfg.weight                // the kernel: last_weight = weight when added non-zero
+    this.maxConns = cfg.maxConns
+    this.minConns = cfg.minConns
+  }
+
+  get total (): number {
+    return this.conns.active + this.conns.inactive
+  }
+
+  /** A new connection: active++, then OVERLOAD is set once active + inactive reaches maxConns. */
+  bind (): void {
+    this.conns.active++
+    if (this.maxConns !== 0 && this.total >= this.maxConns) this.overloaded = true
+  }
+
+  /**
+   * Counter deltas (clamped at 0); if any connection ended, the unbind clear rule once:
+   * minConns set: clear below minConns; else maxConns set: clear when total * 4 < maxConns * 3 (below
+   * 75%); else clear.
+   */
+  feedback (dActive: number, dInactive: number, closed: number): void {
+    this.conns.active = Math.max(0, this.conns.active + dActive)
+    this.conns.inactive = Math.max(0, this.conns.inactive + dInactive)
+    if (closed > 0 && this.overloaded) this.overloaded = !this.#mayClear()
+  }
+
+  /** The process died with all its connections. */
+  reset (): void {
+    this.conns.active = 0
+    this.conns.inactive = 0
+    this.overloaded = false
+  }
+
+  /** ipvsadm -w: 0..65535; a non-zero weight is remembered as lastWeight (mh). */
+  setWeight (weight: number): void {
+    this.weight = weight
+    if (weight !== 0) this.lastWeight = weight
+  }
+
+  #mayClear (): boolean {
+    const total = this.total
+    if (this.minConns !== 0) return total < this.minConns
+    if (this.maxConns !== 0) return total * 4 < this.maxConns * 3
+    return true
+  }
+}

@@ -1,0 +1,173 @@
+// Typed, checked wrapper of the splice relay addon ("baton_relay", native/src/relay*.cc). The relay thread
+// connects upstream, writes an optional prefix (PROXY header) and splices both directions; this side
+// validates arguments (node:assert: a bad argument is a bug) and turns the addon's batched events into
+// handler calls. Names match the C side (baton_relay_connect, ...). `any` stays inside this file.
+import assert from 'node:assert'
+import net from 'node:net'
+
+import { loadNativeModule } from './binding'
+
+export interface RelayOptions {
+  /** Requested pipe capacity (F_SETPIPE_SZ); the kernel may round it or refuse (then 64 KiB). */
+  readonly pipeSize: number
+  readonly connectTimeoutMs: number
+  /** 0 = no idle timeout. */
+  readonly idleTimeoutMs: number
+  /** Pipes kept for reuse (each pipe is 2 fds; a connection uses 2 pipes). */
+  readonly pipePoolMax: number
+}
+
+export interface RelayStats {
+  readonly relaying: number
+  readonly connecting: number
+  readonly total: number
+  readonly failed: number
+  readonly errors: number
+  /** Pipes open (in use + pooled). */
+  readonly pipes: number
+  readonly pooled: number
+  readonly bytesUp: number
+  readonly bytesDown: number
+}
+
+/** Called on the JS thread, in the order the relay thread produced the events. Must not throw. */
+export interface RelayHandler {
+  /** Upstream connected, prefix queued: the relay owns its dup; origFd is the caller's fd, to close now. */
+  established (id: number, origFd: number): void
+  /** Connect failed (positive errno); the relay closed its dup and never read the client. */
+  failed (id: number, errno: number): void
+  /** A relayed connection ended; errno 0 = both directions ended cleanly, else both sides were reset. */
+  closed (id: number, bytesUp: number, bytesDown: number, errno: number): void
+}
+
+const EVENT_SLOTS = 256
+const STAT_NAMES = ['relaying', 'connecting', 'total', 'failed', 'errors', 'pipes', 'pooled', 'bytesUp', 'bytesDown'] as const
+
+function assertFd (fd: number, what: string): void {
+  assert(Number.isInteger(fd) && fd >= 0, `${what} must be an int >= 0, got ${String(fd)}`)
+}
+
+function assertInt (n: number, min: number, max: number, what: string): void {
+  assert(Number.isInteger(n) && n >= min && n <= max, `${what} must be an int in [${min}, ${max}], got ${String(n)}`)
+}
+
+export class NativeRelay {
+  readonly #raw: any
+  readonly #handle: unknown
+  readonly #events: Float64Array
+  readonly #stats: Float64Array
+  readonly #handler: RelayHandler
+  readonly #evEstablished: number
+  readonly #evFailed: number
+  #closed = false
+
+  constructor (raw: any, opts: RelayOptions, handler: RelayHandler) {
+    assertInt(opts.pipeSize, 4096, 64 * 1024 * 1024, 'pipeSize')
+    assertInt(opts.connectTimeoutMs, 1, 2 ** 31 - 1, 'connectTimeoutMs')
+    assertInt(opts.idleTimeoutMs, 0, 2 ** 31 - 1, 'idleTimeoutMs')
+    assertInt(opts.pipePoolMax, 0, 1 << 20, 'pipePoolMax')
+    const c = raw.constants
+    this.#raw = raw
+    this.#handler = handler
+    this.#evEstablished = c.EV_ESTABLISHED
+    this.#evFailed = c.EV_FAILED
+    this.#events = new Float64Array(EVENT_SLOTS * c.EVENT_WIDTH)
+    this.#stats = new Float64Array(c.STATS_LENGTH)
+    this.#handle = raw.baton_relay_create((count: number) => { this.#dispatch(count) }, this.#events,
+      opts.pipeSize, opts.connectTimeoutMs, opts.idleTimeoutMs, opts.pipePoolMax)
+  }
+
+  /**
+   * Queues a relay of clientFd to addr (from sockaddr()). 0 = queued, one event will follow (established
+   * or failed); -errno = nothing happened (dup failed, or -ESHUTDOWN after close()). The caller keeps
+   * clientFd until established(). Hot path: one dup and, for an idle relay thread, one eventfd write.
+   */
+  connect (clientFd: number, addr: Buffer, id: number, prefix: Buffer | undefined): number {
+    assertFd(clientFd, 'clientFd')
+    assert(Buffer.isBuffer(addr) && addr.length > 2, 'addr must be a sockaddr Buffer')
+    assert(Number.isSafeInteger(id), 'id must be a safe integer')
+    assert(prefix === undefined || Buffer.isBuffer(prefix), 'prefix must be a Buffer')
+    return this.#raw.baton_relay_connect(this.#handle, clientFd, addr, id, prefix ?? null)
+  }
+
+  stats (): RelayStats {
+    this.#raw.baton_relay_stats(this.#handle, this.#stats)
+    const out: Record<string, number> = {}
+    STAT_NAMES.forEach((name, i) => { out[name] = this.#stats[i] ?? 0 })
+    return out as unknown as RelayStats
+  }
+
+  /** Stops the thread: connects in flight fail (ECANCELED), relays are reset; their events arrive before this returns. */
+  close (): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#raw.baton_relay_close(this.#handle)
+  }
+
+  #dispatch (count: number): void {
+    const ev = this.#events
+    const width = ev.length / EVENT_SLOTS
+    for (let i = 0; i < count; i++) {
+      const o = i * width
+      const kind = ev[o] ?? 0
+      const id = ev[o + 1] ?? 0
+      try {
+        if (kind === this.#evEstablished) this.#handler.established(id, ev[o + 2] ?? -1)
+        else if (kind === this.#evFailed) this.#handler.failed(id, ev[o + 4] ?? 0)
+        else this.#handler.closed(id, ev[o + 2] ?? 0, ev[o + 3] ?? 0, ev[o + 4] ?? 0)
+      } catch (err) {
+        // A throwing handler is a bug; surface it as an uncaught exception without losing the other events.
+        process.nextTick(() => { throw err })
+      }
+    }
+  }
+}
+
+export interface RelayModule {
+  create (opts: RelayOptions, handler: RelayHandler): NativeRelay
+  /** A sockaddr for a numeric IPv4/IPv6 address. */
+  sockaddr (host: string, port: number): Buffer
+  /** A sockaddr_un; '@name' is the abstract namespace. */
+  sockaddrUnix (path: string): Buffer
+  /** F_DUPFD_CLOEXEC: the new fd, or -errno. */
+  dup (fd: number): number
+  /** close(2): 0 or -errno. */
+  closeFd (fd: number): number
+}
+
+let cached: RelayModule | null | undefined
+
+/** The relay addon, or undefined when it did not load (then Baton relays in JavaScript). */
+export function loadRelay (): RelayModule | undefined {
+  if (cached !== undefined) return cached ?? undefined
+  const raw: any = loadNativeModule('baton_relay')
+  if (raw === undefined || typeof raw.baton_relay_create !== 'function') {
+    cached = null
+    return undefined
+  }
+  cached = {
+    create: (opts, handler) => new NativeRelay(raw, opts, handler),
+    sockaddr (host, port) {
+      assert(net.isIP(host) !== 0, `host must be a numeric IP address, got ${host}`)
+      assertInt(port, 1, 65535, 'port')
+      const addr: unknown = raw.baton_relay_addr(host, port)
+      assert(Buffer.isBuffer(addr), `baton_relay_addr(${host}) failed`)
+      return addr
+    },
+    sockaddrUnix (path) {
+      assert(typeof path === 'string' && path.length > 0, 'path must be a non-empty string')
+      const addr: unknown = raw.baton_relay_addr_unix(path)
+      assert(Buffer.isBuffer(addr), `unix socket path too long: ${path}`)
+      return addr
+    },
+    dup (fd) {
+      assertFd(fd, 'fd')
+      return raw.baton_relay_dup(fd)
+    },
+    closeFd (fd) {
+      assertFd(fd, 'fd')
+      return raw.baton_relay_close_fd(fd)
+    },
+  }
+  return cached
+}
