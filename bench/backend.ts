@@ -103,8 +103,8 @@ async function attachHandoff (server: http.Server, socketPath: string): Promise<
   const accept = (mod as { acceptHandoffs?: unknown }).acceptHandoffs
   if (typeof accept !== 'function') return `${modPath} does not export acceptHandoffs()`
   try {
-    await (accept as (s: http.Server, o: { path: string }) => Promise<unknown>)(server, { path: socketPath })
-    return 'ok'
+    const handle = await (accept as (s: http.Server, o: { path: string }) => Promise<{ mode?: unknown }>)(server, { path: socketPath })
+    return handle.mode === 'relay' ? 'ok, but in relay mode: the native addon did not load, so Baton relays instead of handing off' : 'ok'
   } catch (err) {
     return `acceptHandoffs(server, { path: ${socketPath} }) failed: ${(err as Error).message}`
   }

@@ -14,6 +14,8 @@ export interface PeerSettings {
   readonly maxConns: number
   /** The load scenarios' client concurrency. */
   readonly connections: number
+  /** The open-file limit the balancer inherits. */
+  readonly fdLimit: number
 }
 
 export const INSTALL_HINT = 'apt-get install -y haproxy nginx-light wrk'
@@ -52,8 +54,8 @@ export function nginxConfig (s: PeerSettings): string {
 daemon off;
 pid ${d}/nginx.pid;
 error_log ${d}/nginx-error.log warn;
-worker_rlimit_nofile ${s.maxConns * 2 + 100};
-events { worker_connections ${s.maxConns * 2 + 50}; }
+worker_rlimit_nofile ${s.fdLimit};
+events { worker_connections ${s.fdLimit - 100}; }
 http {
   access_log off;
   client_body_temp_path ${d}/nginx-body;

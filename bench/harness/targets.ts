@@ -26,6 +26,7 @@ export interface TargetContext {
   readonly backend: Backend
   readonly maxConns: number
   readonly connections: number
+  readonly fdLimit: number
 }
 
 const READY_TIMEOUT_MS = 10_000
@@ -57,7 +58,7 @@ async function startChildTarget (name: TargetName, port: number, child: Child | 
 async function startBatonTarget (name: TargetName, method: BatonMethod, ctx: TargetContext): Promise<StartResult> {
   const missing = batonMissing()
   if (missing !== undefined) return { state: 'skipped', reason: missing }
-  if (method === 'handoff' && ctx.backend.handoffState !== 'ok') {
+  if (method === 'handoff' && !ctx.backend.handoffState.startsWith('ok')) {
     return { state: 'failed', reason: `the back end cannot take handoffs: ${ctx.backend.handoffState}` }
   }
   const port = await freePort()
@@ -74,7 +75,7 @@ export async function startTarget (name: TargetName, ctx: TargetContext): Promis
   if (name === 'baton-splice') return await startBatonTarget(name, 'splice', ctx)
   if (name === 'baton-pipe') return await startBatonTarget(name, 'pipe', ctx)
   const port = await freePort()
-  const peer = { dir: ctx.dir, port, backendPort, maxConns: ctx.maxConns, connections: ctx.connections }
+  const peer = { dir: ctx.dir, port, backendPort, maxConns: ctx.maxConns, connections: ctx.connections, fdLimit: ctx.fdLimit }
   if (name === 'nginx') return await startChildTarget(name, port, startNginx(peer), `nginx is not installed (${INSTALL_HINT})`)
   const mode = name === 'haproxy-http' ? 'http' : 'tcp'
   return await startChildTarget(name, port, startHaproxy(mode, peer), `haproxy is not installed (${INSTALL_HINT})`)

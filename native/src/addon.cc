@@ -31,8 +31,8 @@ static Napi::Value baton_errno_name(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), baton__errno_name(err < 0 ? -err : err));
 }
 
-static void baton__env_cleanup(void* arg) {
-  baton__handles_teardown(static_cast<baton__env*>(arg));
+static void baton__env_cleanup(napi_async_cleanup_hook_handle cleanup, void* arg) {
+  baton__handles_teardown(static_cast<baton__env*>(arg), cleanup);
 }
 
 static void baton__env_free(napi_env, void* data, void*) {
@@ -58,13 +58,15 @@ static Napi::Object baton__constants(Napi::Env env) {
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   baton__env* benv = new baton__env();
   benv->handles = nullptr;
+  benv->closing = 0;
+  benv->cleanup = nullptr;
   if (napi_get_uv_event_loop(env, &benv->loop) != napi_ok ||
       napi_set_instance_data(env, benv, baton__env_free, nullptr) != napi_ok) {
     delete benv;
     Napi::Error::New(env, "baton: cannot set up instance data").ThrowAsJavaScriptException();
     return exports;
   }
-  napi_add_env_cleanup_hook(env, baton__env_cleanup, benv);
+  napi_add_async_cleanup_hook(env, baton__env_cleanup, benv, nullptr);
 
   exports.Set("constants", baton__constants(env));
   exports.Set("baton_errno_name", Napi::Function::New(env, baton_errno_name, "baton_errno_name"));

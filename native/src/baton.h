@@ -11,15 +11,20 @@
 #include <uv.h>
 
 // Per-env state. Owns the list of open uv handles so that env teardown can close them.
+// Env teardown uses an async cleanup hook: node keeps the loop running, the napi env alive and this
+// shared object loaded until every close callback has run (a plain cleanup hook let the worker unload
+// the addon while close callbacks pointing into it were still queued).
 struct baton__handle;
 struct baton__env {
   uv_loop_t* loop;
   baton__handle* handles;  // open (not yet closing) handles, doubly linked
+  int closing;             // uv handles whose close callback is still queued
+  napi_async_cleanup_hook_handle cleanup;  // set while the env is being torn down
 };
 
 // A JS handle object (type-tagged, napi_wrap'ed) around one uv_poll_t plus an optional uv_timer_t.
 // Lifetime: the memory is freed once BOTH the uv close callbacks have run AND the JS object was
-// finalized (or the env is gone). The JS object is held strongly while the poll is active, so an
+// finalized. The JS object is held strongly while the poll is active, so an
 // active poller/acceptor keeps working even if JS drops every reference to it.
 struct baton__handle {
   uv_poll_t poll;
@@ -61,8 +66,9 @@ baton__handle* baton__handle_unwrap(Napi::Env env, napi_value obj, const napi_ty
 void baton__handle_set_active(baton__handle* h, bool active);
 // uv_close every uv handle (synchronous epoll DEL); memory is freed later. Idempotent.
 void baton__handle_close(baton__handle* h);
-// Env teardown: drop napi state of every open handle and close it.
-void baton__handles_teardown(baton__env* benv);
+// Env teardown (async cleanup hook): drop napi state of every open handle and close it; the hook is
+// removed when the last close callback ran.
+void baton__handles_teardown(baton__env* benv, napi_async_cleanup_hook_handle cleanup);
 // Calls h->cb(argv...) with napi_make_callback (ticks and microtasks drain); a throw goes to
 // napi_fatal_exception. Called from a uv callback inside a HandleScope the caller opened.
 void baton__handle_call(baton__handle* h, size_t argc, const napi_value* argv);

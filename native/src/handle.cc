@@ -3,15 +3,18 @@
 //   create:  uv_poll_init, then baton__handle_wrap (JS object: napi_wrap + type tag, weak self ref)
 //   active:  self ref is strong, so the callback keeps firing even if JS forgot the object
 //   close:   uv_close (synchronous epoll DEL, the fd may be closed right after); napi refs dropped
-//   free:    when every uv close callback ran AND the JS object was finalized (or the env is gone)
+//   free:    when every uv close callback ran AND the JS object was finalized
 // A JS object collected while still open closes its uv handles from the finalizer (no leak, no crash).
-// Env teardown (cleanup hook) drops all napi state first, so later callbacks never touch napi.
+// Env teardown (async cleanup hook) drops all napi state first, so later callbacks never touch napi;
+// node waits for the last close callback before it frees the env or unloads the addon.
 #include <stdlib.h>
 
 #include "baton.h"
 
+// The napi_wrap finalizer always runs, at GC or at env teardown (napi finalizes every wrap then), so
+// freeing waits for it even when the env is gone: the finalizer still dereferences h.
 static void baton__handle_maybe_free(baton__handle* h) {
-  if (h->pending_closes == 0 && (h->finalized || h->env_gone)) free(h);
+  if (h->pending_closes == 0 && h->finalized) free(h);
 }
 
 // Drops the callback, the Buffer and the async context; the (weak) self ref goes at finalize.
@@ -27,8 +30,14 @@ static void baton__handle_drop_napi(baton__handle* h) {
 
 static void baton__handle_on_close(uv_handle_t* uvh) {
   baton__handle* h = static_cast<baton__handle*>(uvh->data);
+  baton__env* benv = h->benv;
   if (--h->pending_closes == 0) baton__handle_drop_napi(h);
   baton__handle_maybe_free(h);
+  if (--benv->closing == 0 && benv->cleanup != nullptr) {
+    napi_async_cleanup_hook_handle cleanup = benv->cleanup;
+    benv->cleanup = nullptr;
+    napi_remove_async_cleanup_hook(cleanup);  // may free benv: last statement
+  }
 }
 
 void baton__handle_close(baton__handle* h) {
@@ -40,16 +49,18 @@ void baton__handle_close(baton__handle* h) {
   h->prev = h->next = nullptr;
   h->poll.data = h;
   h->pending_closes++;
+  h->benv->closing++;
   uv_close(reinterpret_cast<uv_handle_t*>(&h->poll), baton__handle_on_close);
   if (h->has_timer) {
     h->timer.data = h;
     h->pending_closes++;
+    h->benv->closing++;
     uv_close(reinterpret_cast<uv_handle_t*>(&h->timer), baton__handle_on_close);
   }
   baton__handle_set_active(h, false);
 }
 
-void baton__handles_teardown(baton__env* benv) {
+void baton__handles_teardown(baton__env* benv, napi_async_cleanup_hook_handle cleanup) {
   while (benv->handles != nullptr) {
     baton__handle* h = benv->handles;
     baton__handle_close(h);  // unlinks h
@@ -58,6 +69,8 @@ void baton__handles_teardown(baton__env* benv) {
     h->self = nullptr;
     h->env_gone = true;
   }
+  if (benv->closing == 0) napi_remove_async_cleanup_hook(cleanup);
+  else benv->cleanup = cleanup;
 }
 
 // napi_wrap finalizer: the JS object is unreachable (never while active) or the env is going away.

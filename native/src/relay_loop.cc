@@ -72,6 +72,7 @@ void RelayCore::Submit(RelayConn* c) {
   }
 }
 
+// After this the thread is gone and so are its epoll and eventfd; only queued events remain.
 void RelayCore::Stop() {
   if (stopped_) return;
   stopped_ = true;
@@ -81,6 +82,9 @@ void RelayCore::Stop() {
   ssize_t n = write(evfd_, &one, sizeof one);
   (void)n;
   pthread_join(thread_, nullptr);
+  close(epfd_);
+  close(evfd_);
+  epfd_ = evfd_ = -1;
 }
 
 size_t RelayCore::TakeEvents(RelayEvent* out, size_t max) {

@@ -6,7 +6,7 @@ import type http from 'node:http'
 import net from 'node:net'
 import fs from 'node:fs'
 import { BatonError } from '../errors'
-import { parseProxyHeader } from '../forward/proxy-protocol'
+import { parseProxyHeader, type ProxyHeader } from '../forward/proxy-protocol'
 import type { AcceptHandoffsOptions, HandoffHandle } from './index'
 
 const HEADER_TIMEOUT_MS = 5000
@@ -34,22 +34,25 @@ function readProxyHeader (socket: net.Socket, server: http.Server, onError: (err
   const timer = setTimeout(() => socket.destroy(), HEADER_TIMEOUT_MS)
   const onData = (chunk: Buffer): void => {
     buf = Buffer.concat([buf, chunk])
-    const parsed = parseProxyHeader(buf)
+    let parsed: ProxyHeader | null
+    try {
+      parsed = parseProxyHeader(buf)
+    } catch (err) {
+      clearTimeout(timer)
+      onError(err as Error)
+      socket.destroy()
+      return
+    }
     if (parsed === null) return // incomplete
     clearTimeout(timer)
     socket.off('data', onData)
     socket.pause()
-    if ('error' in parsed) {
-      onError(new Error(`relay fallback: bad PROXY header: ${parsed.error}`))
-      socket.destroy()
-      return
-    }
     const rest = buf.subarray(parsed.length)
     if (rest.length > 0) socket.unshift(rest)
-    if (parsed.source !== undefined) {
-      Object.defineProperty(socket, 'remoteAddress', { value: parsed.source.address, configurable: true })
-      Object.defineProperty(socket, 'remotePort', { value: parsed.source.port, configurable: true })
-      Object.defineProperty(socket, 'remoteFamily', { value: parsed.source.family, configurable: true })
+    if (parsed.command === 'PROXY' && parsed.family !== 'UNKNOWN') {
+      Object.defineProperty(socket, 'remoteAddress', { value: parsed.sourceAddress, configurable: true })
+      Object.defineProperty(socket, 'remotePort', { value: parsed.sourcePort, configurable: true })
+      Object.defineProperty(socket, 'remoteFamily', { value: parsed.family === 'TCP4' ? 'IPv4' : 'IPv6', configurable: true })
     }
     server.emit('connection', socket)
     socket.resume()

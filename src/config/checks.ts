@@ -46,6 +46,7 @@ export function checkConfig (data: unknown): CheckResult {
     list(svc.servers).forEach((srv, j) => { if (isMap(srv)) checkServer(srv, [...path, 'servers', j], issues) })
   })
   checkRoutes(data, issues)
+  checkCaptureKeys(data, services, issues)
   return { issues, services }
 }
 
@@ -162,5 +163,28 @@ function checkRoutes (data: Raw, issues: RawIssue[]): void {
         issues.push(issue(['routes', i, 'match', 'header', j], 'give value or regex, not both'))
       }
     })
+  })
+}
+
+/** A `capture:` key is only found in routes to that service whose pathRegex has the group. */
+function checkCaptureKeys (data: Raw, resolved: Array<ResolvedService | undefined>, issues: RawIssue[]): void {
+  const keys = new Map<unknown, KeySpec>()
+  list(data.services).forEach((svc, i) => { if (isMap(svc)) keys.set(svc.name, resolved[i]?.key ?? DEFAULT_KEY) })
+  if (data.routes === undefined && resolved[0]?.key.kind === 'capture') {
+    issues.push(issue(['services', 0, 'key'], 'a capture: key needs routes with a match.pathRegex (there are no routes)'))
+  }
+  list(data.routes).forEach((route, i) => {
+    const key = isMap(route) ? keys.get(route.service) : undefined
+    if (key?.kind !== 'capture' || !isMap(route)) return
+    const source = isMap(route.match) ? route.match.pathRegex : undefined
+    const want = `key capture:${key.group} of service "${String(route.service)}"`
+    if (source === undefined) {
+      issues.push(issue(['routes', i], `needs a match.pathRegex with the group of the ${want}`))
+      return
+    }
+    let groups: RegExpExecArray | null
+    try { groups = new RegExp(`${String(source)}|`).exec('') } catch { return }  // schema.ts reports it
+    const found = typeof key.group === 'number' ? key.group < (groups?.length ?? 0) : key.group in (groups?.groups ?? {})
+    if (!found) issues.push(issue(['routes', i, 'match', 'pathRegex'], `has no group for the ${want}`))
   })
 }

@@ -24,6 +24,7 @@ class Route<S> implements CompiledRoute<S> {
   readonly #hosts: readonly HostPattern[] | undefined
   readonly #methods: readonly string[] | undefined
   readonly #headers: readonly HeaderMatch[] | undefined
+  readonly #pathRegex: RegExp | undefined
 
   constructor (config: RouteConfig, service: S) {
     this.name = config.name
@@ -31,7 +32,8 @@ class Route<S> implements CompiledRoute<S> {
     this.config = config
     this.#hosts = config.match.host?.map(compileHost)
     this.#methods = config.match.method
-    this.#headers = config.match.header
+    this.#headers = config.match.header?.map((h) => h.regex === undefined ? h : { ...h, regex: stateless(h.regex) })
+    this.#pathRegex = config.match.pathRegex === undefined ? undefined : stateless(config.match.pathRegex)
   }
 
   /** undefined = no match; null = match without captures; an exec result = match with captures. */
@@ -42,9 +44,8 @@ class Route<S> implements CompiledRoute<S> {
     if (this.#methods !== undefined && !this.#methods.includes(head.method)) return undefined
     if (this.#hosts !== undefined && !matchHost(this.#hosts, head.host)) return undefined
     if (this.#headers !== undefined && !matchHeaders(this.#headers, head.headers)) return undefined
-    if (m.pathRegex === undefined) return null
-    m.pathRegex.lastIndex = 0
-    return m.pathRegex.exec(head.path) ?? undefined
+    if (this.#pathRegex === undefined) return null
+    return this.#pathRegex.exec(head.path) ?? undefined
   }
 }
 
@@ -63,6 +64,11 @@ export class Router<S> {
     }
     return null
   }
+}
+
+/** A private copy without the g and y flags, so exec()/test() keep no state between connections. */
+function stateless (re: RegExp): RegExp {
+  return new RegExp(re.source, re.flags.replace(/[gy]/g, ''))
 }
 
 function compileHost (pattern: string): HostPattern {
@@ -90,7 +96,7 @@ function matchHeaders (predicates: readonly HeaderMatch[], headers: readonly str
       if (name.length !== p.name.length || name.toLowerCase() !== p.name) continue
       const value = headers[i + 1]!
       if (p.value !== undefined) found = value === p.value
-      else if (p.regex !== undefined) { p.regex.lastIndex = 0; found = p.regex.test(value) }
+      else if (p.regex !== undefined) found = p.regex.test(value)
       else found = true
     }
     if (!found) return false

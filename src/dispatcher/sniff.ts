@@ -50,10 +50,16 @@ export const REJECT = {
   contentLengthDuplicate: reject(400, 'more than one Content-Length header'),
   contentLengthWithTe: reject(400, 'both Content-Length and Transfer-Encoding'),
   teNotChunked: reject(400, 'Transfer-Encoding other than a single "chunked"'),
+  framingTab: reject(400, 'HTAB in a Content-Length or Transfer-Encoding value'),
   teHttp10: reject(400, 'Transfer-Encoding in an HTTP/1.0 request'),
 } as const
 
 const INCOMPLETE: SniffResult = Object.freeze({ kind: 'incomplete' })
+
+// Bytes that end a run of ordinary head bytes: CTLs (HTAB excepted), DEL.
+const STOP = new Uint8Array(256)
+for (let c = 0; c < 0x20; c++) STOP[c] = c === 0x09 ? 0 : 1
+STOP[0x7f] = 1
 
 // tchar (RFC 9110 5.6.2): header names and methods.
 const TCHAR = new Uint8Array(256)
@@ -86,27 +92,52 @@ function fail (r: Reject): number {
   return -2
 }
 
+// Set by scanHead: end of the request line (its CR) or -1, and the number of header lines.
+let firstEol = -1
+let headerLines = 0
+
 /**
- * Index just past the CRLF CRLF ending the head, -1 when it is not within buf[0, lim), -2 (with `failure`)
- * as soon as a byte seen cannot belong to a valid head: CR without LF, LF without CR, CTL other than HTAB.
+ * One pass over buf[0, lim): index just past the CRLF CRLF ending the head, -1 when the end is not there
+ * yet, -2 (with `failure`) as soon as a byte seen cannot belong to a valid head: CR without LF, LF without
+ * CR, a CTL other than HTAB, obs-fold, a header name that is not a token or not followed at once by ':',
+ * HTAB in a framing header's value. The request line's shape is left to checkRequestLine.
  */
-function findHeadEnd (buf: Buffer, lim: number): number {
+function scanHead (buf: Buffer, lim: number): number {
+  firstEol = -1
+  headerLines = 0
   let lineStart = 0
-  for (let i = 0; i < lim; i++) {
-    const c = buf[i]!
-    if (c > SP && c !== 0x7f) continue
-    if (c === SP || c === HTAB) continue
-    if (c === CR) {
-      if (i + 1 >= lim) return -1
-      if (buf[i + 1] !== LF) return fail(REJECT.bareCr)
-      if (i === lineStart) return i === 0 ? fail(REJECT.leadingEmptyLine) : i + 2
-      i++
-      lineStart = i + 1
-      continue
+  let i = 0
+  for (;;) {
+    while (i < lim && STOP[buf[i]!] === 0) i++
+    if (i >= lim) return -1
+    if (buf[i] !== CR) return fail(buf[i] === LF ? REJECT.bareLf : REJECT.ctl)
+    if (i + 1 >= lim) return -1
+    if (buf[i + 1] !== LF) return fail(REJECT.bareCr)
+    if (i === lineStart) return i === 0 ? fail(REJECT.leadingEmptyLine) : i + 2
+    if (firstEol < 0) firstEol = i
+    i += 2
+    lineStart = i
+    if (i >= lim) return -1
+    let c = buf[i]!
+    if (c === CR) continue // the blank line, checked at the top
+    if (c === SP || c === HTAB) return fail(REJECT.obsFold)
+    while (TCHAR[c] === 1) {
+      if (++i >= lim) return -1
+      c = buf[i]!
     }
-    return fail(c === LF ? REJECT.bareLf : REJECT.ctl)
+    if (c !== COLON) return fail(c === SP || c === HTAB ? REJECT.spaceBeforeColon : REJECT.headerName)
+    if (i === lineStart) return fail(REJECT.headerName)
+    if (++headerLines > MAX_HEADER_LINES) return fail(REJECT.tooManyHeaders)
+    if (isFramingName(buf, lineStart, i - lineStart)) {
+      // Node 20's llhttp (9.3) refuses HTAB around a Content-Length value, which newer llhttp allows.
+      for (i++; i < lim && STOP[c = buf[i]!] === 0; i++) if (c === HTAB) return fail(REJECT.framingTab)
+    }
   }
-  return -1
+}
+
+/** For a head not complete yet: the request line, once it is complete (a reject, or null to wait). */
+function checkPartialHead (buf: Buffer): Reject | null {
+  return firstEol < 0 ? null : checkRequestLine(buf, firstEol)
 }
 
 /** Checks `METHOD SP target SP HTTP/d.d` in buf[0, eol): single spaces, tchar method, visible-ASCII target. */
@@ -125,24 +156,14 @@ function checkRequestLine (buf: Buffer, eol: number): Reject | null {
   return major === 1 && minor <= 1 ? null : REJECT.version
 }
 
-/**
- * Checks the header lines in buf[from, end) (end is past the final CRLF): no obs-fold, a tchar name ending
- * right at ':'. Values were checked by findHeadEnd. Returns the number of lines, or -2 with `failure`.
- */
-function checkHeaderLines (buf: Buffer, from: number, end: number): number {
-  let count = 0
-  for (let i = from; i < end - 2; count++) {
-    let c = buf[i]!
-    if (c === SP || c === HTAB) return fail(REJECT.obsFold)
-    const nameStart = i
-    while (TCHAR[c] === 1) c = buf[++i]!
-    if (c !== COLON) return fail(c === SP || c === HTAB ? REJECT.spaceBeforeColon : REJECT.headerName)
-    if (i === nameStart) return fail(REJECT.headerName)
-    while (buf[i] !== LF) i++
-    i++
-    if (count >= MAX_HEADER_LINES) return fail(REJECT.tooManyHeaders)
+/** Content-Length or Transfer-Encoding, any case, at buf[start, start + n). */
+function isFramingName (buf: Buffer, start: number, n: number): boolean {
+  const name = n === 14 ? 'content-length' : n === 17 ? 'transfer-encoding' : null
+  if (name === null) return false
+  for (let k = 0; k < n; k++) {
+    if ((buf[start + k]! | 0x20) !== name.charCodeAt(k)) return false
   }
-  return count
+  return true
 }
 
 /** Runs http-parser-js over buf[0, end) (exactly the head); null when it reports or throws an error. */
@@ -212,16 +233,14 @@ function isDecimal (v: string): boolean {
  */
 export function sniffHead (buf: Buffer, len: number, maxHeaderBytes: number): SniffResult {
   const lim = len < maxHeaderBytes ? len : maxHeaderBytes
-  const end = findHeadEnd(buf, lim)
+  const end = scanHead(buf, lim)
   if (end === -2) return failure
-  if (end === -1) return len >= maxHeaderBytes ? REJECT.tooLarge : INCOMPLETE
-  const eol = buf.indexOf(LF) - 1 // findHeadEnd saw a CRLF, and no bare LF before it
+  if (end === -1) return len >= maxHeaderBytes ? REJECT.tooLarge : checkPartialHead(buf) ?? INCOMPLETE
+  const eol = firstEol
   const lineError = checkRequestLine(buf, eol)
   if (lineError !== null) return lineError
-  const lines = checkHeaderLines(buf, eol + 2, end)
-  if (lines < 0) return failure
   const info = parseHead(buf, end)
-  if (info === null || info.headers.length !== 2 * lines) return REJECT.parse
+  if (info === null || info.headers.length !== 2 * headerLines) return REJECT.parse
   const method = HTTPParser.methods[info.method]
   if (method === undefined || !ROUTABLE_METHODS.has(method)) return method === 'CONNECT' ? REJECT.connect : REJECT.method
   const minor = info.versionMinor

@@ -48,6 +48,11 @@ class LocalityLeastConnection implements Scheduler {
     this.#core.table.purge((en) => !present.has(en.server))
   }
 
+  /** Keys remembered now (tests and admin stats); never above tableSize. */
+  get entries (): number {
+    return this.#core.table.size
+  }
+
   changed (server: RealServer): void {
     this.#core.changed(server)
   }

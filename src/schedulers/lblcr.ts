@@ -95,6 +95,11 @@ class LocalityReplication implements Scheduler {
     })
   }
 
+  /** Keys remembered now (tests and admin stats); never above tableSize. */
+  get entries (): number {
+    return this.#core.table.size
+  }
+
   changed (server: RealServer): void {
     this.#core.changed(server)
   }

@@ -1,0 +1,81 @@
+// binding.ts itself: argument checks, loadNativeModule, BATON_NO_NATIVE, and the acceptor's EMFILE back-off.
+import { execFileSync } from 'node:child_process'
+import path from 'node:path'
+import { describe, expect, it, vi } from 'vitest'
+
+import { loadNativeModule, native } from '../../src/native/binding'
+
+describe('native binding without the addon', () => {
+  it('BATON_NO_NATIVE=1 makes every call throw BATON_ERR_NATIVE_UNAVAILABLE', async () => {
+    vi.resetModules()
+    process.env.BATON_NO_NATIVE = '1'
+    try {
+      const mod = await import('../../src/native/binding')
+      const errors = await import('../../src/errors') // the fresh module graph's classes
+      expect(mod.native.available).toBe(false)
+      expect(mod.native.loadError?.message).toMatch(/BATON_NO_NATIVE/)
+      expect(mod.native.constants.EAGAIN).toBe(11)
+      expect(mod.native.errnoName(104)).toBe('ECONNRESET')
+      const err = (() => { try { mod.native.peek(0, Buffer.alloc(1)) } catch (e) { return e } })()
+      expect(err).toBeInstanceOf(errors.BatonError)
+      expect(err).toMatchObject({ code: 'BATON_ERR_NATIVE_UNAVAILABLE' })
+      expect(() => mod.native.listenTcp('127.0.0.1', 0, 1, 0)).toThrow(/unavailable/)
+      expect(mod.loadNativeModule('baton')).toBeUndefined()
+    } finally {
+      delete process.env.BATON_NO_NATIVE
+      vi.resetModules()
+    }
+  })
+})
+
+describe.runIf(process.platform === 'linux' && native.available)('native binding', () => {
+  it('loads both targets by name', () => {
+    expect(typeof loadNativeModule('baton')?.baton_fd_send).toBe('function')
+    const relay = loadNativeModule('baton_relay')
+    expect(relay === undefined || typeof relay === 'object').toBe(true)
+  })
+
+  it('asserts its arguments (programmer errors, not BatonErrors)', () => {
+    expect(() => native.peek(-1, Buffer.alloc(1))).toThrow(/fd must be an int/)
+    expect(() => native.peek(1.5, Buffer.alloc(1))).toThrow(/fd must be an int/)
+    expect(() => native.peek(0, Buffer.alloc(0))).toThrow(/non-empty Buffer/)
+    expect(() => native.sendFd(0, 0, Buffer.alloc(4), 5)).toThrow(/metaLen/)
+    expect(() => native.sendFd(0, 0, Buffer.alloc(4), 0)).toThrow(/metaLen/)
+    expect(() => native.recvMsg(0, Buffer.alloc(4), new Int32Array(1))).toThrow(/Int32Array/)
+    expect(() => native.seqpacketListen('a\0b', 1)).toThrow(/NUL/)
+    expect(() => native.createPoller(0, 'x' as never)).toThrow(/function/)
+    expect(native.errnoName(-104)).toBe('ECONNRESET')
+    expect(native.errnoName(native.constants.EMFILE)).toBe('EMFILE')
+  })
+
+  it('pauses the acceptor on EMFILE instead of spinning, then resumes', () => {
+    const addon = path.resolve(__dirname, '../../native/build/Release/baton.node')
+    const script = `
+      const m = require(${JSON.stringify(addon)}); const fs = require('fs'); const net = require('net')
+      const { fd, port } = m.baton_tcp_listen('127.0.0.1', 0, 16, 0)
+      let accepted = 0
+      const a = m.baton_acceptor_create(fd, Buffer.alloc(64), (cfd) => { accepted++; m.baton_fd_close(cfd) })
+      const client = net.connect(port, '127.0.0.1', () => {
+        const hog = []
+        try { for (;;) hog.push(fs.openSync('/dev/null', 'r')) } catch {}
+        m.baton_acceptor_start(a)
+        const cpu0 = process.cpuUsage()
+        setTimeout(() => {
+          const cpu = process.cpuUsage(cpu0)
+          const during = accepted
+          hog.forEach((h) => fs.closeSync(h))
+          setTimeout(() => {
+            console.log(JSON.stringify({ during, after: accepted, cpuMs: Math.round((cpu.user + cpu.system) / 1000) }))
+            client.destroy(); m.baton_acceptor_close(a); m.baton_fd_close(fd)
+          }, 300)
+        }, 400)
+      })
+    `
+    const out = execFileSync('/bin/sh', ['-c', 'ulimit -n 64 && exec "$0" -e "$1"', process.execPath, script],
+      { encoding: 'utf8', timeout: 10_000 })
+    const r = JSON.parse(out) as { during: number; after: number; cpuMs: number }
+    expect(r.during).toBe(0)
+    expect(r.after).toBe(1)
+    expect(r.cpuMs).toBeLessThan(200) // a spinning level-triggered poll would burn the whole 400 ms
+  })
+})
