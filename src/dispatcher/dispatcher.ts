@@ -247,7 +247,7 @@ export class DataPath {
       line.bytesUp = stats.bytesUp
       line.bytesDown = stats.bytesDown
       if (stats.errno !== 0) line.err = native.available ? native.errnoName(stats.errno) : String(stats.errno)
-      if (target !== undefined) line.target = target.path ?? `${target.host}:${target.port}`
+      if (target !== undefined) line.upstream = target.path ?? `${target.host}:${target.port}`
     }
     if (code !== undefined) { line.code = code; line.reason = reason }
     log.info(line, 'conn')

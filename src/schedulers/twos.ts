@@ -22,10 +22,13 @@ export interface TwosOptions {
  */
 class TwoChoices implements Scheduler {
   #list: readonly RealServer[] = []
-  readonly #random: () => number
+  readonly #random: (() => number) | undefined
+  /** xorshift32 state for the default source: integer-only, so a pick allocates no heap number. */
+  #x: number
 
-  constructor (servers: readonly RealServer[], random: () => number) {
+  constructor (servers: readonly RealServer[], random: (() => number) | undefined) {
     this.#random = random
+    this.#x = (Math.random() * 4294967295) >>> 0 || 1
     this.update(servers)
   }
 
@@ -58,9 +61,15 @@ class TwoChoices implements Scheduler {
     this.#list = inConfigOrder(servers)
   }
 
-  /** rand32() % (total + 1), from a [0, 1) source. */
+  /** rand32() % (total + 1): the injected [0, 1) source scaled to 32 bits, else xorshift32. */
   #draw (total: number): number {
-    return Math.floor(this.#random() * 4294967296) % (total + 1)
+    if (this.#random !== undefined) return Math.floor(this.#random() * 4294967296) % (total + 1)
+    let x = this.#x
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    this.#x = x
+    return (x >>> 0) % (total + 1)
   }
 }
 
@@ -69,5 +78,5 @@ export const twos: SchedulerFactory<TwosOptions> = {
   description: 'Power of Two Choices: two weighted random draws, the lower overhead/weight wins.',
   usesKey: false,
   parseOptions: (raw, path) => parseNoOptions('twos', raw, path),
-  create: (servers, options) => new TwoChoices(servers, options.random ?? Math.random),
+  create: (servers, options) => new TwoChoices(servers, options.random),
 }
