@@ -69,7 +69,7 @@ class Service implements ServicePool {
 
   /** Programmer error (assert) outside 0..65535: config and admin code validate first. */
   setWeight (server: ServerState, weight: number): void {
-    assert.ok(Number.isInteger(weight) && weight >= 0 && weight <= MAX_WEIGHT, `weight ${weight} out of 0..65535`)
+    if (!Number.isInteger(weight) || weight < 0 || weight > MAX_WEIGHT) assert.fail(`weight ${weight} out of 0..65535`)
     const s = this.#own(server)
     if (s.weight === weight) return
     s.setWeight(weight)
@@ -93,7 +93,7 @@ class Service implements ServicePool {
 
   #own (server: ServerState): RealServerState {
     const s = this.servers[server.index]
-    assert.ok(s === server, `server ${server.id} does not belong to service ${this.name}`)
+    if (s !== server) assert.fail(`server ${server.id} does not belong to service ${this.name}`)
     return s
   }
 }

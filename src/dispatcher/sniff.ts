@@ -166,7 +166,10 @@ function isFramingName (buf: Buffer, start: number, n: number): boolean {
   return true
 }
 
-/** Runs http-parser-js over buf[0, end) (exactly the head); null when it reports or throws an error. */
+/**
+ * Runs http-parser-js over buf[0, end) (exactly the head); null when it reports or throws an error, with
+ * `failure` set to the matching rule.
+ */
 function parseHead (buf: Buffer, end: number): HeaderInfo | null {
   parsed = null
   parser.initialize(HTTPParser.REQUEST)
@@ -176,13 +179,24 @@ function parseHead (buf: Buffer, end: number): HeaderInfo | null {
   HTTPParser.encoding = 'latin1'
   try {
     const ret = parser.execute(buf, 0, end)
-    if (ret instanceof Error) return null
-  } catch {
-    return null
+    if (ret instanceof Error) return parseFailed(ret)
+  } catch (err) {
+    return parseFailed(err)
   } finally {
     HTTPParser.encoding = encoding
   }
+  if (parsed === null) failure = REJECT.parse
   return parsed
+}
+
+/** Maps the errors http-parser-js raises before our own rules run to those rules. */
+function parseFailed (err: unknown): null {
+  const code = (err as { code?: unknown } | null)?.code
+  const message = err instanceof Error ? err.message : ''
+  failure = code === 'HPE_UNEXPECTED_CONTENT_LENGTH'
+    ? REJECT.contentLengthDuplicate
+    : message === 'invalid request method' ? REJECT.method : REJECT.parse
+  return null
 }
 
 // Scratch for checkFields, reset per call.
@@ -240,7 +254,8 @@ export function sniffHead (buf: Buffer, len: number, maxHeaderBytes: number): Sn
   const lineError = checkRequestLine(buf, eol)
   if (lineError !== null) return lineError
   const info = parseHead(buf, end)
-  if (info === null || info.headers.length !== 2 * headerLines) return REJECT.parse
+  if (info === null) return failure
+  if (info.headers.length !== 2 * headerLines) return REJECT.parse
   const method = HTTPParser.methods[info.method]
   if (method === undefined || !ROUTABLE_METHODS.has(method)) return method === 'CONNECT' ? REJECT.connect : REJECT.method
   const minor = info.versionMinor

@@ -1,0 +1,207 @@
+// Both relays (splice: native thread; pipe: JavaScript) against real sockets and a real server process:
+// bulk bytes arrive identical (sha256 on both ends), half-close, backpressure with bounded memory, a killed
+// server, Unix-socket targets, and fd/pipe counts after 2,000 connections.
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import net from 'node:net'
+import path from 'node:path'
+import readline from 'node:readline'
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+import { createPipeForwarder } from '../../src/forward/pipe'
+import { createSpliceForwarder } from '../../src/forward/splice'
+import type { Forwarder } from '../../src/forward/types'
+import { loadRelay } from '../../src/native/relay'
+import {
+  FdListener, connOf, connectClient, echoServer, fdCount, linux, pipeCount, readHash, recorder, targetOf, writePattern,
+} from './relay-helpers'
+
+const mod = loadRelay()
+const GiB = 1 << 30
+const MiB = 1 << 20
+
+interface Fixture { port: number; lines: AsyncIterator<string>; child: ChildProcess }
+
+async function spawnServer (args: string[]): Promise<Fixture> {
+  const child = spawn(process.execPath, [path.join(__dirname, 'relay-fixture-server.js'), ...args],
+    { stdio: ['ignore', 'pipe', 'inherit'] })
+  const lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+  const first = await lines.next()
+  const port = Number(String(first.value).split(' ')[1])
+  return { port, lines, child }
+}
+
+function stopServer (f: Fixture): Promise<void> {
+  if (f.child.exitCode !== null || f.child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => { f.child.once('exit', () => resolve()); f.child.kill('SIGKILL') })
+}
+
+const methods = [
+  { name: 'splice', make: (idleTimeoutMs = 0) => createSpliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs }) },
+  { name: 'pipe', make: (idleTimeoutMs = 0) => createPipeForwarder({ connectTimeoutMs: 2000, idleTimeoutMs }) },
+]
+
+describe.runIf(linux && mod !== undefined).each(methods)('$name relay', ({ name, make }) => {
+  let listener: FdListener
+  let port: number
+
+  beforeAll(async () => {
+    listener = new FdListener(mod!)
+    port = await listener.listen()
+  })
+  afterAll(() => listener.close())
+
+  /** A client connected through fwd to targetPort; resolves once the forwarder took it. */
+  async function through (fwd: Forwarder, targetPort: number, clientOpts: { allowHalfOpen?: boolean } = {}) {
+    const client = clientOpts.allowHalfOpen === false
+      ? await new Promise<net.Socket>((resolve) => { const c = net.connect(port, '127.0.0.1', () => resolve(c)) })
+      : await connectClient(port)
+    const rec = recorder()
+    fwd.forward(connOf(await listener.next()), targetOf(targetPort), rec)
+    await rec.takenP
+    return { client, rec }
+  }
+
+  const bulk = name === 'splice' ? GiB : 128 * MiB
+  it(`${bulk / MiB} MiB each way arrive byte-identical`, async () => {
+    const server = await spawnServer(['hash', String(bulk)])
+    const fwd = make()
+    const { client, rec } = await through(fwd, server.port)
+    const t0 = process.hrtime.bigint()
+    const [down, upHash] = await Promise.all([readHash(client), writePattern(client, bulk, 1).then((h) => { client.end(); return h })])
+    const report = JSON.parse(String((await server.lines.next()).value)) as { recvBytes: number; recvHash: string; sentHash: string }
+    const s = Number(process.hrtime.bigint() - t0) / 1e9
+    console.log(`${name}: ${bulk / MiB} MiB each way in ${s.toFixed(2)} s`)
+    expect(report.recvBytes).toBe(bulk)
+    expect(report.recvHash).toBe(upHash)
+    expect(down.bytes).toBe(bulk)
+    expect(down.hash).toBe(report.sentHash)
+    expect((await rec.done).stats).toEqual({ bytesUp: bulk, bytesDown: bulk, errno: 0 })
+    client.destroy()
+    await fwd.close()
+    await stopServer(server)
+  }, 60_000)
+
+  it('carries half-close: the client shuts its write side, the response still arrives', async () => {
+    const server = net.createServer({ allowHalfOpen: true }, (s) => {
+      let n = 0
+      s.on('data', (d: Buffer) => { n += d.length })
+      s.on('end', () => { s.end(`got ${n} bytes`) })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const fwd = make()
+    const { client, rec } = await through(fwd, (server.address() as net.AddressInfo).port)
+    client.end(Buffer.alloc(300_000, 7)) // request body, then FIN
+    const got: Buffer[] = []
+    client.on('data', (d: Buffer) => got.push(d))
+    await new Promise((resolve) => client.once('end', resolve))
+    expect(Buffer.concat(got).toString()).toBe('got 300000 bytes')
+    expect((await rec.done).stats).toMatchObject({ bytesUp: 300_000, bytesDown: 15, errno: 0 })
+    client.destroy()
+    await fwd.close()
+    await new Promise((resolve) => server.close(resolve))
+  })
+
+  it('a slow reader holds the server back with bounded memory', async () => {
+    const total = 256 * MiB
+    let sock: net.Socket | undefined
+    let sentHash: Promise<string> | undefined
+    const server = net.createServer((s) => { sock = s; sentHash = writePattern(s, total, 2).then((h) => { s.end(); return h }) })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const fwd = make()
+    const rss0 = process.memoryUsage().rss
+    const { client, rec } = await through(fwd, (server.address() as net.AddressInfo).port)
+    client.pause()
+    await new Promise((resolve) => setTimeout(resolve, 700))
+    const accepted = sock!.bytesWritten - sock!.writableLength
+    const grown = process.memoryUsage().rss - rss0
+    console.log(`${name}: stalled reader: server got ${(accepted / MiB).toFixed(1)} MiB out, rss +${(grown / MiB).toFixed(1)} MiB`)
+    expect(accepted).toBeLessThan(64 * MiB)
+    expect(grown).toBeLessThan(64 * MiB)
+    const down = await readHash(client.resume())
+    expect(down.bytes).toBe(total)
+    expect(down.hash).toBe(await sentHash)
+    client.end()
+    expect((await rec.done).stats?.errno).toBe(0)
+    await fwd.close()
+    await new Promise((resolve) => server.close(resolve))
+  })
+
+  it('a server killed mid-stream closes the client and ends the relay', async () => {
+    const server = await spawnServer(['stream'])
+    const fwd = make()
+    const { client, rec } = await through(fwd, server.port, { allowHalfOpen: false })
+    let got = 0
+    const closed = new Promise<string>((resolve) => {
+      client.on('error', (e: NodeJS.ErrnoException) => resolve(String(e.code)))
+      client.on('close', () => resolve('close'))
+    })
+    await new Promise<void>((resolve) => client.on('data', (d: Buffer) => { got += d.length; if (got > 4 * MiB) resolve() }))
+    await stopServer(server)
+    expect(['close', 'ECONNRESET', 'EPIPE']).toContain(await closed)
+    const { stats } = await rec.done
+    expect(stats?.bytesDown).toBeGreaterThan(4 * MiB)
+    expect(fwd.active).toBe(0)
+    await fwd.close()
+  })
+
+  it('relays to a Unix stream socket target', async () => {
+    const sockPath = path.join('/tmp', `baton-relay-${process.pid}-${name}.sock`)
+    const server = net.createServer((s) => s.pipe(s))
+    await new Promise<void>((resolve) => server.listen(sockPath, resolve))
+    const fwd = make()
+    const client = await connectClient(port)
+    const rec = recorder()
+    fwd.forward(connOf(await listener.next()), { ...targetOf(0), path: sockPath }, rec)
+    client.end('over unix')
+    const got: Buffer[] = []
+    client.on('data', (d: Buffer) => got.push(d))
+    await new Promise((resolve) => client.once('end', resolve))
+    expect(Buffer.concat(got).toString()).toBe('over unix')
+    expect((await rec.done).stats?.errno).toBe(0)
+    client.destroy()
+    await fwd.close()
+    await new Promise((resolve) => server.close(resolve))
+  })
+
+  it('fd and pipe counts return to their start after 2,000 relayed connections', async () => {
+    const echo = await echoServer()
+    const fds0 = fdCount()
+    const pipes0 = pipeCount()
+    const fwd = make()
+    const one = async (): Promise<void> => {
+      const client = await connectClient(port)
+      client.write('ping')
+      const rec = recorder()
+      fwd.forward(connOf(await listener.next()), targetOf(echo.port), rec)
+      await new Promise((resolve) => client.once('data', resolve))
+      client.end()
+      await new Promise((resolve) => client.once('end', resolve))
+      client.destroy()
+      expect((await rec.done).stats).toEqual({ bytesUp: 4, bytesDown: 4, errno: 0 })
+    }
+    const run = async (n: number, concurrency: number): Promise<void> => {
+      let left = n
+      await Promise.all(Array.from({ length: concurrency }, async () => { while (left-- > 0) await one() }))
+    }
+    await run(200, 50) // fills the pipe pool
+    const fdsWarm = fdCount()
+    const pipesWarm = pipeCount()
+    const t0 = process.hrtime.bigint()
+    await run(2000, 50)
+    console.log(`${name}: 2000 connections in ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(0)} ms`)
+    expect(fwd.active).toBe(0)
+    expect(fdCount()).toBe(fdsWarm)
+    expect(pipeCount()).toBe(pipesWarm)
+    if (name === 'splice') {
+      const st = (fwd as ReturnType<typeof createSpliceForwarder>).stats()
+      expect(st).toMatchObject({ relaying: 0, connecting: 0, errors: 0, failed: 0 })
+      expect(st.pipes).toBe(st.pooled)
+    }
+    await fwd.close()
+    await echo.close()
+    expect(fdCount()).toBe(fds0 - 1) // the echo server's listening socket is gone too
+    expect(pipeCount()).toBe(pipes0)
+  })
+})
