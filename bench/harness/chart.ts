@@ -83,7 +83,7 @@ export function chartSvg (o: Options, rows: readonly Summary[], subtitle: string
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" viewBox="0 0 ${W} ${y}" font-family="sans-serif">`,
     `<rect width="${W}" height="${y}" fill="#fff"/>`,
     `<text x="10" y="22" font-size="17" font-weight="bold">Baton benchmark</text>`,
-    `<text x="160" y="22" font-size="12" fill="#555">${esc(subtitle)}</text>`,
+    `<text x="200" y="22" font-size="12" fill="#555">${esc(subtitle)}</text>`,
     ...parts,
     '</svg>',
     ''

@@ -143,8 +143,10 @@ function checkPartialHead (buf: Buffer): Reject | null {
 /** Checks `METHOD SP target SP HTTP/d.d` in buf[0, eol): single spaces, tchar method, visible-ASCII target. */
 function checkRequestLine (buf: Buffer, eol: number): Reject | null {
   let i = 0
-  while (i < eol && TCHAR[buf[i]!] === 1) i++
+  let known = true // every method both parsers know is upper-case letters and '-'
+  for (let c = buf[0]!; TCHAR[c] === 1; c = buf[++i]!) known &&= (c >= 0x41 && c <= 0x5a) || c === 0x2d
   if (i === 0 || buf[i] !== SP) return REJECT.requestLine
+  if (!known) return REJECT.method
   const t = ++i
   for (let c = buf[i]!; c > SP && c < 0x7f; c = buf[++i]!);
   if (i === t || buf[i] !== SP || eol - i !== 9) return REJECT.requestLine

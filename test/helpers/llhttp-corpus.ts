@@ -1,11 +1,13 @@
-// Reads the llhttp request corpus (/work/shared/testdata/llhttp-requests/*.md, llhttp's test/request/*.md)
+// Reads the llhttp request corpus (test/fixtures/llhttp-requests/*.md, llhttp's test/request/*.md)
 // into raw request bytes, decoded exactly as llhttp's own runner does (test/md-test.ts): drop escaped line
 // breaks, every line break becomes CRLF, then the escapes \r \n \t \f \xHH and \OOO (octal) become bytes.
 // Used by the sniff agreement test and by the end-to-end test.
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-export const CORPUS_DIR = process.env.BATON_LLHTTP_CORPUS ?? '/work/shared/testdata/llhttp-requests'
+// A copy of ../shared/testdata/llhttp-requests (llhttp's test/request, MIT; see its LICENSE), kept in the repo
+// so that a fresh clone runs the agreement tests on its own.
+export const CORPUS_DIR = process.env.BATON_LLHTTP_CORPUS ?? join(__dirname, '../fixtures/llhttp-requests')
 
 export interface CorpusCase {
   /** File name, e.g. 'invalid.md'. */

@@ -97,7 +97,7 @@ describe.runIf(linux && mod !== undefined).each(methods)('$name relay', ({ name,
     client.on('data', (d: Buffer) => got.push(d))
     await new Promise((resolve) => client.once('end', resolve))
     expect(Buffer.concat(got).toString()).toBe('got 300000 bytes')
-    expect((await rec.done).stats).toMatchObject({ bytesUp: 300_000, bytesDown: 15, errno: 0 })
+    expect((await rec.done).stats).toMatchObject({ bytesUp: 300_000, bytesDown: 16, errno: 0 })
     client.destroy()
     await fwd.close()
     await new Promise((resolve) => server.close(resolve))
