@@ -10,7 +10,6 @@ export function createLogger (level: LogLevel = 'info', dest: number | string = 
   return pino({
     level,
     base: { pid: process.pid },
-    timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   }, destination)
 }

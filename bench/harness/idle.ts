@@ -52,6 +52,10 @@ function openOne (port: number, sockets: net.Socket[]): Promise<void> {
   })
 }
 
+/**
+ * Opens up to `count` connections. Stops starting new ones after 5 ms per connection (20 s at least) or once
+ * more than 5% have failed (a target out of descriptors), and says so in errorDetail.
+ */
 export async function openIdle (port: number, count: number, progress: Progress): Promise<IdleConnections> {
   const sockets: net.Socket[] = []
   const hist = new LatencyHistogram()
@@ -60,9 +64,15 @@ export async function openIdle (port: number, count: number, progress: Progress)
   let failed = 0
   let next = 0
   const started = Date.now()
+  const deadline = started + Math.max(20_000, count * 5)
+  const maxFailures = Math.max(50, Math.ceil(count * 0.05))
+  let stopped = ''
   const ticker = setInterval(() => progress((Date.now() - started) / 1000, held), 500)
   const worker = async (): Promise<void> => {
     while (next < count) {
+      if (stopped === '' && failed > maxFailures) stopped = `stopped after ${failed} failures`
+      if (stopped === '' && Date.now() > deadline) stopped = `stopped at the ${((deadline - started) / 1000).toFixed(0)} s deadline`
+      if (stopped !== '') return
       next++
       const t0 = process.hrtime.bigint()
       try {
@@ -89,7 +99,7 @@ export async function openIdle (port: number, count: number, progress: Progress)
     openS,
     setupP50Ms: hist.quantileMs(0.5),
     setupP99Ms: hist.quantileMs(0.99),
-    errorDetail: [...errors].map(([k, n]) => `${n}× ${k}`).join(', '),
+    errorDetail: [...[...errors].map(([k, n]) => `${n}× ${k}`), stopped].filter((x) => x !== '').join(', '),
     dropped: () => dropped,
     close: async () => {
       await Promise.all(sockets.map(async (s) => {

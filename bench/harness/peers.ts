@@ -28,6 +28,9 @@ export function haproxyConfig (mode: 'http' | 'tcp', s: PeerSettings): string {
   return [
     'global',
     `  maxconn ${s.maxConns}`,
+    // maxconn above half the fd limit makes HAProxy refuse to start (it reserves two fds per connection);
+    // with `no strict-limits` it only warns, and the idle scenario holds one client fd per connection.
+    '  no strict-limits',
     '  nbthread 1',
     '  tune.bufsize 16384',
     'defaults',

@@ -86,6 +86,12 @@ export async function httpGet (port: number, urlPath: string, timeoutMs = 2000):
   })
 }
 
+/** The line of a child's output that most likely says why it failed. */
+function keyLine (tail: string): string {
+  const lines = tail.split('\n').filter((l) => l.trim() !== '')
+  return [...lines].reverse().find((l) => /alert|emerg|error|fatal|cannot|refus/i.test(l)) ?? lines[lines.length - 1] ?? ''
+}
+
 export const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
 /**
@@ -97,7 +103,7 @@ export async function waitReady (child: Child | undefined, port: number, urlPath
   let last = ''
   while (Date.now() < deadline) {
     const gone = child?.exited()
-    if (gone !== undefined) throw new Error(`${child?.name ?? ''} exited (${gone}) before it answered:\n${child?.tail() ?? ''}`)
+    if (gone !== undefined) throw new Error(`${child?.name ?? ''} exited (${gone}) before it answered: ${keyLine(child?.tail() ?? '')}\n${child?.tail() ?? ''}`)
     try {
       const status = await httpGet(port, urlPath, 1000)
       if (status === 200) return

@@ -156,7 +156,7 @@ static Napi::Value baton_relay_connect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   baton__relay* r = baton__relay_unwrap(info);
   if (r == nullptr) return env.Undefined();
-  if (r->closed) return Napi::Number::New(env, -ESHUTDOWN);
+  if (r->closed) return Napi::Number::New(env, -ECANCELED);
   int fd = info[1].As<Napi::Number>().Int32Value();
   Napi::Buffer<uint8_t> addr = info[2].As<Napi::Buffer<uint8_t>>();
   if (addr.Length() > sizeof(sockaddr_storage)) return Napi::Number::New(env, -EINVAL);

@@ -11,6 +11,7 @@ import type { ForwardCallbacks, Forwarder, ForwardStats, ForwardTarget } from '.
 import type { Logger } from '../log'
 import { native } from '../native/binding'
 import type { PickContext } from '../schedulers/types'
+import { AccessLog } from './access-log'
 import { Conn } from './conn'
 import { HeadWait, type HeadWaitResult } from './head-wait'
 import { respond } from './respond'
@@ -50,12 +51,14 @@ export class DataPath {
   readonly #waitBuf: Buffer
   readonly #onWaitDone = (w: HeadWait, r: HeadWaitResult): void => this.#waitDone(w, r)
   readonly #waiting = new Map<HeadWait, Conn>()
+  readonly #access: AccessLog
   #nextId = 1
   #lastNoServerLog = 0
 
   constructor (parts: DataPathParts) {
     this.#p = parts
     this.#waitBuf = Buffer.allocUnsafe(parts.config.limits.maxHeaderBytes)
+    this.#access = new AccessLog(parts.log)
   }
 
   get waiting (): number { return this.#waits.size }
@@ -229,9 +232,9 @@ export class DataPath {
 
   #logConn (conn: Conn, outcome: string, stats?: ForwardStats, target?: ForwardTarget, code?: string,
     reason?: string): void {
-    const log = this.#p.log
-    if (!log.isLevelEnabled('info')) return
-    const line: Record<string, unknown> = {
+    const access = this.#access
+    if (!access.enabled) return
+    const fields = {
       conn: conn.id,
       client: `${conn.clientAddress}:${conn.clientPort}`,
       route: conn.route,
@@ -243,13 +246,19 @@ export class DataPath {
       outcome,
       us: Math.round((performance.now() - conn.startedAt) * 1000),
     }
-    if (stats !== undefined) {
-      line.bytesUp = stats.bytesUp
-      line.bytesDown = stats.bytesDown
-      if (stats.errno !== 0) line.err = native.available ? native.errnoName(stats.errno) : String(stats.errno)
-      if (target !== undefined) line.upstream = target.path ?? `${target.host}:${target.port}`
-    }
-    if (code !== undefined) { line.code = code; line.reason = reason }
-    log.info(line, 'conn')
+    if (stats === undefined && code === undefined) { access.write(fields); return }
+    access.write(fields, {
+      ...(stats !== undefined && {
+        bytesUp: stats.bytesUp,
+        bytesDown: stats.bytesDown,
+        ...(stats.errno !== 0 && { err: native.errnoName(stats.errno) }),
+        ...(target !== undefined && { upstream: target.path ?? `${target.host}:${target.port}` }),
+      }),
+      ...(code !== undefined && { code, reason: reason ?? '' }),
+    })
   }
+
+  /** Writes pending access lines (shutdown). */
+  flushLog (): void { this.#access.flush() }
+
 }

@@ -81,6 +81,7 @@ export async function startBaton (config: Config, options: StartOptions = {}): P
         clearInterval(tick)
         await Promise.all(listeners.map((l) => l.close()))
         path!.close()
+        path!.flushLog()
         channels.close()
         await Promise.all([relays.splice?.close(), relays.pipe.close()])
         for (const e of entries.values()) e.pool.close()

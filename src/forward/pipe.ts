@@ -23,7 +23,7 @@ export interface RelayForwarderOptions {
 const ERRNO = os.constants.errno as Readonly<Record<string, number>>
 const ERRNO_NAME = new Map(Object.entries(ERRNO).map(([name, n]) => [n, name]))
 /** Local resource errors: another real server would fail the same way. */
-const NOT_RETRYABLE = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'ENOBUFS', 'ECANCELED', 'ESHUTDOWN'])
+const NOT_RETRYABLE = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'ENOBUFS', 'ECANCELED'])
 
 export function errnoName (errno: number): string {
   return ERRNO_NAME.get(errno) ?? `E${errno}`
@@ -79,7 +79,7 @@ class PipeForwarder implements Forwarder {
   /** Callbacks never run inside forward(). The client is not touched until the upstream connected. */
   forward (conn: ForwardConn, target: ForwardTarget, cb: ForwardCallbacks): void {
     if (this.#closed) {
-      process.nextTick(() => { cb.failed(connectError(ERRNO.ESHUTDOWN ?? 108, targetName(target))) })
+      process.nextTick(() => { cb.failed(connectError(ERRNO.ECANCELED ?? 125, targetName(target))) })
       return
     }
     const upstream = target.path !== undefined

@@ -79,7 +79,7 @@ export class NativeRelay {
 
   /**
    * Queues a relay of clientFd to addr (from sockaddr()). 0 = queued, one event will follow (established
-   * or failed); -errno = nothing happened (dup failed, or -ESHUTDOWN after close()). The caller keeps
+   * or failed); -errno = nothing happened (dup failed, or -ECANCELED after close()). The caller keeps
    * clientFd until established(). Hot path: one dup and, for an idle relay thread, one eventfd write.
    */
   connect (clientFd: number, addr: Buffer, id: number, prefix: Buffer | undefined): number {

@@ -98,7 +98,6 @@ describe.runIf(linux)('pipe relay', () => {
     client.write('x')
     const { a, socket, consumed } = await lis.next()
     const rec = recorder()
-    const od = socket.destroy.bind(socket); (socket as any).destroy = (e: any) => { console.log('DESTROY', new Error().stack); return od(e) }
     fwd.forward(connOf(a, { socket, consumed }), targetOf(l.port), rec)
     const { failed } = await rec.done
     expect(failed?.code).toBe('BATON_ERR_CONNECT_TIMEOUT')
