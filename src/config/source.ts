@@ -24,7 +24,7 @@ export interface YamlSource {
 
 export function readYaml (text: string, file: string): YamlSource {
   const lineCounter = new LineCounter()
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true })
   const position = (offset: number): { line: number, col: number } => {
     const { line, col } = lineCounter.linePos(offset)
     return { line, col }

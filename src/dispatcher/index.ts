@@ -71,6 +71,7 @@ export async function startBaton (config: Config, options: StartOptions = {}): P
   }, TICK_MS)
   tick.unref()
   log.info({ listen: listeners.map((l) => `${l.host}:${l.port}`), native: nativeOk, services: entries.size }, 'baton started')
+  log.flush() // process managers and scripts wait for this line on a pipe
 
   let closing: Promise<void> | undefined
   return {

@@ -137,7 +137,8 @@ routes:
     await new Promise((r) => s.once('connect', r))
     s.end('GET /a HT')
     await new Promise((r) => s.once('close', r))
-    await waitFor(() => fdCount() === fds)
+    // Sockets answered by earlier tests may still be draining: "no leak" means back to at most the start.
+    await waitFor(() => fdCount() <= fds)
     expect(data).toBe('')
     expect(h.logs.slice(before).some((l) => l.outcome !== undefined)).toBe(false)
   })
@@ -165,8 +166,9 @@ routes:
       else if (kind === 2) await exchange(port, 'BAD\r\n\r\n')
       else await exchange(port, GET('/dead'))
     })
-    await waitFor(() => fdCount() === before, 8000)
-    expect(fdCount()).toBe(before)
+    // <=: sockets answered before the baseline may finish draining during the run.
+    await waitFor(() => fdCount() <= before, 8000)
+    expect(fdCount()).toBeLessThanOrEqual(before)
   }, 60_000)
 
   it('costs a dead back end only its own connections', async () => {

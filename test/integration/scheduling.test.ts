@@ -2,7 +2,8 @@
 // the counters.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { native } from '../../src/native/binding'
-import { exchange, harness, type Harness } from '../helpers/cluster'
+import net from 'node:net'
+import { exchange, harness, waitFor, type Harness } from '../helpers/cluster'
 
 const get = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n`
 
@@ -49,14 +50,26 @@ routes:
   })
 
   it('lblcr keeps a hot path on its server and spreads distinct paths', async () => {
-    // Distinct paths, one at a time (each connection closes before the next): the least-loaded server
-    // takes each new path, so they spread over all three.
+    // Distinct paths on connections held open: each new path goes to the least-loaded server, and the
+    // connections it already holds are that load, so the paths spread over all three.
+    const held: net.Socket[] = []
     const firsts = new Map<string, string>()
-    for (let i = 0; i < 12; i++) firsts.set(`/l/item-${i}`, await backendOf(`/l/item-${i}`))
-    expect(new Set(firsts.values()).size).toBe(3)
-    // A hot path keeps going to the server set it was given.
-    for (const [path, server] of [...firsts].slice(0, 4)) {
+    for (let i = 0; i < 9; i++) {
+      const path = `/l/item-${i}`
+      const s = net.connect(port, '127.0.0.1')
+      held.push(s)
+      let data = ''
+      s.on('data', (d) => { data += d.toString() })
+      await new Promise((r) => s.once('connect', r))
+      s.write(`GET ${path} HTTP/1.1\r\nHost: e\r\n\r\n`)
+      await waitFor(() => data.endsWith('}\n'))
+      firsts.set(path, /x-baton-backend: (\w+)/.exec(data)![1]!)
+    }
+    expect(new Set(firsts.values())).toEqual(new Set(['L1', 'L2', 'L3']))
+    // A hot path keeps going to the server set it was given, connection after connection.
+    for (const [path, server] of [...firsts].slice(0, 3)) {
       for (let i = 0; i < 5; i++) expect(await backendOf(path)).toBe(server)
     }
+    for (const s of held) s.destroy()
   })
 })

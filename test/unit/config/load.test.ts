@@ -111,3 +111,12 @@ describe('parseConfig: values', () => {
     expect(c.admin).toEqual({ listen: { host: '0.0.0.0', port: 9180 }, allowRemote: true })
   })
 })
+
+describe('parseConfig: YAML features', () => {
+  it('supports anchors, aliases and merge keys', () => {
+    const c = parseConfig(yaml('listen: 127.0.0.1:0', 'services:', '  - name: api', '    servers:',
+      '      - &base { name: a, handoff: /a.sock, weight: 5 }',
+      '      - { <<: *base, name: b }'), '')
+    expect(c.services[0]?.servers[1]).toMatchObject({ name: 'b', handoff: '/a.sock', weight: 5 })
+  })
+})
