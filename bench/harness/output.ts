@@ -84,8 +84,9 @@ ${clientCommands(r).join('\n')}
   from the client are checked against wrk's request count (TCP PassiveOpens in the namespace, minus the back
   end's own accepts).
 - idle: the balancer's RSS with every connection open and silent, and the KiB per connection above its RSS
-  before they were opened. Relayed targets hold two sockets per connection, so their count is capped to fit
-  the open-file limit.
+  before they were opened. Relays (Baton splice and pipe, HAProxy tcp mode) hold two sockets per
+  connection, so their count is capped to (open-file limit - 500) / 2. Node's RSS moves with its garbage
+  collector: per-connection figures from fewer than 10,000 connections are noise.
 
 ## Results
 

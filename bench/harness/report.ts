@@ -70,11 +70,13 @@ function summarize (scenario: ScenarioName, target: TargetName, samples: readonl
 export interface NotRun { readonly state: 'skipped' | 'failed', readonly reason: string }
 
 /** One summary per scenario and target, in option order; targets that never started carry their reason. */
-export function summarizeAll (o: Options, samples: readonly Sample[], notRun: ReadonlyMap<TargetName, NotRun>): Summary[] {
+export function summarizeAll (o: Options, samples: readonly Sample[], notRun: ReadonlyMap<TargetName, NotRun>,
+  skippedScenarios: ReadonlyMap<ScenarioName, string>): Summary[] {
   const out: Summary[] = []
   for (const scenario of o.scenarios) {
+    const skip = skippedScenarios.get(scenario)
     for (const target of o.targets) {
-      const nr = notRun.get(target)
+      const nr: NotRun | undefined = skip !== undefined ? { state: 'skipped', reason: skip } : notRun.get(target)
       if (nr !== undefined) {
         out.push({ ...summarize(scenario, target, []), state: nr.state, reason: nr.reason })
       } else {

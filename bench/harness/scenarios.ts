@@ -88,12 +88,13 @@ function rssWatch (ctx: RowContext): { stop: () => { bal: number, back: number }
 const MIB = 1024 * 1024
 export const STREAM_TIMEOUT_S = 120
 
+type RssWatch = ReturnType<typeof rssWatch>
+
 /** Runs ka-small, ka-64k, close and stream rows. */
-async function loadRow (ctx: RowContext): Promise<Sample> {
+async function loadRow (ctx: RowContext, watch: RssWatch): Promise<Sample> {
   const o = ctx.options
   const spec = { port: ctx.target.port, connections: o.connections, durationS: o.durationS }
   const isDirect = ctx.target.pids.length === 0
-  const watch = rssWatch(ctx)
   const before = await snapshot(ctx)
   let res: LoadResult
   let units: number
@@ -154,14 +155,14 @@ function connectionCheck (ctx: RowContext, b: Snapshot, a: Snapshot, res: LoadRe
 }
 
 /** The idle scenario: memory of the balancer while it holds N idle connections, and its setup cost. */
-async function idleRow (ctx: RowContext): Promise<Sample> {
+async function idleRow (ctx: RowContext, watch: RssWatch): Promise<Sample> {
   const name = ctx.target.name
   const isDirect = ctx.target.pids.length === 0
-  const relay = name === 'baton-splice' || name === 'baton-pipe'
-  // Each process may hold fdLimit descriptors; a relay holds two sockets per client connection.
+  // Each process may hold fdLimit descriptors; a relay (one server connection per client connection)
+  // holds two sockets per client connection. HAProxy http mode and nginx share pooled server connections.
+  const relay = name === 'baton-splice' || name === 'baton-pipe' || name === 'haproxy-tcp'
   const cap = Math.floor((ctx.fdLimit - 500) / (relay ? 2 : 1))
   const count = Math.min(ctx.options.idleConns, cap)
-  const watch = rssWatch(ctx)
   const base = watch.now()
   const before = await snapshot(ctx)
   const conns = await openIdle(ctx.target.port, count, ctx.progress)
@@ -201,7 +202,12 @@ async function idleRow (ctx: RowContext): Promise<Sample> {
 }
 
 export async function runRow (ctx: RowContext): Promise<Sample> {
-  return ctx.scenario === 'idle' ? await idleRow(ctx) : await loadRow(ctx)
+  const watch = rssWatch(ctx)
+  try {
+    return ctx.scenario === 'idle' ? await idleRow(ctx, watch) : await loadRow(ctx, watch)
+  } finally {
+    watch.stop()
+  }
 }
 
 export function failedSample (scenario: ScenarioName, target: TargetName, round: number, error: string): Sample {

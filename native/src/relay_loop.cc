@@ -52,6 +52,7 @@ int RelayCore::Start(Notify notify, void* notify_arg) {
   if (epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &ev) < 0) return -errno;
   int rc = pthread_create(&thread_, nullptr, ThreadMain, this);
   if (rc != 0) return -rc;
+  pthread_setname_np(thread_, "baton-relay");
   started_ = true;
   return 0;
 }

@@ -14,6 +14,8 @@ export interface ConnRecord {
   readonly channel: BackendChannel
   inflight: number
   active: boolean
+  /** The socket closed: its responses' late 'close' events must not count again. */
+  closed: boolean
 }
 
 export const kConn = Symbol('baton.handoff')
@@ -61,6 +63,7 @@ export class BackendChannel {
   }
 
   requestStarted (rec: ConnRecord): void {
+    if (rec.closed) return
     rec.inflight++
     if (!rec.active) {
       rec.active = true
@@ -69,6 +72,7 @@ export class BackendChannel {
   }
 
   requestEnded (rec: ConnRecord): void {
+    if (rec.closed) return
     if (rec.inflight > 0) rec.inflight--
     if (rec.inflight === 0 && rec.active) {
       rec.active = false
@@ -77,6 +81,8 @@ export class BackendChannel {
   }
 
   connectionClosed (rec: ConnRecord): void {
+    if (rec.closed) return
+    rec.closed = true
     if (rec.active) this.#delta(-1, 0, 1)
     else this.#delta(0, -1, 1)
     this.#open--
@@ -111,7 +117,7 @@ export class BackendChannel {
       return
     }
     // The dispatcher counted this connection as active when it sent it (LVS's bind).
-    const rec: ConnRecord = { meta, channel: this, inflight: 0, active: true }
+    const rec: ConnRecord = { meta, channel: this, inflight: 0, active: true, closed: false }
     ;(socket as unknown as Record<symbol, ConnRecord>)[kConn] = rec
     this.#open++
     socket.once('close', () => this.connectionClosed(rec))

@@ -1,5 +1,5 @@
 // A demo real server, one process per server in the demo config. It names itself in X-Baton-Backend and
-// echoes what it saw, so `curl -i localhost:8080/...` shows routing and handoff at work:
+// echoes what it saw (`?delayMs=N` answers after N ms), so `curl -i localhost:8080/...` shows routing and handoff at work:
 //   node dist/src/demo/backend.js --name api-1 --handoff /tmp/baton-demo/api-1.sock
 //   node dist/src/demo/backend.js --name legacy-1 --listen 127.0.0.1:8181     (a plain TCP server, relayed)
 import http from 'node:http'
@@ -11,6 +11,11 @@ async function main (): Promise<void> {
   const name = values.name ?? `backend-${process.pid}`
   let requests = 0
   const server = http.createServer((req, res) => {
+    const delayMs = Number(/[?&]delayMs=(\d+)/.exec(req.url ?? '')?.[1] ?? 0)
+    if (delayMs > 0) setTimeout(() => answer(req, res), Math.min(delayMs, 60_000))
+    else answer(req, res)
+  })
+  const answer = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     requests++
     const info = handoffInfo(req.socket)
     const body = JSON.stringify({
@@ -25,7 +30,7 @@ async function main (): Promise<void> {
     }) + '\n'
     res.writeHead(200, { 'content-type': 'application/json', 'x-baton-backend': name, 'content-length': Buffer.byteLength(body) })
     res.end(body)
-  })
+  }
   server.keepAliveTimeout = 65_000
   if (values.listen !== undefined) {
     const i = values.listen.lastIndexOf(':')

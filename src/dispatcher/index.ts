@@ -18,8 +18,20 @@ export interface BatonInstance {
   readonly ports: readonly number[]
   /** True when the native addon is in use (handoff and splice available). */
   readonly native: boolean
+  /** Every real server's state, in config order (ipvsadm -L -n, in short). */
+  servers (): ServerSnapshot[]
   /** Stops listening, closes channels and relays; connections already handed off are not affected. */
   close (): Promise<void>
+}
+
+export interface ServerSnapshot {
+  readonly service: string
+  readonly id: string
+  readonly up: boolean
+  readonly weight: number
+  readonly overloaded: boolean
+  readonly active: number
+  readonly inactive: number
 }
 
 export interface StartOptions {
@@ -77,6 +89,15 @@ export async function startBaton (config: Config, options: StartOptions = {}): P
   return {
     ports: listeners.map((l) => l.port),
     native: nativeOk,
+    servers: () => [...entries.values()].flatMap((e) => e.pool.servers.map((s) => ({
+      service: e.pool.name,
+      id: s.id,
+      up: s.up,
+      weight: s.weight,
+      overloaded: s.overloaded,
+      active: s.conns.active,
+      inactive: s.conns.inactive,
+    }))),
     close: () => {
       closing ??= (async () => {
         clearInterval(tick)

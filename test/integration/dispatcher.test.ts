@@ -206,3 +206,47 @@ routes:
     }
   })
 })
+
+describe.runIf(process.platform === 'linux' && native.available)('counters from the back end\'s feedback', () => {
+  let h: Harness
+  let b: Awaited<ReturnType<Harness['baton']>>
+
+  beforeAll(async () => {
+    h = harness()
+    await h.backend('f1')
+    b = await h.baton(`
+listen: 127.0.0.1:0
+services: [ { name: f, scheduler: wlc, servers: [ { name: f1, handoff: ${h.sock('f1')} } ] } ]
+`)
+  })
+  afterAll(async () => { await h.close() })
+
+  const counts = (): { active: number; inactive: number } => {
+    const s = b.servers()[0]!
+    return { active: s.active, inactive: s.inactive }
+  }
+
+  it('counts a request in flight as active, an idle keep-alive connection as inactive, and a closed one as gone', async () => {
+    const port = b.ports[0]!
+    const open = async (path: string): Promise<{ s: net.Socket; data: () => string }> => {
+      const s = net.connect(port, '127.0.0.1')
+      let data = ''
+      s.on('data', (d) => { data += d.toString() })
+      await new Promise((r) => s.once('connect', r))
+      s.write(`GET ${path} HTTP/1.1\r\nHost: e\r\n\r\n`)
+      return { s, data: () => data }
+    }
+    const slow = await open('/slow?delayMs=800')
+    const idle = await open('/fast')
+    await waitFor(() => idle.data().endsWith('}\n'))
+    await waitFor(() => counts().active === 1 && counts().inactive === 1)
+    await waitFor(() => slow.data().endsWith('}\n'), 3000)
+    await waitFor(() => counts().active === 0 && counts().inactive === 2)
+    // A new request on an idle connection makes it active again.
+    idle.s.write('GET /again?delayMs=500 HTTP/1.1\r\nHost: e\r\n\r\n')
+    await waitFor(() => counts().active === 1 && counts().inactive === 1)
+    slow.s.destroy()
+    idle.s.destroy()
+    await waitFor(() => counts().active === 0 && counts().inactive === 0)
+  })
+})
