@@ -13,7 +13,7 @@
     },
     {
       "target_name": "baton_relay",
-      "sources": ["src/relay.cc", "src/relay_loop.cc"]
+      "sources": ["src/relay.cc", "src/relay_loop.cc", "src/relay_pump.cc"]
     }
   ]
 }

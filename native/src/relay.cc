@@ -68,6 +68,7 @@ static void baton__relay_drain(Napi::Env env, Napi::Function fn, baton__relay* r
     }
     fn.Call({Napi::Number::New(env, static_cast<double>(n))});
     if (env.IsExceptionPending()) return;  // relay.ts never throws here; do not call into a pending exception
+    if (r->closed) return;                 // closed from inside the call; that close drained the rest
   }
 }
 

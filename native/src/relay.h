@@ -15,6 +15,11 @@
 
 namespace baton {
 
+// Directions of a connection, and the tag on the upstream fd's epoll data (the conn pointer | 1).
+static const int kDirUp = 1;
+static const int kDirDown = 2;
+static const uintptr_t kTagUpstream = 1;
+
 // Event kinds delivered to JS (one record = kind, id, a, b, err).
 enum RelayEventKind { kRelayEstablished = 1, kRelayFailed = 2, kRelayClosed = 3 };
 
@@ -101,9 +106,9 @@ class RelayCore {
   void Run();
   void TakeInbox();
   void StartConnect(RelayConn* c, int64_t now);
-  void OnEvent(RelayConn* c, uint32_t events, int64_t now);
+  void OnEvent(RelayConn* c, bool is_upstream, uint32_t events, int64_t now);
   void Establish(RelayConn* c, int64_t now);
-  void Pump(RelayConn* c, int64_t now);
+  void Pump(RelayConn* c, int dirs, int64_t now);
   int PumpDir(RelayDir* d, bool* budget_left);
   void Fail(RelayConn* c, int err);
   void Finish(RelayConn* c, int err);

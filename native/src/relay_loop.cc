@@ -1,13 +1,8 @@
-// The relay thread: native upstream connect, then splice(2) in both directions through pooled pipes.
-// Rules (research/handoff-mechanics.md, splice): EPOLLET and pump until EAGAIN (or a budget, then the
-// connection goes on the ready list); splice from a socket only into an empty pipe, because EAGAIN is
-// ambiguous while the pipe could be full; shutdown(dst, SHUT_WR) after src EOF once the pipe drained;
-// errors reset both sides (SO_LINGER{1,0}); connections are freed only at the end of an epoll batch;
-// the client fd is a dup whose open file description is shared, so it gets an explicit EPOLL_CTL_DEL.
+// The relay thread's loop: start/stop, the inbox of new connections (eventfd), the epoll batch, the
+// timeout sweep, the pipe pool, and events to JS. Connections are freed only at the end of a batch,
+// because both fds of one connection can be in the same batch. Per-connection work: relay_pump.cc.
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -20,18 +15,11 @@
 namespace baton {
 
 static const int kBatchMax = 128;
-static const int kPumpRounds = 16;  // fill+drain rounds per direction per wakeup before yielding
 
 static int64_t baton__now_ms() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void baton__reset_close(int fd) {
-  struct linger lg = {1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-  close(fd);
 }
 
 RelayCore::~RelayCore() {
@@ -48,7 +36,7 @@ int RelayCore::Start(Notify notify, void* notify_arg) {
   if (evfd_ < 0) return -errno;
   struct epoll_event ev = {};
   ev.events = EPOLLIN;
-  ev.data.ptr = nullptr;
+  ev.data.u64 = 0;
   if (epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &ev) < 0) return -errno;
   int rc = pthread_create(&thread_, nullptr, ThreadMain, this);
   if (rc != 0) return -rc;
@@ -122,16 +110,16 @@ void RelayCore::Run() {
     int n = epoll_wait(epfd_, evs, kBatchMax, timeout);
     int64_t now = baton__now_ms();
     for (int i = 0; i < n; i++) {
-      RelayConn* c = static_cast<RelayConn*>(evs[i].data.ptr);
-      if (c == nullptr) TakeInbox();
-      else OnEvent(c, evs[i].events, now);
+      uintptr_t tag = static_cast<uintptr_t>(evs[i].data.u64);
+      if (tag == 0) TakeInbox();
+      else OnEvent(reinterpret_cast<RelayConn*>(tag & ~kTagUpstream), (tag & kTagUpstream) != 0, evs[i].events, now);
     }
     if (!ready_.empty()) {
       std::vector<RelayConn*> again;
       again.swap(ready_);
       for (RelayConn* c : again) {
         c->in_ready = false;
-        if (c->state == RelayState::kRelaying) Pump(c, now);
+        if (c->state == RelayState::kRelaying) Pump(c, kDirUp | kDirDown, now);
       }
     }
     if (now >= next_sweep) {
@@ -174,174 +162,6 @@ void RelayCore::Unlink(RelayConn* c) {
   else conns_ = c->next;
   if (c->next != nullptr) c->next->prev = c->prev;
   c->prev = c->next = nullptr;
-}
-
-// Nonblocking connect; completion comes as EPOLLOUT and is checked with SO_ERROR.
-void RelayCore::StartConnect(RelayConn* c, int64_t now) {
-  Link(c);
-  c->deadline_ms = now + opts_.connect_timeout_ms;
-  int family = c->addr.ss_family;
-  c->upstream = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (c->upstream < 0) return Fail(c, errno);
-  if (family != AF_UNIX) {
-    int one = 1;
-    setsockopt(c->upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  if (connect(c->upstream, reinterpret_cast<sockaddr*>(&c->addr), c->addrlen) < 0 && errno != EINPROGRESS) {
-    return Fail(c, errno == EAGAIN ? ECONNREFUSED : errno);  // AF_UNIX: EAGAIN = backlog full
-  }
-  struct epoll_event ev = {};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.ptr = c;
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, c->upstream, &ev) < 0) return Fail(c, errno);
-}
-
-void RelayCore::OnEvent(RelayConn* c, uint32_t events, int64_t now) {
-  if (c->state == RelayState::kDead) return;  // freed at the end of this batch
-  if (c->state == RelayState::kConnecting) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(c->upstream, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-    if (err != 0) return Fail(c, err);
-    if ((events & (EPOLLERR | EPOLLHUP)) != 0) return Fail(c, ECONNRESET);
-    if ((events & EPOLLOUT) == 0) return;
-    return Establish(c, now);
-  }
-  if ((events & EPOLLERR) != 0) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(c->upstream, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err == 0) getsockopt(c->client, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) return Finish(c, err);
-  }
-  Pump(c, now);
-}
-
-// Connected: get the pipes, add the client to epoll, tell JS (which then owns nothing but the callback).
-void RelayCore::Establish(RelayConn* c, int64_t now) {
-  if (!PipeGet(&c->up.pipe)) return Fail(c, errno);
-  if (!PipeGet(&c->down.pipe)) {
-    int err = errno;
-    PipePut(&c->up.pipe, true);
-    return Fail(c, err);
-  }
-  struct epoll_event ev = {};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.ptr = c;
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, c->client, &ev) < 0) {
-    int err = errno;
-    PipePut(&c->up.pipe, true);
-    PipePut(&c->down.pipe, true);
-    return Fail(c, err);
-  }
-  c->up.src = c->client;
-  c->up.dst = c->upstream;
-  c->down.src = c->upstream;
-  c->down.dst = c->client;
-  c->state = RelayState::kRelaying;
-  c->deadline_ms = now;
-  stat_[kStatConnecting].fetch_sub(1, std::memory_order_relaxed);
-  stat_[kStatRelaying].fetch_add(1, std::memory_order_relaxed);
-  Post({kRelayEstablished, c->id, static_cast<double>(c->orig_fd), 0, 0});
-  Pump(c, now);
-}
-
-// One direction until EAGAIN. Returns 0 (waiting), or -errno. *budget_left = false when it yielded.
-int RelayCore::PumpDir(RelayDir* d, bool* budget_left) {
-  for (int round = 0; round < kPumpRounds; round++) {
-    while (d->queued > 0) {
-      ssize_t n = splice(d->pipe.r, nullptr, d->dst, nullptr, d->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      if (n > 0) {
-        d->queued -= static_cast<size_t>(n);
-        d->bytes += static_cast<uint64_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EAGAIN) return 0;
-      return n < 0 ? -errno : -EPIPE;
-    }
-    if (d->eof) {
-      if (!d->shut) {
-        d->shut = true;
-        if (shutdown(d->dst, SHUT_WR) < 0 && errno != ENOTCONN) return -errno;
-      }
-      return 0;
-    }
-    ssize_t n = splice(d->src, nullptr, d->pipe.w, nullptr, static_cast<size_t>(d->pipe.cap),
-                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n > 0) {
-      d->queued = static_cast<size_t>(n);
-    } else if (n == 0) {
-      d->eof = true;
-    } else if (errno == EINTR) {
-      continue;
-    } else if (errno == EAGAIN) {
-      return 0;  // the pipe is empty, so EAGAIN means the socket is
-    } else {
-      return -errno;
-    }
-  }
-  *budget_left = false;
-  return 0;
-}
-
-void RelayCore::Pump(RelayConn* c, int64_t now) {
-  uint64_t before = c->up.bytes + c->down.bytes;
-  bool budget_left = true;
-  while (c->prefix_off < c->prefix.size()) {
-    ssize_t n = send(c->upstream, c->prefix.data() + c->prefix_off, c->prefix.size() - c->prefix_off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) { c->prefix_off += static_cast<size_t>(n); continue; }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
-    return Finish(c, n < 0 ? errno : EPIPE);
-  }
-  int rc = 0;
-  if (c->prefix_off == c->prefix.size()) rc = PumpDir(&c->up, &budget_left);
-  if (rc == 0) rc = PumpDir(&c->down, &budget_left);
-  if (rc < 0) return Finish(c, -rc);
-  if (c->up.bytes + c->down.bytes != before) c->deadline_ms = now;
-  bool up_done = c->up.eof && c->up.queued == 0 && c->up.shut;
-  bool down_done = c->down.eof && c->down.queued == 0 && c->down.shut;
-  if (up_done && down_done) return Finish(c, 0);
-  if (!budget_left && !c->in_ready) {
-    c->in_ready = true;
-    ready_.push_back(c);
-  }
-}
-
-// Before establish: the client was never read or changed; close our dup only, the caller keeps its fd.
-void RelayCore::Fail(RelayConn* c, int err) {
-  if (c->upstream >= 0) close(c->upstream);
-  close(c->client);
-  c->upstream = c->client = -1;
-  c->state = RelayState::kDead;
-  stat_[kStatConnecting].fetch_sub(1, std::memory_order_relaxed);
-  stat_[kStatFailed].fetch_add(1, std::memory_order_relaxed);
-  Post({kRelayFailed, c->id, 0, 0, err});
-  dead_.push_back(c);
-}
-
-// After establish. err == 0: both directions ended cleanly. Otherwise reset both sides.
-void RelayCore::Finish(RelayConn* c, int err) {
-  epoll_ctl(epfd_, EPOLL_CTL_DEL, c->client, nullptr);  // the description outlives our dup
-  if (err == 0) {
-    close(c->client);
-    close(c->upstream);
-  } else {
-    baton__reset_close(c->client);
-    baton__reset_close(c->upstream);
-    stat_[kStatErrors].fetch_add(1, std::memory_order_relaxed);
-  }
-  c->upstream = c->client = -1;
-  PipePut(&c->up.pipe, c->up.queued == 0);
-  PipePut(&c->down.pipe, c->down.queued == 0);
-  c->state = RelayState::kDead;
-  stat_[kStatRelaying].fetch_sub(1, std::memory_order_relaxed);
-  stat_[kStatBytesUp].fetch_add(static_cast<int64_t>(c->up.bytes), std::memory_order_relaxed);
-  stat_[kStatBytesDown].fetch_add(static_cast<int64_t>(c->down.bytes), std::memory_order_relaxed);
-  Post({kRelayClosed, c->id, static_cast<double>(c->up.bytes), static_cast<double>(c->down.bytes), err});
-  dead_.push_back(c);
 }
 
 void RelayCore::Sweep(int64_t now) {

@@ -92,7 +92,12 @@ class SpliceForwarder implements Forwarder {
   }
 
   #submit (conn: ForwardConn, target: ForwardTarget, cb: ForwardCallbacks, addr: Buffer): void {
-    const rc = this.#relay.connect(conn.fd, addr, conn.id, proxyPrefix(conn, target))
+    const header = proxyPrefix(conn, target)
+    // Bytes the dispatcher already read go right after the PROXY header (normally none on this path).
+    const prefix = conn.consumed === undefined || conn.consumed.length === 0
+      ? header
+      : header === undefined ? conn.consumed : Buffer.concat([header, conn.consumed])
+    const rc = this.#relay.connect(conn.fd, addr, conn.id, prefix)
     if (rc < 0) return this.#failLater(cb, -rc, target)
     this.#connecting.set(conn.id, cb)
     this.#targets.set(conn.id, target)

@@ -60,6 +60,8 @@ export class NativeRelay {
   readonly #evEstablished: number
   readonly #evFailed: number
   #closed = false
+  #dispatching = false
+  #closeDeferred = false
 
   constructor (raw: any, opts: RelayOptions, handler: RelayHandler) {
     assertInt(opts.pipeSize, 4096, 64 * 1024 * 1024, 'pipeSize')
@@ -101,10 +103,25 @@ export class NativeRelay {
   close (): void {
     if (this.#closed) return
     this.#closed = true
-    this.#raw.baton_relay_close(this.#handle)
+    // From inside a handler the event buffer is still being read: close once this batch is done.
+    if (this.#dispatching) this.#closeDeferred = true
+    else this.#raw.baton_relay_close(this.#handle)
   }
 
   #dispatch (count: number): void {
+    this.#dispatching = true
+    try {
+      this.#dispatchBatch(count)
+    } finally {
+      this.#dispatching = false
+    }
+    if (this.#closeDeferred) {
+      this.#closeDeferred = false
+      this.#raw.baton_relay_close(this.#handle)
+    }
+  }
+
+  #dispatchBatch (count: number): void {
     const ev = this.#events
     const width = ev.length / EVENT_SLOTS
     for (let i = 0; i < count; i++) {

@@ -1,0 +1,206 @@
+// The relay thread's per-connection work: native upstream connect, then splice(2) both ways.
+// Rules (research/handoff-mechanics.md, splice): EPOLLET and pump until EAGAIN (or a budget, then the
+// connection goes on the ready list); splice from a socket only into an empty pipe, because EAGAIN is
+// ambiguous while the pipe could be full; shutdown(dst, SHUT_WR) after src EOF once the pipe drained;
+// errors reset both sides (SO_LINGER{1,0}); the client fd is a dup whose open file description is
+// shared with the caller's fd, so it gets an explicit EPOLL_CTL_DEL before close.
+#include <errno.h>
+#include <fcntl.h>  // splice
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "relay.h"
+
+namespace baton {
+
+static const int kPumpRounds = 16;  // fill+drain rounds per direction per wakeup before yielding
+
+static void baton__reset_close(int fd) {
+  struct linger lg = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(fd);
+}
+
+// Nonblocking connect; completion comes as EPOLLOUT and is checked with SO_ERROR.
+void RelayCore::StartConnect(RelayConn* c, int64_t now) {
+  Link(c);
+  c->deadline_ms = now + opts_.connect_timeout_ms;
+  int family = c->addr.ss_family;
+  c->upstream = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (c->upstream < 0) return Fail(c, errno);
+  if (family != AF_UNIX) {
+    int one = 1;
+    setsockopt(c->upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  if (connect(c->upstream, reinterpret_cast<sockaddr*>(&c->addr), c->addrlen) < 0 && errno != EINPROGRESS) {
+    return Fail(c, errno == EAGAIN ? ECONNREFUSED : errno);  // AF_UNIX: EAGAIN = backlog full
+  }
+  struct epoll_event ev = {};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = reinterpret_cast<uintptr_t>(c) | kTagUpstream;
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, c->upstream, &ev) < 0) return Fail(c, errno);
+}
+
+// Pumps only the directions this event can move: readable src -> its direction; writable dst -> the
+// direction that has bytes waiting in its pipe (EPOLLET reports write space after nearly every ACK).
+void RelayCore::OnEvent(RelayConn* c, bool is_upstream, uint32_t events, int64_t now) {
+  if (c->state == RelayState::kDead) return;  // freed at the end of this batch
+  if (c->state == RelayState::kConnecting) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->upstream, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    if (err != 0) return Fail(c, err);
+    if ((events & (EPOLLERR | EPOLLHUP)) != 0) return Fail(c, ECONNRESET);
+    if ((events & EPOLLOUT) == 0) return;
+    return Establish(c, now);
+  }
+  if ((events & EPOLLERR) != 0) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c->upstream, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err == 0) getsockopt(c->client, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) return Finish(c, err);
+  }
+  int in_dir = is_upstream ? kDirDown : kDirUp;
+  int out_dir = is_upstream ? kDirUp : kDirDown;
+  const RelayDir& out = is_upstream ? c->up : c->down;
+  int dirs = 0;
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) dirs |= in_dir;
+  if ((events & (EPOLLHUP | EPOLLERR)) != 0) dirs |= out_dir;
+  if ((events & EPOLLOUT) != 0 && (out.queued > 0 || (is_upstream && c->prefix_off < c->prefix.size()))) {
+    dirs |= out_dir;
+  }
+  if (dirs != 0) Pump(c, dirs, now);
+}
+
+// Connected: get the pipes, add the client to epoll, tell JS (which then owns nothing but the callback).
+void RelayCore::Establish(RelayConn* c, int64_t now) {
+  if (!PipeGet(&c->up.pipe)) return Fail(c, errno);
+  if (!PipeGet(&c->down.pipe)) {
+    int err = errno;
+    PipePut(&c->up.pipe, true);
+    return Fail(c, err);
+  }
+  struct epoll_event ev = {};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = reinterpret_cast<uintptr_t>(c);
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, c->client, &ev) < 0) {
+    int err = errno;
+    PipePut(&c->up.pipe, true);
+    PipePut(&c->down.pipe, true);
+    return Fail(c, err);
+  }
+  c->up.src = c->client;
+  c->up.dst = c->upstream;
+  c->down.src = c->upstream;
+  c->down.dst = c->client;
+  c->state = RelayState::kRelaying;
+  c->deadline_ms = now;
+  stat_[kStatConnecting].fetch_sub(1, std::memory_order_relaxed);
+  stat_[kStatRelaying].fetch_add(1, std::memory_order_relaxed);
+  Post({kRelayEstablished, c->id, static_cast<double>(c->orig_fd), 0, 0});
+  Pump(c, kDirUp | kDirDown, now);
+}
+
+// One direction until EAGAIN. Returns 0 (waiting), or -errno. *budget_left = false when it yielded.
+int RelayCore::PumpDir(RelayDir* d, bool* budget_left) {
+  for (int round = 0; round < kPumpRounds; round++) {
+    while (d->queued > 0) {
+      ssize_t n = splice(d->pipe.r, nullptr, d->dst, nullptr, d->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        d->queued -= static_cast<size_t>(n);
+        d->bytes += static_cast<uint64_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return 0;
+      return n < 0 ? -errno : -EPIPE;
+    }
+    if (d->eof) {
+      if (!d->shut) {
+        d->shut = true;
+        if (shutdown(d->dst, SHUT_WR) < 0 && errno != ENOTCONN) return -errno;
+      }
+      return 0;
+    }
+    ssize_t n = splice(d->src, nullptr, d->pipe.w, nullptr, static_cast<size_t>(d->pipe.cap),
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+      d->queued = static_cast<size_t>(n);
+    } else if (n == 0) {
+      d->eof = true;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN) {
+      return 0;  // the pipe is empty, so EAGAIN means the socket is
+    } else {
+      return -errno;
+    }
+  }
+  *budget_left = false;
+  return 0;
+}
+
+void RelayCore::Pump(RelayConn* c, int dirs, int64_t now) {
+  uint64_t before = c->up.bytes + c->down.bytes;
+  bool budget_left = true;
+  while ((dirs & kDirUp) != 0 && c->prefix_off < c->prefix.size()) {
+    ssize_t n = send(c->upstream, c->prefix.data() + c->prefix_off, c->prefix.size() - c->prefix_off,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) { c->prefix_off += static_cast<size_t>(n); continue; }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    return Finish(c, n < 0 ? errno : EPIPE);
+  }
+  int rc = 0;
+  if ((dirs & kDirUp) != 0 && c->prefix_off == c->prefix.size()) rc = PumpDir(&c->up, &budget_left);
+  if (rc == 0 && (dirs & kDirDown) != 0) rc = PumpDir(&c->down, &budget_left);
+  if (rc < 0) return Finish(c, -rc);
+  if (c->up.bytes + c->down.bytes != before) c->deadline_ms = now;
+  bool up_done = c->up.eof && c->up.queued == 0 && c->up.shut;
+  bool down_done = c->down.eof && c->down.queued == 0 && c->down.shut;
+  if (up_done && down_done) return Finish(c, 0);
+  if (!budget_left && !c->in_ready) {
+    c->in_ready = true;
+    ready_.push_back(c);
+  }
+}
+
+// Before establish: the client was never read or changed; close our dup only, the caller keeps its fd.
+void RelayCore::Fail(RelayConn* c, int err) {
+  if (c->upstream >= 0) close(c->upstream);
+  close(c->client);
+  c->upstream = c->client = -1;
+  c->state = RelayState::kDead;
+  stat_[kStatConnecting].fetch_sub(1, std::memory_order_relaxed);
+  stat_[kStatFailed].fetch_add(1, std::memory_order_relaxed);
+  Post({kRelayFailed, c->id, 0, 0, err});
+  dead_.push_back(c);
+}
+
+// After establish. err == 0: both directions ended cleanly. Otherwise reset both sides.
+void RelayCore::Finish(RelayConn* c, int err) {
+  epoll_ctl(epfd_, EPOLL_CTL_DEL, c->client, nullptr);  // the description outlives our dup
+  if (err == 0) {
+    close(c->client);
+    close(c->upstream);
+  } else {
+    baton__reset_close(c->client);
+    baton__reset_close(c->upstream);
+    stat_[kStatErrors].fetch_add(1, std::memory_order_relaxed);
+  }
+  c->upstream = c->client = -1;
+  PipePut(&c->up.pipe, c->up.queued == 0);
+  PipePut(&c->down.pipe, c->down.queued == 0);
+  c->state = RelayState::kDead;
+  stat_[kStatRelaying].fetch_sub(1, std::memory_order_relaxed);
+  stat_[kStatBytesUp].fetch_add(static_cast<int64_t>(c->up.bytes), std::memory_order_relaxed);
+  stat_[kStatBytesDown].fetch_add(static_cast<int64_t>(c->down.bytes), std::memory_order_relaxed);
+  Post({kRelayClosed, c->id, static_cast<double>(c->up.bytes), static_cast<double>(c->down.bytes), err});
+  dead_.push_back(c);
+}
+
+}  // namespace baton
