@@ -3,7 +3,7 @@
 // else picks by wlc and remembers that. Use it for cache clusters: each server keeps a working set.
 // The key is PickContext.hashKey, or the client address when it is missing.
 import { isSkipped } from './available'
-import { LocalityCore, localityKey, parseLocalityOptions, type LocalityOptions } from './locality'
+import { LocalityCore, localityKey, LocalityScheduler, parseLocalityOptions, type LocalityOptions } from './locality'
 import type { TableEntry } from './locality-table'
 import type { PickContext, RealServer, Scheduler, SchedulerFactory } from './types'
 
@@ -11,11 +11,9 @@ interface Entry extends TableEntry {
   server: RealServer
 }
 
-class LocalityLeastConnection implements Scheduler {
-  readonly #core: LocalityCore<Entry>
-
+class LocalityLeastConnection extends LocalityScheduler<Entry> implements Scheduler {
   constructor (servers: readonly RealServer[], options: LocalityOptions) {
-    this.#core = new LocalityCore<Entry>(servers, options)
+    super(new LocalityCore<Entry>(servers, options))
   }
 
   /**
@@ -24,7 +22,7 @@ class LocalityLeastConnection implements Scheduler {
    * Allocates only when a new key is inserted.
    */
   pick (ctx: PickContext): RealServer | null {
-    const core = this.#core
+    const core = this.core
     const key = localityKey(ctx)
     const en = core.table.get(key)
     if (en !== undefined) {
@@ -44,25 +42,8 @@ class LocalityLeastConnection implements Scheduler {
 
   /** Removed servers leave the service: entries pointing at them are dropped (the kernel's !AVAILABLE). */
   update (servers: readonly RealServer[]): void {
-    const present = this.#core.setServers(servers)
-    this.#core.table.purge((en) => !present.has(en.server))
-  }
-
-  /** Keys remembered now (tests and admin stats); never above tableSize. */
-  get entries (): number {
-    return this.#core.table.size
-  }
-
-  changed (server: RealServer): void {
-    this.#core.changed(server)
-  }
-
-  tick (now: number): void {
-    this.#core.tick(now)
-  }
-
-  close (): void {
-    this.#core.table.clear()
+    const present = this.core.setServers(servers)
+    this.core.table.purge((en) => !present.has(en.server))
   }
 }
 

@@ -3,7 +3,7 @@
 // setShrinkS loses its most loaded member. Use it for hot content that one cache server cannot carry.
 // The key is PickContext.hashKey, or the client address when it is missing.
 import { isSkipped, overhead } from './available'
-import { LocalityCore, localityKey, parseLocalityOptions, type LocalityOptions } from './locality'
+import { LocalityCore, localityKey, LocalityScheduler, parseLocalityOptions, type LocalityOptions } from './locality'
 import type { TableEntry } from './locality-table'
 import type { PickContext, RealServer, Scheduler, SchedulerFactory } from './types'
 
@@ -54,18 +54,17 @@ function erase (set: RealServer[], s: RealServer): void {
   set.length--
 }
 
-class LocalityReplication implements Scheduler {
-  readonly #core: LocalityCore<Entry>
+class LocalityReplication extends LocalityScheduler<Entry> implements Scheduler {
   readonly #shrinkMs: number
 
   constructor (servers: readonly RealServer[], options: LblcrOptions) {
-    this.#core = new LocalityCore<Entry>(servers, options)
+    super(new LocalityCore<Entry>(servers, options))
     this.#shrinkMs = options.setShrinkS * 1000
   }
 
   /** The kernel's order: set_min, then maybe shrink (d may be the member just erased), then grow. */
   pick (ctx: PickContext): RealServer | null {
-    const core = this.#core
+    const core = this.core
     const key = localityKey(ctx)
     const en = core.table.get(key)
     if (en === undefined) {
@@ -88,28 +87,11 @@ class LocalityReplication implements Scheduler {
 
   /** Removed servers leave every set; an entry whose set empties is dropped. */
   update (servers: readonly RealServer[]): void {
-    const present = this.#core.setServers(servers)
-    this.#core.table.purge((en) => {
+    const present = this.core.setServers(servers)
+    this.core.table.purge((en) => {
       for (let i = en.set.length - 1; i >= 0; i--) if (!present.has(en.set[i]!)) en.set.splice(i, 1)
       return en.set.length === 0
     })
-  }
-
-  /** Keys remembered now (tests and admin stats); never above tableSize. */
-  get entries (): number {
-    return this.#core.table.size
-  }
-
-  changed (server: RealServer): void {
-    this.#core.changed(server)
-  }
-
-  tick (now: number): void {
-    this.#core.tick(now)
-  }
-
-  close (): void {
-    this.#core.table.clear()
   }
 }
 

@@ -95,3 +95,30 @@ export class LocalityCore<E extends TableEntry> {
     if (s.conns.active * 2 < s.weight) { this.#halfIdle[s.index] = 1; this.#halfIdleCount++ }
   }
 }
+
+/** What lblc and lblcr share around their core: housekeeping and introspection. */
+export abstract class LocalityScheduler<E extends TableEntry> {
+  protected readonly core: LocalityCore<E>
+
+  constructor (core: LocalityCore<E>) {
+    this.core = core
+  }
+
+  /** Keys remembered now (tests and admin stats); never above tableSize. */
+  get entries (): number {
+    return this.core.table.size
+  }
+
+  changed (server: RealServer): void {
+    this.core.changed(server)
+  }
+
+  tick (now: number): void {
+    this.core.tick(now)
+  }
+
+  close (): void {
+    this.core.table.clear()
+  }
+}
+
