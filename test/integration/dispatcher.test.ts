@@ -139,6 +139,7 @@ routes:
     await new Promise((r) => s.once('close', r))
     // Sockets answered by earlier tests may still be draining: "no leak" means back to at most the start.
     await waitFor(() => fdCount() <= fds)
+    await new Promise((r) => setTimeout(r, 250)) // past the access log's batch interval
     expect(data).toBe('')
     expect(h.logs.slice(before).some((l) => l.outcome !== undefined)).toBe(false)
   })
@@ -146,8 +147,10 @@ routes:
   it('logs one line per connection with client, route, service, server, method, outcome and microseconds', async () => {
     const before = h.logs.length
     const { local } = await exchange(port, GET('/a/log', 'example.com', 'Connection: close\r\n'), { expect: 1 })
-    await waitFor(() => h.logs.length > before)
-    const line = h.logs.slice(before).find((l) => l.client === `${local.address}:${local.port}`)!
+    const mine = (): Record<string, unknown> | undefined =>
+      h.logs.slice(before).find((l) => l.client === `${local.address}:${local.port}`)
+    await waitFor(() => mine() !== undefined) // access lines are written in batches, within 100 ms
+    const line = mine()!
     expect(line).toMatchObject({ route: 'by-prefix', svc: 'a', backend: 'a1', method: 'GET', outcome: 'handoff', target: '/a/log' })
     expect(typeof line.us).toBe('number')
   })

@@ -1,8 +1,9 @@
 // Both relays (splice: native thread; pipe: JavaScript) against real sockets and a real server process:
 // bulk bytes arrive identical (sha256 on both ends), half-close, backpressure with bounded memory, a killed
-// server, Unix-socket targets, and fd/pipe counts after 2,000 connections.
+// server, Unix-socket targets, fd/pipe counts after 2,000 connections, and (splice) idle relays hold no pipes.
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import readline from 'node:readline'
@@ -204,4 +205,109 @@ describe.runIf(linux && mod !== undefined).each(methods)('$name relay', ({ name,
     expect(fdCount()).toBe(fds0 - 1) // the echo server's listening socket is gone too
     expect(pipeCount()).toBe(pipes0)
   })
+})
+
+// Pipes are held only while bytes are in flight: idle keep-alive relays cost their two sockets. The clients
+// and the upstream echo server run in a child process, so /proc/self/fd here counts only the relay's fds.
+const CHILD = `
+const net = require('node:net')
+const clients = []
+const server = net.createServer((s) => { s.on('error', () => {}); s.pipe(s) })
+function exchange (c, msg) {
+  return new Promise((resolve, reject) => {
+    let got = ''
+    const onData = (d) => { got += d; if (got.length >= msg.length) { c.off('data', onData); got === msg ? resolve() : reject(new Error('got ' + got)) } }
+    c.on('data', onData)
+    c.write(msg)
+  })
+}
+function open (port, i) {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(port, '127.0.0.1', () => { exchange(c, 'GET /' + i + ' HTTP/1.1\\r\\n\\r\\n').then(() => resolve(c), reject) })
+    c.setEncoding('latin1')
+    c.once('error', reject)
+  })
+}
+process.on('message', async (m) => {
+  try {
+    if (m.open !== undefined) {
+      let next = 0
+      await Promise.all(Array.from({ length: 100 }, async () => { while (next < m.open) { const i = next++; clients[i] = await open(m.port, i) } }))
+      process.send({ opened: clients.length })
+    } else if (m.sample !== undefined) {
+      let ok = 0
+      for (let i = 0; i < clients.length; i += m.sample) { await exchange(clients[i], 'again ' + i); ok++ }
+      process.send({ ok })
+    } else if (m.close) {
+      await Promise.all(clients.map((c) => new Promise((resolve) => { c.once('close', resolve); c.end() })))
+      process.send({ closed: true })
+    }
+  } catch (err) { process.send({ error: String(err) }) }
+})
+server.listen(0, '127.0.0.1', () => process.send({ echo: server.address().port }))
+`
+
+function softFdLimit (): number {
+  const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
+  const soft = line?.split(/\s{2,}/)[1]
+  return soft === undefined || soft === 'unlimited' ? Infinity : Number(soft)
+}
+
+describe.runIf(linux && mod !== undefined)('splice relay: idle connections hold no pipes', () => {
+  // Here: 2 fds per relay plus the pool and transients; in the child: client + server socket per relay.
+  const n = Math.min(3000, Math.floor((softFdLimit() - fdCount() - 400) / 2.2))
+  if (n < 1000) console.warn(`relay idle fd test skipped: soft fd limit ${softFdLimit()} is too low for 1,000 connections (ulimit -n)`)
+
+  it.runIf(n >= 1000)(`${n} idle keep-alive relays cost ~2 fds each; the pool stays bounded`, async () => {
+    const listener = new FdListener(mod!)
+    const port = await listener.listen()
+    const child = spawn(process.execPath, ['-e', CHILD], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    const replies: Array<Record<string, unknown>> = []
+    let wake: (() => void) | undefined
+    child.on('message', (m: Record<string, unknown>) => { replies.push(m); wake?.() })
+    const reply = async (): Promise<Record<string, unknown>> => {
+      while (replies.length === 0) await new Promise<void>((resolve) => { wake = resolve })
+      const m = replies.shift()!
+      if (m.error !== undefined) throw new Error(`child: ${String(m.error)}`)
+      return m
+    }
+    const echoPort = Number((await reply()).echo)
+    const fds0 = fdCount()
+    const pipes0 = pipeCount()
+    const fwd = createSpliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0 })
+    const recs: ReturnType<typeof recorder>[] = []
+    const t0 = process.hrtime.bigint()
+    child.send({ open: n, port })
+    for (let i = 0; i < n; i++) {
+      const rec = recorder()
+      recs.push(rec)
+      fwd.forward(connOf(await listener.next()), targetOf(echoPort), rec)
+    }
+    await Promise.all(recs.map((r) => r.takenP))
+    expect((await reply()).opened).toBe(n)
+    const grown = fdCount() - fds0
+    const pipes = pipeCount() - pipes0
+    const st = fwd.stats()
+    console.log(`splice: ${n} idle relays in ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(0)} ms: ` +
+      `fds +${grown} (${(grown / n).toFixed(3)} per relay), pipe fds +${pipes}, pipes ${st.pipes} (pooled ${st.pooled})`)
+    expect(st).toMatchObject({ relaying: n, connecting: 0, errors: 0, failed: 0 })
+    expect(st.pipes).toBe(st.pooled) // no idle relay holds a pipe
+    expect(st.pooled).toBeLessThanOrEqual(64)
+    expect(pipes).toBeLessThanOrEqual(2 * 64)
+    expect(grown).toBeLessThan(2 * n + 200)
+    child.send({ sample: 10 })
+    expect((await reply()).ok).toBe(Math.ceil(n / 10))
+    expect(fwd.stats().pipes).toBe(fwd.stats().pooled)
+    child.send({ close: true })
+    await reply()
+    const done = await Promise.all(recs.map((r) => r.done))
+    expect(done.every((d) => d.stats?.errno === 0)).toBe(true)
+    expect(fwd.active).toBe(0)
+    expect(fwd.stats()).toMatchObject({ relaying: 0, errors: 0 })
+    await fwd.close()
+    expect(fdCount()).toBe(fds0)
+    expect(pipeCount()).toBe(pipes0)
+    child.kill()
+    await listener.close()
+  }, 30_000)
 })
