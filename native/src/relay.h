@@ -37,14 +37,17 @@ struct RelayPipe {
   int cap = 0;  // F_GETPIPE_SZ
 };
 
-// One direction: src -> pipe -> dst. The pipe is only spliced into while empty (queued == 0).
+// One direction: src -> pipe -> dst. The pipe is only spliced into while empty (queued == 0), and it is held
+// only while it has bytes: taken from the pool when a read from src is tried, given back as soon as it is
+// empty again, so an idle connection holds no pipe. pipe.r >= 0 after a pump implies queued > 0.
 struct RelayDir {
   int src = -1;
   int dst = -1;
   RelayPipe pipe;
   size_t queued = 0;
-  bool eof = false;   // src returned 0
-  bool shut = false;  // shutdown(dst, SHUT_WR) done
+  bool eof = false;       // src returned 0
+  bool shut = false;      // shutdown(dst, SHUT_WR) done
+  bool wait_out = false;  // copy fallback (no pipe to be had): src has bytes, dst was full
   uint64_t bytes = 0;
 };
 
@@ -72,7 +75,7 @@ struct RelayOptions {
   int pipe_size = 262144;
   int connect_timeout_ms = 5000;
   int idle_timeout_ms = 0;  // 0 = none
-  int pool_max = 64;        // pooled pipes kept (each is 2 fds)
+  int pool_max = 64;        // idle pipes kept for reuse (each is 2 fds); pipes in use are not counted
 };
 
 // Stats slots, in the order baton_relay_stats writes them.
@@ -110,6 +113,8 @@ class RelayCore {
   void Establish(RelayConn* c, int64_t now);
   void Pump(RelayConn* c, int dirs, int64_t now);
   int PumpDir(RelayDir* d, bool* budget_left);
+  int PumpDirRounds(RelayDir* d, bool* budget_left);
+  int CopyDir(RelayDir* d);
   void Fail(RelayConn* c, int err);
   void Finish(RelayConn* c, int err);
   void Sweep(int64_t now);

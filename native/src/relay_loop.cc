@@ -201,6 +201,9 @@ void RelayCore::ShutdownAll() {
   }
 }
 
+// A pipe for one direction's bytes in flight: the newest pooled one, else a new one. false (errno set) when
+// none can be made (EMFILE, ENFILE, ENOMEM): the caller copies without a pipe. Pipes are returned the moment
+// they are empty, so the pool (at most pool_max) plus the directions with bytes in flight bound the count.
 bool RelayCore::PipeGet(RelayPipe* p) {
   if (!pool_.empty()) {
     *p = pool_.back();

@@ -4,6 +4,10 @@
 // ambiguous while the pipe could be full; shutdown(dst, SHUT_WR) after src EOF once the pipe drained;
 // errors reset both sides (SO_LINGER{1,0}); the client fd is a dup whose open file description is
 // shared with the caller's fd, so it gets an explicit EPOLL_CTL_DEL before close.
+// Pipes: a direction holds one only while bytes are in it (taken from the pool when src is read, returned
+// the moment it is empty), so an idle connection costs its two sockets and nothing else. When no pipe can
+// be had (EMFILE/ENFILE), that pump copies through a stack buffer instead: peek, send, then consume what
+// was sent, so unsent bytes stay in src's kernel queue and memory stays bounded (CopyDir).
 #include <errno.h>
 #include <fcntl.h>  // splice
 #include <netinet/in.h>
@@ -16,7 +20,8 @@
 
 namespace baton {
 
-static const int kPumpRounds = 16;  // fill+drain rounds per direction per wakeup before yielding
+static const int kPumpRounds = 16;     // fill+drain rounds per direction per wakeup before yielding
+static const size_t kCopyBuf = 16384;  // the copy fallback's stack buffer (one round)
 
 static void baton__reset_close(int fd) {
   struct linger lg = {1, 0};
@@ -70,29 +75,20 @@ void RelayCore::OnEvent(RelayConn* c, bool is_upstream, uint32_t events, int64_t
   int dirs = 0;
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) dirs |= in_dir;
   if ((events & (EPOLLHUP | EPOLLERR)) != 0) dirs |= out_dir;
-  if ((events & EPOLLOUT) != 0 && (out.queued > 0 || (is_upstream && c->prefix_off < c->prefix.size()))) {
+  if ((events & EPOLLOUT) != 0 &&
+      (out.queued > 0 || out.wait_out || (is_upstream && c->prefix_off < c->prefix.size()))) {
     dirs |= out_dir;
   }
   if (dirs != 0) Pump(c, dirs, now);
 }
 
-// Connected: get the pipes, add the client to epoll, tell JS (which then owns nothing but the callback).
+// Connected: add the client to epoll, tell JS (which then owns nothing but the callback). No pipe is taken
+// here; each direction takes one only while it has bytes in flight (PumpDir).
 void RelayCore::Establish(RelayConn* c, int64_t now) {
-  if (!PipeGet(&c->up.pipe)) return Fail(c, errno);
-  if (!PipeGet(&c->down.pipe)) {
-    int err = errno;
-    PipePut(&c->up.pipe, true);
-    return Fail(c, err);
-  }
   struct epoll_event ev = {};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.u64 = reinterpret_cast<uintptr_t>(c);
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, c->client, &ev) < 0) {
-    int err = errno;
-    PipePut(&c->up.pipe, true);
-    PipePut(&c->down.pipe, true);
-    return Fail(c, err);
-  }
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, c->client, &ev) < 0) return Fail(c, errno);
   c->up.src = c->client;
   c->up.dst = c->upstream;
   c->down.src = c->upstream;
@@ -106,7 +102,16 @@ void RelayCore::Establish(RelayConn* c, int64_t now) {
 }
 
 // One direction until EAGAIN. Returns 0 (waiting), or -errno. *budget_left = false when it yielded.
+// Whatever happened, an empty pipe goes back to the pool here; a pipe with bytes left stays with d (and on
+// an error Finish closes it, never pools it).
 int RelayCore::PumpDir(RelayDir* d, bool* budget_left) {
+  int rc = PumpDirRounds(d, budget_left);
+  if (d->queued == 0 && d->pipe.r >= 0) PipePut(&d->pipe, true);
+  return rc;
+}
+
+int RelayCore::PumpDirRounds(RelayDir* d, bool* budget_left) {
+  d->wait_out = false;
   for (int round = 0; round < kPumpRounds; round++) {
     while (d->queued > 0) {
       ssize_t n = splice(d->pipe.r, nullptr, d->dst, nullptr, d->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -126,6 +131,11 @@ int RelayCore::PumpDir(RelayDir* d, bool* budget_left) {
       }
       return 0;
     }
+    if (d->pipe.r < 0 && !PipeGet(&d->pipe)) {
+      int rc = CopyDir(d);  // no pipe (EMFILE, ENFILE, ...): the connection lives on without one
+      if (rc <= 0) return rc;
+      continue;
+    }
     ssize_t n = splice(d->src, nullptr, d->pipe.w, nullptr, static_cast<size_t>(d->pipe.cap),
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
@@ -142,6 +152,37 @@ int RelayCore::PumpDir(RelayDir* d, bool* budget_left) {
   }
   *budget_left = false;
   return 0;
+}
+
+// The no-pipe fallback, one round: peek up to kCopyBuf bytes, send what dst takes, then consume exactly
+// that much from src. Unsent bytes never leave src's kernel queue, so nothing is buffered here and the
+// backpressure rule is the same as with a pipe. 1 = progress (bytes moved or EOF seen), 0 = waiting (src
+// empty, or dst full: wait_out, resumed by dst's EPOLLOUT), -errno. The next pump tries a pipe again.
+int RelayCore::CopyDir(RelayDir* d) {
+  char buf[kCopyBuf];
+  ssize_t n;
+  do n = recv(d->src, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+  if (n == 0) {
+    d->eof = true;
+    return 1;
+  }
+  if (n < 0) return errno == EAGAIN ? 0 : -errno;
+  ssize_t m;
+  do m = send(d->dst, buf, static_cast<size_t>(n), MSG_NOSIGNAL | MSG_DONTWAIT); while (m < 0 && errno == EINTR);
+  if (m < 0) {
+    if (errno != EAGAIN) return -errno;
+    d->wait_out = true;
+    return 0;
+  }
+  size_t left = static_cast<size_t>(m);
+  while (left > 0) {  // the peeked bytes are still queued and only this thread reads src
+    ssize_t k = recv(d->src, buf, left, MSG_DONTWAIT);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return k < 0 ? -errno : -EIO;
+    left -= static_cast<size_t>(k);
+  }
+  d->bytes += static_cast<uint64_t>(m);
+  return 1;  // a short send: the next round's send gets EAGAIN and sets wait_out
 }
 
 void RelayCore::Pump(RelayConn* c, int dirs, int64_t now) {
