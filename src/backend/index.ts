@@ -111,7 +111,7 @@ export async function acceptHandoffs (server: http.Server, options: AcceptHandof
  */
 async function ensureTracking (server: http.Server, path: string): Promise<void> {
   if (server.listening) return
-  const privatePath = path.startsWith('@') ? `${path}.http` : `${path}.http`
+  const privatePath = `${path}.http` // '@name' stays abstract: '@name.http'
   if (!privatePath.startsWith('@')) fs.rmSync(privatePath, { force: true })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
