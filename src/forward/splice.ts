@@ -1,6 +1,7 @@
 // Forwarding method `splice` (TCPSP): the default for `address: host:port` real servers when the addon
 // loaded. The relay thread (native/src/relay_loop.cc) connects upstream natively, writes the PROXY header
-// if asked, and splices both directions through pooled pipes; the peeked head is still in the client's
+// if asked, and splices both directions through pooled pipes, each held only while bytes are in flight (an
+// idle keep-alive relay costs its two sockets, nothing more); the peeked head is still in the client's
 // kernel queue, so it is relayed like any other byte. Per connection the JS side does one connect call,
 // one Map entry, and handles two events (established -> taken(), then closed() or failed()).
 import dns from 'node:dns'

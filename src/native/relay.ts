@@ -13,7 +13,10 @@ export interface RelayOptions {
   readonly connectTimeoutMs: number
   /** 0 = no idle timeout. */
   readonly idleTimeoutMs: number
-  /** Pipes kept for reuse (each pipe is 2 fds; a connection uses 2 pipes). */
+  /**
+   * Idle pipes kept for reuse (each pipe is 2 fds). A connection holds a pipe per direction only while bytes
+   * are in it, so an idle relay costs its two sockets; without a pipe (EMFILE) the relay copies instead.
+   */
   readonly pipePoolMax: number
 }
 
@@ -23,7 +26,7 @@ export interface RelayStats {
   readonly total: number
   readonly failed: number
   readonly errors: number
-  /** Pipes open (in use + pooled). */
+  /** Pipes open (in use, i.e. holding bytes in flight, + pooled). */
   readonly pipes: number
   readonly pooled: number
   readonly bytesUp: number
