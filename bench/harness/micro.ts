@@ -10,7 +10,8 @@ const TIMEOUT_MS = 10 * 60_000
 function runOne (file: string): Promise<boolean> {
   const code = `Promise.resolve().then(() => require(${JSON.stringify(file)}).main())` +
     '.then(() => {}, (err) => { console.error(err); process.exitCode = 1 })'
-  const child = spawn(process.execPath, ['-e', code], { stdio: 'inherit' })
+  // --expose-gc: the scheduler benchmark measures bytes allocated per pick around a forced collection.
+  const child = spawn(process.execPath, ['--expose-gc', '-e', code], { stdio: 'inherit' })
   const killer = setTimeout(() => child.kill('SIGKILL'), TIMEOUT_MS)
   return new Promise((resolve) => child.once('exit', (status) => { clearTimeout(killer); resolve(status === 0) }))
 }
