@@ -47,6 +47,9 @@ export async function startBaton (config: Config, options: StartOptions = {}): P
     log.warn({ code: 'BATON_ERR_NATIVE_UNAVAILABLE', err: native.loadError?.message },
       'native addon not loaded: relaying every connection in JavaScript (no handoff, no splice)')
   }
+  if (config.admin !== undefined) {
+    log.warn({ admin: config.admin }, 'the admin API is not implemented yet: `admin` is accepted and ignored')
+  }
   const entries = new Map<string, ServiceEntry>()
   for (const s of config.services) entries.set(s.name, createServiceEntry(s))
   const router = new Router<ServiceEntry>(config.routes, (name) => entries.get(name)!)
