@@ -37,8 +37,8 @@ struct RelayPipe {
   int cap = 0;  // F_GETPIPE_SZ
 };
 
-// One direction: src -> pipe -> dst. The pipe is only spliced into while empty (queued == 0), and it is held
-// only while it has bytes: taken from the pool when a read from src is tried, given back as soon as it is
+// One direction: src -> dst, small reads by recv+send, bulk by splice through the pipe (relay_pump.cc). The
+// pipe is only spliced or written into while empty (queued == 0), and it is held only while it has bytes: taken from the pool when a read from src is tried, given back as soon as it is
 // empty again, so an idle connection holds no pipe. pipe.r >= 0 after a pump implies queued > 0.
 struct RelayDir {
   int src = -1;
@@ -48,6 +48,8 @@ struct RelayDir {
   bool eof = false;       // src returned 0
   bool shut = false;      // shutdown(dst, SHUT_WR) done
   bool wait_out = false;  // copy fallback (no pipe to be had): src has bytes, dst was full
+  bool bulk = false;      // a read filled the copy buffer: splice until a splice returns little
+  bool rdhup = false;     // src's peer shut down (EPOLLRDHUP/HUP seen): read on to EOF, never trust a short read
   uint64_t bytes = 0;
 };
 
@@ -115,6 +117,7 @@ class RelayCore {
   int PumpDir(RelayDir* d, bool* budget_left);
   int PumpDirRounds(RelayDir* d, bool* budget_left);
   int CopyDir(RelayDir* d);
+  int ReadSend(RelayDir* d);
   void Fail(RelayConn* c, int err);
   void Finish(RelayConn* c, int err);
   void Sweep(int64_t now);

@@ -1,9 +1,15 @@
-// The relay thread's per-connection work: native upstream connect, then splice(2) both ways.
-// Rules (research/handoff-mechanics.md, splice): EPOLLET and pump until EAGAIN (or a budget, then the
-// connection goes on the ready list); splice from a socket only into an empty pipe, because EAGAIN is
-// ambiguous while the pipe could be full; shutdown(dst, SHUT_WR) after src EOF once the pipe drained;
-// errors reset both sides (SO_LINGER{1,0}); the client fd is a dup whose open file description is
-// shared with the caller's fd, so it gets an explicit EPOLL_CTL_DEL before close.
+// The relay thread's per-connection work: native upstream connect, then both directions relayed.
+// Rules (research/handoff-mechanics.md, splice): EPOLLET; splice from a socket only into an empty pipe,
+// because EAGAIN is ambiguous while the pipe could be full; shutdown(dst, SHUT_WR) after src EOF once the
+// pipe drained; errors reset both sides (SO_LINGER{1,0}); the client fd is a dup whose open file description
+// is shared with the caller's fd, so it gets an explicit EPOLL_CTL_DEL before close.
+// Small transfers (keep-alive requests and responses) go recv -> stack buffer -> send: 2 syscalls per
+// direction per message, where splice needed 3 (in, out, and an EAGAIN probe). A short recv already says
+// src's queue was empty, and a later arrival raises a new edge, so no probe follows (unless src's FIN was
+// seen, whose edge is spent: then read on to EOF). A read that fills the buffer switches that direction to
+// splice (bulk, pump until EAGAIN or a budget, then the connection goes on the ready list) until a splice
+// returns less than the buffer. A partial send parks the rest in the direction's pipe, so nothing is held in
+// user memory and the backpressure rule stays: src is not read while bytes wait for dst.
 // Pipes: a direction holds one only while bytes are in it (taken from the pool when src is read, returned
 // the moment it is empty), so an idle connection costs its two sockets and nothing else. When no pipe can
 // be had (EMFILE/ENFILE), that pump copies through a stack buffer instead: peek, send, then consume what
@@ -16,12 +22,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "relay.h"
 
 namespace baton {
 
 static const int kPumpRounds = 16;     // fill+drain rounds per direction per wakeup before yielding
-static const size_t kCopyBuf = 16384;  // the copy fallback's stack buffer (one round)
+static const size_t kCopyBuf = 16384;  // recv+send and copy-fallback stack buffer; a full one means bulk
 
 static void baton__reset_close(int fd) {
   struct linger lg = {1, 0};
@@ -74,6 +82,7 @@ void RelayCore::OnEvent(RelayConn* c, bool is_upstream, uint32_t events, int64_t
   const RelayDir& out = is_upstream ? c->up : c->down;
   int dirs = 0;
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) dirs |= in_dir;
+  if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) (is_upstream ? c->down : c->up).rdhup = true;
   if ((events & (EPOLLHUP | EPOLLERR)) != 0) dirs |= out_dir;
   if ((events & EPOLLOUT) != 0 &&
       (out.queued > 0 || out.wait_out || (is_upstream && c->prefix_off < c->prefix.size()))) {
@@ -136,10 +145,16 @@ int RelayCore::PumpDirRounds(RelayDir* d, bool* budget_left) {
       if (rc <= 0) return rc;
       continue;
     }
+    if (!d->bulk) {
+      int rc = ReadSend(d);  // small transfers: recv + send, 2 syscalls, no EAGAIN probe
+      if (rc <= 0) return rc;
+      continue;
+    }
     ssize_t n = splice(d->src, nullptr, d->pipe.w, nullptr, static_cast<size_t>(d->pipe.cap),
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
       d->queued = static_cast<size_t>(n);
+      if (static_cast<size_t>(n) < kCopyBuf) d->bulk = false;  // back to recv + send; its next read probes
     } else if (n == 0) {
       d->eof = true;
     } else if (errno == EINTR) {
@@ -152,6 +167,50 @@ int RelayCore::PumpDirRounds(RelayDir* d, bool* budget_left) {
   }
   *budget_left = false;
   return 0;
+}
+
+// The small-transfer path, one round, with d's (empty) pipe in hand: recv into a stack buffer, send it on.
+// A read shorter than asked means src's queue was empty at that moment, and any later arrival raises a new
+// EPOLLET edge, so no EAGAIN probe follows, unless the peer's FIN was seen (rdhup): the FIN's edge is
+// already consumed, so read on to EOF. What dst does not take goes into the pipe (it is empty and holds at
+// least the read, which is capped at its capacity) and is spliced on at dst's EPOLLOUT, so memory stays
+// bounded and no byte is lost. A full buffer switches d to splice (bulk). 1 = go on, 0 = waiting, -errno.
+int RelayCore::ReadSend(RelayDir* d) {
+  char buf[kCopyBuf];
+  size_t want = std::min(sizeof buf, static_cast<size_t>(d->pipe.cap));
+  ssize_t n;
+  do n = recv(d->src, buf, want, MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+  if (n == 0) {
+    d->eof = true;
+    return 1;
+  }
+  if (n < 0) return errno == EAGAIN ? 0 : -errno;
+  size_t len = static_cast<size_t>(n);
+  size_t off = 0;
+  while (off < len) {
+    ssize_t m = send(d->dst, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (m > 0) { off += static_cast<size_t>(m); continue; }
+    if (m < 0 && errno == EINTR) continue;
+    if (m < 0 && errno == EAGAIN) break;
+    return m < 0 ? -errno : -EPIPE;
+  }
+  d->bytes += off;
+  if (off < len) {  // dst is full: park the rest in the pipe, splice it on at EPOLLOUT
+    size_t rest = len - off;
+    while (rest > 0) {
+      ssize_t w = write(d->pipe.w, buf + off, rest);
+      if (w > 0) { off += static_cast<size_t>(w); rest -= static_cast<size_t>(w); d->queued += static_cast<size_t>(w); continue; }
+      if (w < 0 && errno == EINTR) continue;
+      return w < 0 && errno != EAGAIN ? -errno : -ENOBUFS;  // cannot happen: the pipe was empty and holds want
+    }
+    d->bulk = true;  // dst pushes back: the rest of this burst goes by splice
+    return 0;
+  }
+  if (len == want) {
+    d->bulk = true;  // more may be queued: splice it
+    return 1;
+  }
+  return d->rdhup ? 1 : 0;
 }
 
 // The no-pipe fallback, one round: peek up to kCopyBuf bytes, send what dst takes, then consume exactly
