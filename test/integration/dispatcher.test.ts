@@ -5,6 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { native } from '../../src/native/binding'
 import { exchange, fdCount, harness, waitFor, type Harness } from '../helpers/cluster'
 
+/** Pending timers of this process (head waits, drain timeouts, the access log's batch timer). */
+const timerCount = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+
 const GET = (path: string, host = 'example.com', extra = ''): string =>
   `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n${extra}\r\n`
 
@@ -99,11 +102,14 @@ routes:
     expect(responses[0]!.headers['x-baton-error']).toMatch(/^BATON_ERR_/)
   })
 
-  it('answers 408 when the head is not complete in time', async () => {
+  it('answers 408 when the head is not complete in time, and keeps no descriptor or timer', async () => {
+    const fds = fdCount()
+    const timers = timerCount()
     const t0 = Date.now()
-    const { responses } = await exchange(port, 'GET /a HTTP/1.1\r\nHost: e\r\n')
-    expect(responses[0]!.status).toBe(408)
+    const results = await Promise.all(Array.from({ length: 20 }, () => exchange(port, 'GET /a HTTP/1.1\r\nHost: e\r\n')))
+    for (const { responses } of results) expect(responses[0]!.status).toBe(408)
     expect(Date.now() - t0).toBeGreaterThanOrEqual(350)
+    await waitFor(() => fdCount() <= fds && timerCount() <= timers)
   })
 
   it('completes a head that arrives in pieces', async () => {
