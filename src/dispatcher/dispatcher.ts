@@ -25,6 +25,12 @@ import type { Channels } from './channels'
 const MAX_ATTEMPTS = 4
 /** How long an answered client may keep sending before its socket is destroyed. */
 const DRAIN_TIMEOUT_MS = 5000
+/**
+ * A relayed server whose connect failed is down this long, then gets new connections again (a passive check:
+ * without it every new client would pay a refused or timed-out connect). Handoff servers are not held down:
+ * their channel's state says whether they are up.
+ */
+const RELAY_HOLDDOWN_MS = 2000
 
 class MutablePickContext implements PickContext {
   clientAddress = ''
@@ -47,13 +53,13 @@ export class DataPath {
   readonly #p: DataPathParts
   readonly #ctx = new MutablePickContext()
   readonly #meta = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
-  readonly #waits = new Set<HeadWait>()
   readonly #waitBuf: Buffer
   readonly #onWaitDone = (w: HeadWait, r: HeadWaitResult): void => this.#waitDone(w, r)
   readonly #waiting = new Map<HeadWait, Conn>()
   readonly #access: AccessLog
   #nextId = 1
   #lastNoServerLog = 0
+  readonly #heldDown = new Set<ServerState>()
 
   constructor (parts: DataPathParts) {
     this.#p = parts
@@ -61,7 +67,8 @@ export class DataPath {
     this.#access = new AccessLog(parts.log)
   }
 
-  get waiting (): number { return this.#waits.size }
+  /** Connections whose head is still arriving. */
+  get waiting (): number { return this.#waiting.size }
 
   newConn (fd: number, socket: Conn['socket'], address: string, port: number, localAddress: string,
     localPort: number): Conn {
@@ -162,11 +169,22 @@ export class DataPath {
     this.#p.log.warn({ conn: conn.id, svc: conn.service, backend: server.id, err: err.message, code: err.code },
       'forward failed')
     if (!err.retryable) { this.answer(conn, 502, err.code, err.message); return }
+    if (this.#p.channels.methodOf(server) !== 'handoff') this.#holdDown(conn.entry!, server)
     conn.avoid ??= new Set()
     conn.avoid.add(server.id)
     conn.server = undefined
     if (conn.avoid.size >= MAX_ATTEMPTS) { this.#noServer(conn); return }
     this.#schedule(conn)
+  }
+
+  #holdDown (entry: ServiceEntry, server: ServerState): void {
+    if (this.#heldDown.has(server)) return
+    this.#heldDown.add(server)
+    entry.pool.setUp(server, false)
+    setTimeout(() => {
+      this.#heldDown.delete(server)
+      entry.pool.setUp(server, true)
+    }, RELAY_HOLDDOWN_MS).unref()
   }
 
   #noServer (conn: Conn): void {
@@ -206,13 +224,11 @@ export class DataPath {
       this.gone(conn, (err as Error).message)
       return
     }
-    this.#waits.add(w)
     this.#waiting.set(w, conn)
   }
 
   #waitDone (w: HeadWait, r: HeadWaitResult): void {
     const conn = this.#waiting.get(w)!
-    this.#waits.delete(w)
     this.#waiting.delete(w)
     if (r.kind === 'timeout') this.answer(conn, 408, 'BATON_ERR_HEADER_TIMEOUT', 'head not complete in time')
     else if (r.kind === 'gone') this.gone(conn, 'closed mid-head')
@@ -221,12 +237,10 @@ export class DataPath {
 
   /** Shutdown: stop waiting for heads and close those clients. */
   close (): void {
-    for (const w of this.#waits) {
+    for (const [w, conn] of this.#waiting) {
       w.cancel()
-      const conn = this.#waiting.get(w)
-      if (conn !== undefined) this.gone(conn, 'dispatcher closing')
+      this.gone(conn, 'dispatcher closing')
     }
-    this.#waits.clear()
     this.#waiting.clear()
   }
 
