@@ -60,12 +60,16 @@ export class DataPath {
   #nextId = 1
   #lastNoServerLog = 0
   readonly #heldDown = new Set<ServerState>()
+  readonly #outcomes = new Map<string, number>()
 
   constructor (parts: DataPathParts) {
     this.#p = parts
     this.#waitBuf = Buffer.allocUnsafe(parts.config.limits.maxHeaderBytes)
     this.#access = new AccessLog(parts.log)
   }
+
+  /** Connections the dispatcher finished with, by outcome (handoff, splice, status-400, ...). */
+  get outcomes (): ReadonlyMap<string, number> { return this.#outcomes }
 
   /** Connections whose head is still arriving. */
   get waiting (): number { return this.#waiting.size }
@@ -246,6 +250,7 @@ export class DataPath {
 
   #logConn (conn: Conn, outcome: string, stats?: ForwardStats, target?: ForwardTarget, code?: string,
     reason?: string): void {
+    this.#outcomes.set(outcome, (this.#outcomes.get(outcome) ?? 0) + 1)
     const access = this.#access
     if (!access.enabled) return
     const fields = {

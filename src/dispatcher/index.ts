@@ -7,6 +7,7 @@ import { createSpliceForwarder } from '../forward/splice'
 import type { Forwarder } from '../forward/types'
 import { createLogger, type Logger } from '../log'
 import { native } from '../native/binding'
+import { startAdmin, type AdminServer } from '../admin/server'
 import { Channels } from './channels'
 import { DataPath } from './dispatcher'
 import { listenJs, listenNative, type Listener } from './listeners'
@@ -18,6 +19,8 @@ export interface BatonInstance {
   readonly ports: readonly number[]
   /** True when the native addon is in use (handoff and splice available). */
   readonly native: boolean
+  /** The admin API's address ('host:port' or socket path), when config.admin is set. */
+  readonly admin: string | undefined
   /** Every real server's state, in config order (ipvsadm -L -n, in short). */
   servers (): ServerSnapshot[]
   /** Stops listening, closes channels and relays; connections already handed off are not affected. */
@@ -46,9 +49,6 @@ export async function startBaton (config: Config, options: StartOptions = {}): P
   if (!nativeOk) {
     log.warn({ code: 'BATON_ERR_NATIVE_UNAVAILABLE', err: native.loadError?.message },
       'native addon not loaded: relaying every connection in JavaScript (no handoff, no splice)')
-  }
-  if (config.admin !== undefined) {
-    log.warn({ admin: config.admin }, 'the admin API is not implemented yet: `admin` is accepted and ignored')
   }
   const entries = new Map<string, ServiceEntry>()
   for (const s of config.services) entries.set(s.name, createServiceEntry(s))
@@ -80,6 +80,26 @@ export async function startBaton (config: Config, options: StartOptions = {}): P
     await Promise.all([relays.splice?.close(), relays.pipe.close()])
     throw err instanceof BatonError ? err : new BatonError('BATON_ERR_NATIVE_CALL', `listen failed: ${(err as Error).message}`, { cause: err })
   }
+  const snapshot = (): ServerSnapshot[] => [...entries.values()].flatMap((e) => e.pool.servers.map((s) => ({
+    service: e.pool.name,
+    id: s.id,
+    up: s.up,
+    weight: s.weight,
+    overloaded: s.overloaded,
+    active: s.conns.active,
+    inactive: s.conns.inactive,
+  })))
+  let admin: AdminServer | undefined
+  if (config.admin !== undefined) {
+    try {
+      admin = await startAdmin(config.admin, { servers: snapshot, outcomes: () => path!.outcomes, waiting: () => path!.waiting }, log)
+    } catch (err) {
+      await Promise.all(listeners.map((l) => l.close()))
+      channels.close()
+      await Promise.all([relays.splice?.close(), relays.pipe.close()])
+      throw new BatonError('BATON_ERR_ADMIN_LISTEN', `admin API: ${(err as Error).message}`, { cause: err })
+    }
+  }
   const tick = setInterval(() => {
     const now = performance.now()
     for (const e of entries.values()) e.pool.tick(now)
@@ -92,18 +112,12 @@ export async function startBaton (config: Config, options: StartOptions = {}): P
   return {
     ports: listeners.map((l) => l.port),
     native: nativeOk,
-    servers: () => [...entries.values()].flatMap((e) => e.pool.servers.map((s) => ({
-      service: e.pool.name,
-      id: s.id,
-      up: s.up,
-      weight: s.weight,
-      overloaded: s.overloaded,
-      active: s.conns.active,
-      inactive: s.conns.inactive,
-    }))),
+    admin: admin?.address,
+    servers: snapshot,
     close: () => {
       closing ??= (async () => {
         clearInterval(tick)
+        await admin?.close()
         await Promise.all(listeners.map((l) => l.close()))
         path!.close()
         path!.flushLog()

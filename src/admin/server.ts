@@ -1,0 +1,83 @@
+// The admin API: read-only, on loopback or a Unix socket (the config refuses other addresses unless
+// admin.allowRemote). GET /servers is `ipvsadm -L -n` as JSON; GET /metrics is Prometheus text with
+// bounded labels (service, server, outcome: never paths); GET /healthz answers 200 while the switch runs.
+import fs from 'node:fs'
+import http from 'node:http'
+import type net from 'node:net'
+import type { AdminConfig } from '../config/types'
+import type { Logger } from '../log'
+
+export interface AdminSource {
+  servers (): ReadonlyArray<{ service: string; id: string; up: boolean; weight: number; overloaded: boolean; active: number; inactive: number }>
+  /** Connections by how they ended: handoff, splice, pipe, status-400, ... */
+  outcomes (): ReadonlyMap<string, number>
+  /** Connections whose request head is still arriving. */
+  waiting (): number
+}
+
+export interface AdminServer {
+  /** 'host:port' or the socket path. */
+  readonly address: string
+  close (): Promise<void>
+}
+
+export async function startAdmin (cfg: AdminConfig, src: AdminSource, log: Logger): Promise<AdminServer> {
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'GET only\n')
+    const path = (req.url ?? '/').split('?')[0]
+    if (path === '/servers') return send(res, 200, 'application/json', JSON.stringify(src.servers(), null, 2) + '\n')
+    if (path === '/metrics') return send(res, 200, 'text/plain; version=0.0.4', metrics(src))
+    if (path === '/healthz') return send(res, 200, 'text/plain', 'ok\n')
+    send(res, 404, 'text/plain', 'not found: try /servers, /metrics, /healthz\n')
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    if (cfg.socket !== undefined) {
+      if (!cfg.socket.startsWith('@')) fs.rmSync(cfg.socket, { force: true })
+      server.listen({ path: cfg.socket }, () => resolve())
+    } else {
+      server.listen({ host: cfg.listen!.host, port: cfg.listen!.port }, () => resolve())
+    }
+  })
+  if (cfg.socket !== undefined && !cfg.socket.startsWith('@')) fs.chmodSync(cfg.socket, 0o600)
+  const a = server.address()
+  const address = typeof a === 'string' ? a : `${(a as net.AddressInfo).address}:${(a as net.AddressInfo).port}`
+  log.info({ admin: address }, 'admin API listening')
+  return {
+    address,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections()
+      server.close(() => resolve())
+    }),
+  }
+}
+
+function send (res: http.ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) })
+  res.end(res.req.method === 'HEAD' ? undefined : body)
+}
+
+function metrics (src: AdminSource): string {
+  const lines: string[] = []
+  const gauge = (name: string, help: string, rows: Array<[string, number]>): void => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`)
+    for (const [labels, v] of rows) lines.push(`${name}{${labels}} ${v}`)
+  }
+  const servers = src.servers()
+  const l = (s: { service: string; id: string }): string => `service=${quote(s.service)},server=${quote(s.id)}`
+  gauge('baton_server_up', '1 when the real server takes new connections', servers.map((s) => [l(s), s.up ? 1 : 0]))
+  gauge('baton_server_weight', 'the real server\'s weight (0 = quiesced)', servers.map((s) => [l(s), s.weight]))
+  gauge('baton_server_overloaded', '1 while the server is over its connection threshold', servers.map((s) => [l(s), s.overloaded ? 1 : 0]))
+  gauge('baton_server_active_connections', 'connections with a request in flight (LVS ActiveConn)', servers.map((s) => [l(s), s.active]))
+  gauge('baton_server_inactive_connections', 'idle kept-alive connections (LVS InActConn)', servers.map((s) => [l(s), s.inactive]))
+  lines.push('# HELP baton_connections_total connections the dispatcher finished with, by outcome',
+    '# TYPE baton_connections_total counter')
+  for (const [outcome, n] of src.outcomes()) lines.push(`baton_connections_total{outcome=${quote(outcome)}} ${n}`)
+  lines.push('# HELP baton_head_waiting connections whose request head is still arriving', '# TYPE baton_head_waiting gauge',
+    `baton_head_waiting ${src.waiting()}`)
+  return lines.join('\n') + '\n'
+}
+
+function quote (v: string): string {
+  return JSON.stringify(v) // Prometheus label values escape \\, " and \n exactly as JSON does
+}

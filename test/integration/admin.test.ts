@@ -1,0 +1,59 @@
+// The admin API over real sockets: /servers, /metrics, /healthz, and nothing else; loopback or a Unix socket.
+import path from 'node:path'
+import { Agent, request } from 'undici'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { native } from '../../src/native/binding'
+import { exchange, harness, type Harness } from '../helpers/cluster'
+
+describe.runIf(process.platform === 'linux' && native.available)('admin API', () => {
+  let h: Harness
+  let b: Awaited<ReturnType<Harness['baton']>>
+  let sock: Awaited<ReturnType<Harness['baton']>>
+  let base: string
+
+  beforeAll(async () => {
+    h = harness()
+    await h.backend('a1')
+    const services = `services: [ { name: s, scheduler: wlc, servers: [ { name: a1, handoff: ${h.sock('a1')}, weight: 3 } ] } ]`
+    b = await h.baton(`listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:0 }\n${services}\n`)
+    sock = await h.baton(`listen: 127.0.0.1:0\nadmin: { socket: ${path.join(h.dir, 'admin.sock')} }\n${services}\n`)
+    base = `http://${b.admin!}`
+  })
+  afterAll(async () => { await h.close() })
+
+  it('lists the real servers like ipvsadm -L', async () => {
+    const res = await request(`${base}/servers`)
+    expect(res.statusCode).toBe(200)
+    expect(await res.body.json()).toEqual([{ service: 's', id: 'a1', up: true, weight: 3, overloaded: false, active: 0, inactive: 0 }])
+  })
+
+  it('exports Prometheus metrics with outcome counters', async () => {
+    await exchange(b.ports[0]!, 'GET /x HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n', { expect: 1 })
+    await exchange(b.ports[0]!, 'BAD\r\n\r\n')
+    const res = await request(`${base}/metrics`)
+    const text = await res.body.text()
+    expect(res.headers['content-type']).toContain('text/plain')
+    expect(text).toContain('baton_server_up{service="s",server="a1"} 1')
+    expect(text).toContain('baton_server_weight{service="s",server="a1"} 3')
+    expect(text).toMatch(/baton_connections_total\{outcome="handoff"\} [1-9]/)
+    expect(text).toMatch(/baton_connections_total\{outcome="status-400"\} [1-9]/)
+    expect(text).toContain('baton_head_waiting 0')
+  })
+
+  it('answers /healthz, 404 elsewhere, 405 to writes', async () => {
+    expect((await request(`${base}/healthz`)).statusCode).toBe(200)
+    const missing = await request(`${base}/nope`)
+    expect(missing.statusCode).toBe(404)
+    await missing.body.dump()
+    const post = await request(`${base}/servers`, { method: 'POST', body: 'x' })
+    expect(post.statusCode).toBe(405)
+    await post.body.dump()
+  })
+
+  it('listens on a Unix socket when configured so', async () => {
+    const agent = new Agent({ connect: { socketPath: sock.admin! } })
+    const res = await request('http://localhost/healthz', { dispatcher: agent })
+    expect(await res.body.text()).toBe('ok\n')
+    await agent.close()
+  })
+})
