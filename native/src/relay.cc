@@ -151,8 +151,9 @@ static Napi::Value baton_relay_create(const Napi::CallbackInfo& info) {
   return ext;
 }
 
-// baton_relay_connect(handle, clientFd, addr: Buffer, id, prefix: Buffer | null): 0 or -errno.
-// On 0 the relay holds a dup of clientFd; the caller keeps clientFd until the established event.
+// baton_relay_connect(handle, clientFd, addr: Buffer, id, prefix: Buffer | null): 0, 1 or -errno.
+// On 0 or 1 the relay holds a dup of clientFd; the caller keeps clientFd until the established event.
+// 1 = the relay thread has not been signalled: call baton_relay_wake (once for a burst of connects).
 static Napi::Value baton_relay_connect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   baton__relay* r = baton__relay_unwrap(info);
@@ -173,8 +174,14 @@ static Napi::Value baton_relay_connect(const Napi::CallbackInfo& info) {
     Napi::Buffer<char> prefix = info[4].As<Napi::Buffer<char>>();
     c->prefix.assign(prefix.Data(), prefix.Length());
   }
-  r->core->Submit(c);
-  return Napi::Number::New(env, 0);
+  return Napi::Number::New(env, r->core->Submit(c) ? 1 : 0);
+}
+
+// baton_relay_wake(handle): signals the relay thread to take the connections queued since the last wake.
+static Napi::Value baton_relay_wake(const Napi::CallbackInfo& info) {
+  baton__relay* r = baton__relay_unwrap(info);
+  if (r != nullptr && !r->closed) r->core->Wake();
+  return info.Env().Undefined();
 }
 
 // baton_relay_stats(handle, out: Float64Array(kStatCount))
@@ -261,6 +268,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("constants", baton__relay_constants(env));
   exports.Set("baton_relay_create", Napi::Function::New(env, baton_relay_create, "baton_relay_create"));
   exports.Set("baton_relay_connect", Napi::Function::New(env, baton_relay_connect, "baton_relay_connect"));
+  exports.Set("baton_relay_wake", Napi::Function::New(env, baton_relay_wake, "baton_relay_wake"));
   exports.Set("baton_relay_stats", Napi::Function::New(env, baton_relay_stats, "baton_relay_stats"));
   exports.Set("baton_relay_close", Napi::Function::New(env, baton_relay_close, "baton_relay_close"));
   exports.Set("baton_relay_addr", Napi::Function::New(env, baton_relay_addr, "baton_relay_addr"));

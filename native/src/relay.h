@@ -51,6 +51,8 @@ struct RelayDir {
   bool bulk = false;      // a read filled the copy buffer: splice until a splice returns little
   bool rdhup = false;     // src's peer shut down (EPOLLRDHUP/HUP seen): read on to EOF, never trust a short read
   uint64_t bytes = 0;
+  bool dst_upstream = false;      // dst is the upstream socket (no other reference to it exists)
+  const RelayDir* other = nullptr;  // the opposite direction of the same connection
 };
 
 enum class RelayState : uint8_t { kConnecting, kRelaying, kDead };
@@ -94,8 +96,11 @@ class RelayCore {
   ~RelayCore();
   // JS thread. 0 or -errno.
   int Start(Notify notify, void* notify_arg);
-  // JS thread. Takes ownership of c (and its client dup).
-  void Submit(RelayConn* c);
+  // JS thread. Takes ownership of c (and its client dup). true = the inbox was empty: Wake() must follow
+  // (the caller may defer it to coalesce a burst of submits into one eventfd write).
+  bool Submit(RelayConn* c);
+  // JS thread: signal the eventfd so the relay thread takes the inbox.
+  void Wake();
   // JS thread: stop the loop, end all connections (events are queued), join. Idempotent.
   void Stop();
   // JS thread. Moves up to max queued events to out; returns how many.

@@ -45,7 +45,7 @@ int RelayCore::Start(Notify notify, void* notify_arg) {
   return 0;
 }
 
-void RelayCore::Submit(RelayConn* c) {
+bool RelayCore::Submit(RelayConn* c) {
   bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -54,11 +54,14 @@ void RelayCore::Submit(RelayConn* c) {
   }
   stat_[kStatConnecting].fetch_add(1, std::memory_order_relaxed);
   stat_[kStatTotal].fetch_add(1, std::memory_order_relaxed);
-  if (wake) {
-    uint64_t one = 1;
-    ssize_t n = write(evfd_, &one, sizeof one);
-    (void)n;
-  }
+  return wake;
+}
+
+void RelayCore::Wake() {
+  if (stopped_) return;
+  uint64_t one = 1;
+  ssize_t n = write(evfd_, &one, sizeof one);
+  (void)n;
 }
 
 // After this the thread is gone and so are its epoll and eventfd; only queued events remain.

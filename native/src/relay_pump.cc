@@ -62,13 +62,16 @@ void RelayCore::StartConnect(RelayConn* c, int64_t now) {
 void RelayCore::OnEvent(RelayConn* c, bool is_upstream, uint32_t events, int64_t now) {
   if (c->state == RelayState::kDead) return;  // freed at the end of this batch
   if (c->state == RelayState::kConnecting) {
+    // A TCP socket is writable only once connected, and a failed connect raises EPOLLERR: SO_ERROR is
+    // read only then (AF_UNIX connects never get here in progress).
+    if ((events & (EPOLLERR | EPOLLHUP)) == 0) {
+      if ((events & EPOLLOUT) != 0) Establish(c, now);
+      return;
+    }
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(c->upstream, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-    if (err != 0) return Fail(c, err);
-    if ((events & (EPOLLERR | EPOLLHUP)) != 0) return Fail(c, ECONNRESET);
-    if ((events & EPOLLOUT) == 0) return;
-    return Establish(c, now);
+    return Fail(c, err != 0 ? err : ECONNRESET);
   }
   if ((events & EPOLLERR) != 0) {
     int err = 0;
@@ -102,6 +105,9 @@ void RelayCore::Establish(RelayConn* c, int64_t now) {
   c->up.dst = c->upstream;
   c->down.src = c->upstream;
   c->down.dst = c->client;
+  c->up.dst_upstream = true;
+  c->up.other = &c->down;
+  c->down.other = &c->up;
   c->state = RelayState::kRelaying;
   c->deadline_ms = now;
   stat_[kStatConnecting].fetch_sub(1, std::memory_order_relaxed);
@@ -136,7 +142,11 @@ int RelayCore::PumpDirRounds(RelayDir* d, bool* budget_left) {
     if (d->eof) {
       if (!d->shut) {
         d->shut = true;
-        if (shutdown(d->dst, SHUT_WR) < 0 && errno != ENOTCONN) return -errno;
+        // The last direction to end into the upstream (ours alone): Finish closes it right away and that
+        // close sends the FIN (both receive queues are drained, so no RST). The client's description may
+        // still be open in the caller, so the client always gets its shutdown.
+        bool closing = d->dst_upstream && d->other->eof && d->other->queued == 0 && d->other->shut;
+        if (!closing && shutdown(d->dst, SHUT_WR) < 0 && errno != ENOTCONN) return -errno;
       }
       return 0;
     }
