@@ -67,6 +67,19 @@ export async function startBaton (config: Config, options: StartOptions = {}): P
   channels.openAll()
 
   const listeners: Listener[] = []
+  let admin: AdminServer | undefined
+  let tick: NodeJS.Timeout | undefined
+  /** Stops everything started so far, in the reverse order of start-up; failed starts and close() alike. */
+  const teardown = async (): Promise<void> => {
+    clearInterval(tick)
+    await admin?.close()
+    await Promise.all(listeners.map((l) => l.close()))
+    path!.close()
+    path!.flushLog()
+    channels.close()
+    await Promise.all([relays.splice?.close(), relays.pipe.close()])
+    for (const e of entries.values()) e.pool.close()
+  }
   try {
     for (const addr of config.listen) {
       const { maxHeaderBytes, headerTimeoutMs } = config.limits
@@ -75,9 +88,7 @@ export async function startBaton (config: Config, options: StartOptions = {}): P
         : await listenJs(addr, path, maxHeaderBytes, headerTimeoutMs))
     }
   } catch (err) {
-    await Promise.all(listeners.map((l) => l.close()))
-    channels.close()
-    await Promise.all([relays.splice?.close(), relays.pipe.close()])
+    await teardown()
     throw err instanceof BatonError ? err : new BatonError('BATON_ERR_NATIVE_CALL', `listen failed: ${(err as Error).message}`, { cause: err })
   }
   const snapshot = (): ServerSnapshot[] => [...entries.values()].flatMap((e) => e.pool.servers.map((s) => ({
@@ -89,18 +100,15 @@ export async function startBaton (config: Config, options: StartOptions = {}): P
     active: s.conns.active,
     inactive: s.conns.inactive,
   })))
-  let admin: AdminServer | undefined
   if (config.admin !== undefined) {
     try {
       admin = await startAdmin(config.admin, { servers: snapshot, outcomes: () => path!.outcomes, waiting: () => path!.waiting }, log)
     } catch (err) {
-      await Promise.all(listeners.map((l) => l.close()))
-      channels.close()
-      await Promise.all([relays.splice?.close(), relays.pipe.close()])
+      await teardown()
       throw new BatonError('BATON_ERR_ADMIN_LISTEN', `admin API: ${(err as Error).message}`, { cause: err })
     }
   }
-  const tick = setInterval(() => {
+  tick = setInterval(() => {
     const now = performance.now()
     for (const e of entries.values()) e.pool.tick(now)
   }, TICK_MS)
@@ -116,14 +124,7 @@ export async function startBaton (config: Config, options: StartOptions = {}): P
     servers: snapshot,
     close: () => {
       closing ??= (async () => {
-        clearInterval(tick)
-        await admin?.close()
-        await Promise.all(listeners.map((l) => l.close()))
-        path!.close()
-        path!.flushLog()
-        channels.close()
-        await Promise.all([relays.splice?.close(), relays.pipe.close()])
-        for (const e of entries.values()) e.pool.close()
+        await teardown()
         log.info('baton stopped')
         log.flush()
       })()

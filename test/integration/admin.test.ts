@@ -3,7 +3,7 @@ import path from 'node:path'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { native } from '../../src/native/binding'
-import { exchange, harness, type Harness } from '../helpers/cluster'
+import { exchange, fdCount, harness, waitFor, type Harness } from '../helpers/cluster'
 
 describe.runIf(process.platform === 'linux' && native.available)('admin API', () => {
   let h: Harness
@@ -48,6 +48,15 @@ describe.runIf(process.platform === 'linux' && native.available)('admin API', ()
     const post = await request(`${base}/servers`, { method: 'POST', body: 'x' })
     expect(post.statusCode).toBe(405)
     await post.body.dump()
+  })
+
+  it('fails start-up with BATON_ERR_ADMIN_LISTEN when its port is taken, and leaves nothing open', async () => {
+    const taken = b.admin!.split(':')[1]
+    const fds = fdCount()
+    await expect(h.baton(`listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:${taken} }\n` +
+      `services: [ { name: s, scheduler: rr, servers: [ { name: a1, handoff: ${h.sock('a1')} } ] } ]\n`))
+      .rejects.toMatchObject({ code: 'BATON_ERR_ADMIN_LISTEN' })
+    await waitFor(() => fdCount() <= fds)
   })
 
   it('listens on a Unix socket when configured so', async () => {
