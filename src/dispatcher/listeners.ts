@@ -44,8 +44,9 @@ export function listenNative (addr: ListenAddress, path: DataPath, maxHeaderByte
 
 export async function listenJs (addr: ListenAddress, path: DataPath, maxHeaderBytes: number,
   headerTimeoutMs: number): Promise<Listener> {
+  let port = 0 // the bound port, known once listen() completes; no connection arrives before that
   const server = net.createServer({ noDelay: true }, (socket) => {
-    readHead(socket, path, maxHeaderBytes, headerTimeoutMs, addr.host, server)
+    readHead(socket, path, maxHeaderBytes, headerTimeoutMs, addr.host, port)
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -54,7 +55,7 @@ export async function listenJs (addr: ListenAddress, path: DataPath, maxHeaderBy
       resolve()
     })
   })
-  const port = (server.address() as net.AddressInfo).port
+  port = (server.address() as net.AddressInfo).port
   return {
     host: addr.host,
     port,
@@ -63,8 +64,7 @@ export async function listenJs (addr: ListenAddress, path: DataPath, maxHeaderBy
 }
 
 function readHead (socket: net.Socket, path: DataPath, max: number, timeoutMs: number, localHost: string,
-  server: net.Server): void {
-  const port = (server.address() as net.AddressInfo | null)?.port ?? 0
+  port: number): void {
   const conn = path.newConn(-1, socket, socket.remoteAddress ?? '', socket.remotePort ?? 0, localHost, port)
   let buf: Buffer = Buffer.alloc(0)
   const timer = setTimeout(() => { cleanup(); path.answer(conn, 408, 'BATON_ERR_HEADER_TIMEOUT', 'head not complete in time') }, timeoutMs)
