@@ -153,7 +153,6 @@ export class BackendChannel {
   #lostDispatcher (): void {
     // Connections already adopted keep running; only the reporting stops.
     this.#eof = true
-    this.#open = Math.max(this.#open, 0)
     this.#release()
   }
 

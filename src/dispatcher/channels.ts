@@ -2,6 +2,7 @@
 // The channel state drives the server's `up` flag; its feedback drives the counters (and nothing else does
 // for handed-off connections, after the bind at handoff time, which is LVS's bind).
 import type { ServerState } from '../cluster/types'
+import type { BatonError } from '../errors'
 import type { ForwardTarget } from '../forward/types'
 import { HandoffChannel } from '../forward/handoff'
 import type { Logger } from '../log'
@@ -14,7 +15,7 @@ export interface ChannelEvents {
   /** A queued connection was handed off after all. */
   sent (conn: Conn): void
   /** A queued connection came back: the channel failed. */
-  unsent (conn: Conn, err: import('../errors').BatonError): void
+  unsent (conn: Conn, err: BatonError): void
 }
 
 export class Channels {
