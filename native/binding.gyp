@@ -8,12 +8,9 @@
   "targets": [
     {
       "target_name": "baton",
-      "sources": ["src/addon.cc", "src/handle.cc", "src/listen.cc", "src/poll.cc",
-                  "src/fdpass.cc", "src/sock.cc"]
-    },
-    {
-      "target_name": "baton_relay",
-      "sources": ["src/relay.cc", "src/relay_loop.cc", "src/relay_pump.cc"]
+      "sources": ["src/addon.cc", "src/handle.cc", "src/listen.cc", "src/poll.cc", "src/fdpass.cc",
+                  "src/sock.cc", "src/sockaddr.cc",
+                  "src/splice_relay.cc", "src/splice_loop.cc", "src/splice_conn.cc", "src/splice_pump.cc"]
     }
   ]
 }

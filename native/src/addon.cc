@@ -1,5 +1,6 @@
-// Module init of the core addon: per-env instance data, constants, error helpers.
-// Exports are flat functions named baton_<object>_<verb>; src/native/binding.ts uses the same names.
+// Module init of the addon (the one target "baton"): per-env instance data, constants, error helpers, and
+// the registration of every file's exports. Exports are flat functions named baton_<object>_<verb>;
+// src/native/binding.ts (and splice-relay.ts, which it feeds) use the same names.
 #include <errno.h>
 #include <string.h>
 
@@ -74,6 +75,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   baton_poll_init(env, exports);
   baton_fdpass_init(env, exports);
   baton_sock_init(env, exports);
+  baton_sockaddr_init(env, exports);
+  baton_relay_init(env, exports);
   return exports;
 }
 

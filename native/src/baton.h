@@ -1,11 +1,17 @@
-// Shared declarations of the core addon (target "baton"). Thin layer: syscalls, fd plumbing, uv_poll.
-// Conventions (src/native/types.ts is the contract):
+// Shared declarations of the addon (the one target "baton"). Thin layer: syscalls, fd plumbing, uv_poll,
+// and the splice relay thread (splice_relay.h). Conventions (src/native/types.ts is the contract):
 // - fds are plain ints; every fd created here is O_NONBLOCK | O_CLOEXEC.
 // - Hot-path calls return -errno; setup calls throw an Error with .errno (positive), .code, .syscall.
 // - Arguments are validated in src/native/binding.ts; C trusts their types and ranges.
 // - No mutable globals: per-env state is baton__env (napi instance data).
 #ifndef BATON_H
 #define BATON_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <string>
 
 #include <napi.h>
 #include <uv.h>
@@ -56,6 +62,22 @@ baton__env* baton__env_get(napi_env env);
 Napi::Value baton__throw_errno(Napi::Env env, const char* syscall, int err);
 const char* baton__errno_name(int err);
 
+// sock.cc
+// close(2), never retried: 0 or -errno, with EINTR counted as success. On Linux close releases the fd
+// before it can return EINTR, so the fd is gone either way, and a retry could close a number that
+// another thread (the relay thread, libuv's pool) was just given. Safe to call from any thread.
+int baton__close(int fd);
+
+// sockaddr.cc: every sockaddr built or read here. Plain C, safe on any thread.
+// Numeric IPv4 or IPv6 host (no brackets) + port -> *ss; returns the address length or -EINVAL.
+int baton__sockaddr_inet(const char* host, uint16_t port, struct sockaddr_storage* ss);
+// A path -> *sun; '@name' is the abstract namespace. Returns the address length or -ENAMETOOLONG.
+int baton__sockaddr_unix(const std::string& path, struct sockaddr_un* sun);
+// The port of an AF_INET/AF_INET6 address (0 for any other family).
+int baton__sockaddr_port(const struct sockaddr_storage* ss);
+// A peer address as text into buf (an IPv4-mapped IPv6 address reads as IPv4) and its port.
+void baton__sockaddr_format(const struct sockaddr_storage* ss, char* buf, socklen_t size, int* port);
+
 // handle.cc: the common lifecycle of poller and acceptor handles.
 // Creates the JS object, wraps h, tags it, links it into the env list. Call it after uv_poll_init
 // succeeded. On failure (empty value, exception pending) h's uv handles are closed and h is freed.
@@ -78,5 +100,7 @@ void baton_listen_init(Napi::Env env, Napi::Object exports);
 void baton_poll_init(Napi::Env env, Napi::Object exports);
 void baton_fdpass_init(Napi::Env env, Napi::Object exports);
 void baton_sock_init(Napi::Env env, Napi::Object exports);
+void baton_sockaddr_init(Napi::Env env, Napi::Object exports);
+void baton_relay_init(Napi::Env env, Napi::Object exports);
 
 #endif

@@ -4,7 +4,6 @@
 // was sent and the caller still owns it. recvMsg hands the first received fd to the caller (out[0]) and
 // closes any others, so nothing leaks.
 #include <errno.h>
-#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,18 +14,8 @@
 
 static const int baton__recv_max_fds = 8;  // control buffer room; more sets MSG_CTRUNC
 
-// Fills *sun from a path; '@name' is the abstract namespace. Returns the address length or -errno.
-static int baton__unix_addr(const std::string& path, struct sockaddr_un* sun) {
-  memset(sun, 0, sizeof(*sun));
-  sun->sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(sun->sun_path)) return -ENAMETOOLONG;
-  memcpy(sun->sun_path, path.data(), path.size());
-  if (path[0] == '@') sun->sun_path[0] = '\0';  // abstract: no trailing NUL, length is exact
-  return static_cast<int>(offsetof(struct sockaddr_un, sun_path) + path.size() + (path[0] == '@' ? 0 : 1));
-}
-
 static Napi::Value baton__fdpass_fail(Napi::Env env, int fd, const char* syscall, int err) {
-  if (fd >= 0) close(fd);
+  if (fd >= 0) baton__close(fd);
   return baton__throw_errno(env, syscall, err);
 }
 
@@ -38,7 +27,7 @@ static Napi::Value baton_seqpacket_listen(const Napi::CallbackInfo& info) {
   int backlog = info[1].As<Napi::Number>().Int32Value();
   if (env.IsExceptionPending()) return env.Undefined();
   struct sockaddr_un sun;
-  int len = baton__unix_addr(path, &sun);
+  int len = baton__sockaddr_unix(path, &sun);
   if (len < 0) return baton__throw_errno(env, "bind", -len);
   struct stat st;
   if (path[0] != '@' && lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());
@@ -57,7 +46,7 @@ static Napi::Value baton_seqpacket_connect(const Napi::CallbackInfo& info) {
   std::string path = info[0].As<Napi::String>().Utf8Value();
   if (env.IsExceptionPending()) return env.Undefined();
   struct sockaddr_un sun;
-  int len = baton__unix_addr(path, &sun);
+  int len = baton__sockaddr_unix(path, &sun);
   if (len < 0) return baton__throw_errno(env, "connect", -len);
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return baton__fdpass_fail(env, -1, "socket", errno);
@@ -138,7 +127,7 @@ static void baton__take_fds(struct msghdr* msg, int* first) {
     for (size_t i = 0; i < count; i++) {
       int fd;
       memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      if (*first < 0) *first = fd; else close(fd);
+      if (*first < 0) *first = fd; else baton__close(fd);
     }
   }
 }
@@ -164,7 +153,7 @@ static Napi::Value baton_msg_recv(const Napi::CallbackInfo& info) {
   int fd = -1;
   if (n >= 0) baton__take_fds(&msg, &fd);
   if (n == 0 && fd >= 0) {
-    close(fd);
+    baton__close(fd);
     fd = -1;
   }
   out[0] = fd;

@@ -2,14 +2,11 @@
 // baton_tcp_listen: socket/bind/listen; the caller owns the returned listening fd.
 // Acceptor: uv_poll_t on a caller-owned listening fd (close the acceptor before the fd). Each accepted
 // fd is owned by the onConn callback from the moment it is called.
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
+#include <netinet/in.h>  // INET6_ADDRSTRLEN, IPPROTO_TCP
 #include <netinet/tcp.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "baton.h"
 
@@ -19,7 +16,7 @@ static const uint64_t baton__emfile_pause_ms = 100;  // back-off when out of fds
 
 static Napi::Value baton__listen_fail(Napi::Env env, int fd, const char* syscall) {
   int err = errno;
-  if (fd >= 0) close(fd);
+  if (fd >= 0) baton__close(fd);
   return baton__throw_errno(env, syscall, err);
 }
 
@@ -34,21 +31,8 @@ static Napi::Value baton_tcp_listen(const Napi::CallbackInfo& info) {
   if (env.IsExceptionPending()) return env.Undefined();
 
   struct sockaddr_storage ss;
-  socklen_t len;
-  memset(&ss, 0, sizeof(ss));
-  struct sockaddr_in* sin = reinterpret_cast<struct sockaddr_in*>(&ss);
-  struct sockaddr_in6* sin6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) == 1) {
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(static_cast<uint16_t>(port));
-    len = sizeof(*sin);
-  } else if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) == 1) {
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(static_cast<uint16_t>(port));
-    len = sizeof(*sin6);
-  } else {
-    return baton__throw_errno(env, "inet_pton", EINVAL);
-  }
+  int len = baton__sockaddr_inet(host.c_str(), static_cast<uint16_t>(port), &ss);
+  if (len < 0) return baton__throw_errno(env, "inet_pton", -len);
 
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return baton__listen_fail(env, -1, "socket");
@@ -56,35 +40,21 @@ static Napi::Value baton_tcp_listen(const Napi::CallbackInfo& info) {
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
     return baton__listen_fail(env, fd, "setsockopt");
   }
-  if (bind(fd, reinterpret_cast<struct sockaddr*>(&ss), len) != 0) return baton__listen_fail(env, fd, "bind");
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&ss), static_cast<socklen_t>(len)) != 0) {
+    return baton__listen_fail(env, fd, "bind");
+  }
   if (listen(fd, backlog) != 0) return baton__listen_fail(env, fd, "listen");
   if (defer_s > 0 && setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) != 0) {
     return baton__listen_fail(env, fd, "setsockopt");
   }
-  len = sizeof(ss);
-  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &len) != 0) {
+  socklen_t bound_len = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &bound_len) != 0) {
     return baton__listen_fail(env, fd, "getsockname");
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("fd", Napi::Number::New(env, fd));
-  out.Set("port", Napi::Number::New(env, ntohs(ss.ss_family == AF_INET ? sin->sin_port : sin6->sin6_port)));
+  out.Set("port", Napi::Number::New(env, baton__sockaddr_port(&ss)));
   return out;
-}
-
-// Peer address as text; an IPv4-mapped IPv6 address is shown as IPv4.
-static void baton__format_addr(const struct sockaddr_storage* ss, char* buf, socklen_t size, int* port) {
-  const struct sockaddr_in* sin = reinterpret_cast<const struct sockaddr_in*>(ss);
-  const struct sockaddr_in6* sin6 = reinterpret_cast<const struct sockaddr_in6*>(ss);
-  buf[0] = '\0';
-  *port = 0;
-  if (ss->ss_family == AF_INET) {
-    inet_ntop(AF_INET, &sin->sin_addr, buf, size);
-    *port = ntohs(sin->sin_port);
-  } else if (ss->ss_family == AF_INET6) {
-    if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], buf, size);
-    else inet_ntop(AF_INET6, &sin6->sin6_addr, buf, size);
-    *port = ntohs(sin6->sin6_port);
-  }
 }
 
 static void baton__acceptor_on_readable(uv_poll_t* poll, int status, int events);
@@ -117,7 +87,7 @@ static bool baton__acceptor_accept_one(baton__handle* h) {
   int peeked = n >= 0 ? static_cast<int>(n) : -errno;
   char addr[INET6_ADDRSTRLEN];
   int port;
-  baton__format_addr(&ss, addr, sizeof(addr), &port);
+  baton__sockaddr_format(&ss, addr, sizeof(addr), &port);
 
   Napi::Env env(h->env);
   Napi::HandleScope scope(env);

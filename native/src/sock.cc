@@ -1,6 +1,7 @@
-// Per-socket calls on caller-owned fds: peek, SO_RCVLOWAT, close. None of them takes ownership,
-// except baton_fd_close which ends it.
+// Per-socket calls on caller-owned fds: peek, SO_RCVLOWAT, dup, close. None of them takes ownership,
+// except baton_fd_close which ends it; baton__close is the one close(2) of the whole addon.
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,16 +30,28 @@ static Napi::Value baton_fd_set_rcvlowat(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// baton_fd_close(fd) -> 0 | -errno. The fd is gone afterwards even on EINTR (Linux). Never close an fd
-// that a poller or acceptor still watches: close those first.
+// Linux (fs/open.c) frees the descriptor before the file's flush can be interrupted, so EINTR means
+// "closed"; POSIX leaves the state unspecified, and retrying is what would be unsafe here.
+int baton__close(int fd) {
+  if (close(fd) == 0 || errno == EINTR) return 0;
+  return -errno;
+}
+
+// baton_fd_dup(fd) -> a new fd (F_DUPFD_CLOEXEC) that the caller owns, or -errno.
+static Napi::Value baton_fd_dup(const Napi::CallbackInfo& info) {
+  int fd = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+  return Napi::Number::New(info.Env(), fd >= 0 ? fd : -errno);
+}
+
+// baton_fd_close(fd) -> 0 | -errno. The fd is gone afterwards, also on EINTR (baton__close). Never close
+// an fd that a poller or acceptor still watches: close those first.
 static Napi::Value baton_fd_close(const Napi::CallbackInfo& info) {
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  int rc = close(fd);
-  return Napi::Number::New(info.Env(), rc == 0 || errno == EINTR ? 0 : -errno);
+  return Napi::Number::New(info.Env(), baton__close(info[0].As<Napi::Number>().Int32Value()));
 }
 
 void baton_sock_init(Napi::Env env, Napi::Object exports) {
   exports.Set("baton_fd_peek", Napi::Function::New(env, baton_fd_peek, "baton_fd_peek"));
   exports.Set("baton_fd_set_rcvlowat", Napi::Function::New(env, baton_fd_set_rcvlowat, "baton_fd_set_rcvlowat"));
+  exports.Set("baton_fd_dup", Napi::Function::New(env, baton_fd_dup, "baton_fd_dup"));
   exports.Set("baton_fd_close", Napi::Function::New(env, baton_fd_close, "baton_fd_close"));
 }

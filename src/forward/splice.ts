@@ -1,5 +1,5 @@
 // Forwarding method `splice` (TCPSP): the default for `address: host:port` real servers when the addon
-// loaded. The relay thread (native/src/relay_loop.cc) connects upstream natively, writes the PROXY header
+// loaded. The relay thread (native/src/splice_loop.cc) connects upstream natively, writes the PROXY header
 // if asked, and splices both directions through pooled pipes, each held only while bytes are in flight (an
 // idle keep-alive relay costs its two sockets, nothing more); the peeked head is still in the client's
 // kernel queue, so it is relayed like any other byte. Per connection the JS side does one connect call,
@@ -8,8 +8,8 @@ import dns from 'node:dns'
 import net from 'node:net'
 
 import { BatonError } from '../errors'
-import { loadRelay } from '../native/relay'
-import type { NativeRelay, RelayModule } from '../native/relay'
+import { native } from '../native/binding'
+import type { NativeRelay } from '../native/splice-relay'
 import { connectError, createPipeForwarder, errnoName, proxyPrefix, targetName } from './pipe'
 import type { RelayForwarderOptions } from './pipe'
 import type { ForwardCallbacks, ForwardConn, Forwarder, ForwardTarget } from './types'
@@ -24,7 +24,6 @@ const ECANCELED = 125
 class SpliceForwarder implements Forwarder {
   readonly method = 'splice' as const
   readonly #opts: RelayForwarderOptions
-  readonly #mod: RelayModule
   readonly #relay: NativeRelay
   /** Submitted, not yet established: the dispatcher still owns the client. */
   readonly #connecting = new Map<number, ForwardCallbacks>()
@@ -35,10 +34,9 @@ class SpliceForwarder implements Forwarder {
   #fallback: Forwarder | undefined
   #closed = false
 
-  constructor (mod: RelayModule, opts: RelayForwarderOptions) {
+  constructor (opts: RelayForwarderOptions) {
     this.#opts = opts
-    this.#mod = mod
-    this.#relay = mod.create({
+    this.#relay = native.createRelay({
       pipeSize: opts.pipeSize ?? DEFAULT_PIPE_SIZE,
       connectTimeoutMs: opts.connectTimeoutMs,
       idleTimeoutMs: opts.idleTimeoutMs,
@@ -74,7 +72,7 @@ class SpliceForwarder implements Forwarder {
     dns.lookup(target.host, (err, address) => {
       if (err !== null) return cb.failed(new BatonError('BATON_ERR_CONNECT_FAILED',
         `cannot resolve ${target.host}: ${err.code ?? err.message}`, { cause: err, source: 'backend', retryable: true }))
-      const resolved = this.#mod.sockaddr(address, target.port)
+      const resolved = native.sockaddr(address, target.port)
       this.#addrs.set(`${target.host}\0${target.port}`, { addr: resolved, expiresMs: Date.now() + DNS_TTL_MS })
       if (this.#closed) return this.#failLater(cb, ECANCELED, target)
       this.#submit(conn, target, cb, resolved)
@@ -87,7 +85,7 @@ class SpliceForwarder implements Forwarder {
     const hit = this.#addrs.get(key)
     if (hit !== undefined && hit.expiresMs > Date.now()) return hit.addr
     if (target.path === undefined && net.isIP(target.host) === 0) return undefined
-    const addr = target.path !== undefined ? this.#mod.sockaddrUnix(target.path) : this.#mod.sockaddr(target.host, target.port)
+    const addr = target.path !== undefined ? native.sockaddrUnix(target.path) : native.sockaddr(target.host, target.port)
     this.#addrs.set(key, { addr, expiresMs: Infinity })
     return addr
   }
@@ -116,7 +114,7 @@ class SpliceForwarder implements Forwarder {
     try {
       cb.taken()
     } finally {
-      this.#mod.closeFd(origFd) // ours since taken(); the relay works on its own dup, so no FIN goes out
+      native.close(origFd) // ours since taken(); the relay works on its own dup, so no FIN goes out
     }
   }
 
@@ -148,12 +146,11 @@ class SpliceForwarder implements Forwarder {
 
 const NOOP: ForwardCallbacks = { taken () {}, failed () {}, closed () {} }
 
-/** The native splice relay; throws BATON_ERR_NATIVE_UNAVAILABLE when the relay addon did not load. */
+/** The native splice relay; throws BATON_ERR_NATIVE_UNAVAILABLE when the addon did not load. */
 export function createSpliceForwarder (opts: RelayForwarderOptions): Forwarder & { stats: SpliceForwarder['stats'] } {
-  const mod = loadRelay()
-  if (mod === undefined) {
-    throw new BatonError('BATON_ERR_NATIVE_UNAVAILABLE', 'the splice relay addon (baton_relay) did not load',
-      { source: 'internal' })
+  if (!native.available) {
+    throw new BatonError('BATON_ERR_NATIVE_UNAVAILABLE', 'the native addon did not load: no splice relay',
+      { cause: native.loadError, source: 'internal' })
   }
-  return new SpliceForwarder(mod, opts)
+  return new SpliceForwarder(opts)
 }

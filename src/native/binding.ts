@@ -1,18 +1,21 @@
-// The only file that loads Baton's native addons. It wraps each call of the core addon ("baton") in
-// argument checks (node:assert: a bad argument is a bug, not a response) and maps thrown native errors
+// The only file that loads Baton's native addon (one target, "baton"). It wraps each call in argument
+// checks (asserts.ts; node:assert: a bad argument is a bug, not a response) and maps thrown native errors
 // to BatonNativeError. Hot-path calls return -errno numbers and never throw for socket conditions.
-// The C side uses the same names (baton_fd_send, baton_poller_start, ...): one grep covers both.
+// The C side uses the same names (baton_fd_send, baton_poller_start, ...): one grep covers both. The
+// splice relay's wrapper (splice-relay.ts) gets the module from here, through native.createRelay().
 // If the addon cannot load, or BATON_NO_NATIVE=1, `native.available` is false and every call throws
 // BATON_ERR_NATIVE_UNAVAILABLE; Baton then relays in JavaScript.
 import assert from 'node:assert'
 import fs from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
 import { BatonError, BatonNativeError } from '../errors'
+import { assertBuffer, assertFd, assertInt, assertPath } from './asserts'
+import { NativeRelay } from './splice-relay'
+import type { RelayHandler, RelayOptions } from './splice-relay'
 import type { AcceptCallback, AcceptorHandle, NativeApi, NativeConstants, PollerHandle } from './types'
-
-type NativeModuleName = 'baton' | 'baton_relay'
 
 /** The package root (the directory whose package.json is named "baton"), from src/native or dist/src/native. */
 function findPackageRoot (start: string): string {
@@ -25,30 +28,16 @@ function findPackageRoot (start: string): string {
   }
 }
 
-function loadOrThrow (name: NativeModuleName): any {
+function loadOrThrow (): any {
   if (process.env.BATON_NO_NATIVE === '1') throw new Error('disabled by BATON_NO_NATIVE=1')
   const dir = path.join(findPackageRoot(__dirname), 'native')
-  if (name === 'baton') {
-    // node-gyp-build takes the first .node in build/Release (baton.node sorts before baton_relay.node),
-    // then prebuilds/. Check that it is really the core addon.
-    const mod = require('node-gyp-build')(dir)
-    if (typeof mod?.baton_fd_send !== 'function') throw new Error(`${dir}: the loaded addon is not "baton"`)
-    return mod
+  // node-gyp-build takes build/Release, then build/Debug, then prebuilds/. Check that it is the whole addon
+  // (a stale build from before the relay joined the target would lack baton_relay_create).
+  const mod = require('node-gyp-build')(dir)
+  if (typeof mod?.baton_fd_send !== 'function' || typeof mod.baton_relay_create !== 'function') {
+    throw new Error(`${dir}: the loaded addon is not this version of "baton" (rebuild it)`)
   }
-  for (const build of ['Release', 'Debug']) {
-    const file = path.join(dir, 'build', build, `${name}.node`)
-    if (fs.existsSync(file)) return require(file)
-  }
-  throw new Error(`${name}.node not found under ${path.join(dir, 'build')}`)
-}
-
-/** The raw addon module (for src/native/relay.ts), or undefined if it cannot be loaded. */
-export function loadNativeModule (name: NativeModuleName): any {
-  try {
-    return loadOrThrow(name)
-  } catch {
-    return undefined
-  }
+  return mod
 }
 
 /** Maps an Error{errno, code, syscall} thrown by the addon to BatonNativeError; anything else as is. */
@@ -66,23 +55,6 @@ function mapErrors<T> (fn: () => T): T {
   } catch (err) {
     throw toBatonError(err)
   }
-}
-
-function assertFd (fd: unknown, what = 'fd'): asserts fd is number {
-  assert(Number.isInteger(fd) && (fd as number) >= 0, `${what} must be an int >= 0, got ${String(fd)}`)
-}
-
-function assertInt (n: unknown, min: number, max: number, what: string): asserts n is number {
-  assert(Number.isInteger(n) && (n as number) >= min && (n as number) <= max,
-    `${what} must be an int in [${min}, ${max}], got ${String(n)}`)
-}
-
-function assertBuffer (buf: unknown, what: string): asserts buf is Buffer {
-  assert(Buffer.isBuffer(buf) && buf.length > 0, `${what} must be a non-empty Buffer`)
-}
-
-function assertPath (p: unknown): asserts p is string {
-  assert(typeof p === 'string' && p.length > 0 && !p.includes('\0'), 'path must be a non-empty string without NUL')
 }
 
 const MAX_EVENTS = 7 // READABLE | WRITABLE | DISCONNECT
@@ -180,6 +152,11 @@ function makeApi (raw: any): NativeApi {
       if (rc < 0) throw new BatonNativeError('close', -rc, raw.baton_errno_name(-rc))
     },
 
+    dup (fd: number): number {
+      assertFd(fd)
+      return raw.baton_fd_dup(fd)
+    },
+
     seqpacketListen (p: string, backlog: number): number {
       assertPath(p)
       assertInt(backlog, 0, 65535, 'backlog')
@@ -223,6 +200,25 @@ function makeApi (raw: any): NativeApi {
       assert(out instanceof Int32Array && out.length >= 2, 'out must be an Int32Array of length >= 2')
       return raw.baton_msg_recv(chanFd, buf, out)
     },
+
+    createRelay (opts: RelayOptions, handler: RelayHandler): NativeRelay {
+      return mapErrors(() => new NativeRelay(raw, opts, handler))
+    },
+
+    sockaddr (host: string, port: number): Buffer {
+      assert(net.isIP(host) !== 0, `host must be a numeric IP address, got ${host}`)
+      assertInt(port, 1, 65535, 'port')
+      const addr: unknown = raw.baton_sockaddr_inet(host, port)
+      assert(Buffer.isBuffer(addr), `baton_sockaddr_inet(${host}) failed`)
+      return addr
+    },
+
+    sockaddrUnix (p: string): Buffer {
+      assertPath(p)
+      const addr: unknown = raw.baton_sockaddr_unix(p)
+      assert(Buffer.isBuffer(addr), `unix socket path too long: ${p}`)
+      return addr
+    },
   }
 }
 
@@ -257,6 +253,7 @@ function makeUnavailableApi (loadError: Error): NativeApi {
     setRcvLowat: unavailable,
     createPoller: unavailable,
     close: unavailable,
+    dup: unavailable,
     seqpacketListen: unavailable,
     seqpacketConnect: unavailable,
     accept: unavailable,
@@ -264,12 +261,15 @@ function makeUnavailableApi (loadError: Error): NativeApi {
     sendFd: unavailable,
     sendMsg: unavailable,
     recvMsg: unavailable,
+    createRelay: unavailable,
+    sockaddr: unavailable,
+    sockaddrUnix: unavailable,
   }
 }
 
 function loadNative (): NativeApi {
   try {
-    return makeApi(loadOrThrow('baton'))
+    return makeApi(loadOrThrow())
   } catch (err) {
     return makeUnavailableApi(err instanceof Error ? err : new Error(String(err)))
   }

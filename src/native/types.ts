@@ -4,6 +4,7 @@
 // - "would block" and per-socket conditions come back as negative errno numbers (-EAGAIN, -ECONNRESET),
 //   because they are control flow on the hot path. Setup failures (bind, listen, connect of a channel)
 //   throw BatonNativeError with `errnoCode` = errno name.
+import type { NativeRelay, RelayHandler, RelayOptions } from './splice-relay'
 
 export interface PollerHandle {
   /** events: a mask of constants.READABLE | WRITABLE | DISCONNECT. Spurious wakeups happen. */
@@ -63,7 +64,10 @@ export interface NativeApi {
   setRcvLowat (fd: number, bytes: number): void
   /** uv_poll on fd; cb(status, events) with status 0 or -errno. EEXIST if libuv already watches fd. */
   createPoller (fd: number, cb: (status: number, events: number) => void): PollerHandle
+  /** close(2), never retried (EINTR counts as closed); throws BatonNativeError on EBADF/EIO. */
   close (fd: number): void
+  /** F_DUPFD_CLOEXEC: a new fd the caller owns, or -errno. */
+  dup (fd: number): number
 
   /** AF_UNIX SOCK_SEQPACKET listener; unlinks a stale socket file first. '@name' = abstract. */
   seqpacketListen (path: string, backlog: number): number
@@ -85,4 +89,14 @@ export interface NativeApi {
    * out[0] = the received fd or -1 (extra fds are closed); out[1] = 1 if MSG_CTRUNC or MSG_TRUNC was set.
    */
   recvMsg (chanFd: number, buf: Buffer, out: Int32Array): number
+
+  /**
+   * Starts a splice relay thread (splice-relay.ts): connects upstream natively and splices both directions.
+   * Throws BatonNativeError if the thread cannot start. handler runs on the JS thread and must not throw.
+   */
+  createRelay (opts: RelayOptions, handler: RelayHandler): NativeRelay
+  /** The sockaddr bytes of a numeric IPv4/IPv6 address and port, for NativeRelay.connect. */
+  sockaddr (host: string, port: number): Buffer
+  /** A sockaddr_un for a path; '@name' is the abstract namespace (as in seqpacketListen/Connect). */
+  sockaddrUnix (path: string): Buffer
 }

@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 
 import type { BatonError } from '../../src/errors'
-import type { RelayModule } from '../../src/native/relay'
+import { native } from '../../src/native/binding'
 import type { ForwardCallbacks, ForwardConn, ForwardStats, ForwardTarget } from '../../src/forward/types'
 
 export const linux = process.platform === 'linux'
@@ -63,9 +63,9 @@ export class FdListener {
   readonly #queue: Accepted[] = []
   readonly #waiters: Array<(a: Accepted) => void> = []
 
-  constructor (mod: RelayModule) {
+  constructor () {
     this.server = net.createServer({ pauseOnConnect: true }, (s) => {
-      const fd = mod.dup((s as unknown as { _handle: { fd: number } })._handle.fd)
+      const fd = native.dup((s as unknown as { _handle: { fd: number } })._handle.fd)
       const a: Accepted = {
         fd,
         clientAddress: s.remoteAddress ?? '',

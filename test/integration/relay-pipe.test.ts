@@ -8,13 +8,10 @@ import { createPipeForwarder } from '../../src/forward/pipe'
 import { createSpliceForwarder } from '../../src/forward/splice'
 import type { Forwarder } from '../../src/forward/types'
 import { native } from '../../src/native/binding'
-import { loadRelay } from '../../src/native/relay'
 import {
   FdListener, closedPort, connOf, connectClient, echoServer, linux, recorder, targetOf,
 } from './relay-helpers'
 import type { Accepted } from './relay-helpers'
-
-const mod = loadRelay()
 
 /** A listener that reads the first chunk itself, as the dispatcher does without the addon. */
 async function socketListener (): Promise<{ port: number; next: () => Promise<{ a: Accepted; socket: net.Socket; consumed: Buffer }>; close: () => Promise<void> }> {
@@ -35,7 +32,7 @@ async function socketListener (): Promise<{ port: number; next: () => Promise<{ 
 }
 
 const factories: Array<[string, () => Forwarder]> = [['pipe', () => createPipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })]]
-if (mod !== undefined) factories.push(['splice (JS fallback)', () => createSpliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })])
+if (native.available) factories.push(['splice (JS fallback)', () => createSpliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })])
 
 describe.runIf(linux)('pipe relay', () => {
   let echo: Awaited<ReturnType<typeof echoServer>>
@@ -64,8 +61,8 @@ describe.runIf(linux)('pipe relay', () => {
     await lis.close()
   })
 
-  it.runIf(mod !== undefined)('a refused connect fails retryable; the fd is untouched and still readable', async () => {
-    const listener = new FdListener(mod!)
+  it.runIf(native.available)('a refused connect fails retryable; the fd is untouched and still readable', async () => {
+    const listener = new FdListener()
     const port = await listener.listen()
     const fwd = createPipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })
     const client = await connectClient(port)

@@ -13,12 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createPipeForwarder } from '../../src/forward/pipe'
 import { createSpliceForwarder } from '../../src/forward/splice'
 import type { Forwarder } from '../../src/forward/types'
-import { loadRelay } from '../../src/native/relay'
+import { native } from '../../src/native/binding'
 import { FdListener, closedPort, connOf, connectClient, linux, recorder, targetOf } from './relay-helpers'
 
 const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx'].find((p) => fs.existsSync(p)) ??
   (spawnSync('nginx', ['-v']).status === 0 ? 'nginx' : undefined)
-const mod = loadRelay()
 
 if (NGINX === undefined) {
   console.warn('relay-proxy-nginx: nginx is not installed, skipping the PROXY protocol consumer test ' +
@@ -61,7 +60,7 @@ async function waitListening (port: number): Promise<void> {
   throw new Error(`nginx did not listen on ${port}`)
 }
 
-describe.runIf(linux && NGINX !== undefined && mod !== undefined)('PROXY protocol read by nginx', () => {
+describe.runIf(linux && NGINX !== undefined && native.available)('PROXY protocol read by nginx', () => {
   let dir: string
   let nginx: ChildProcess
   let nginxPort: number
@@ -74,7 +73,7 @@ describe.runIf(linux && NGINX !== undefined && mod !== undefined)('PROXY protoco
     fs.writeFileSync(path.join(dir, 'nginx.conf'), nginxConf(dir, nginxPort))
     nginx = spawn(NGINX!, ['-e', 'stderr', '-p', dir, '-c', path.join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'inherit'] })
     await waitListening(nginxPort)
-    listener = new FdListener(mod!)
+    listener = new FdListener()
     port = await listener.listen()
   })
 

@@ -13,12 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createPipeForwarder } from '../../src/forward/pipe'
 import { createSpliceForwarder } from '../../src/forward/splice'
 import type { Forwarder } from '../../src/forward/types'
-import { loadRelay } from '../../src/native/relay'
+import { native } from '../../src/native/binding'
 import {
   FdListener, connOf, connectClient, echoServer, fdCount, linux, pipeCount, readHash, recorder, targetOf, writePattern,
 } from './relay-helpers'
 
-const mod = loadRelay()
 const GiB = 1 << 30
 const MiB = 1 << 20
 
@@ -43,12 +42,12 @@ const methods = [
   { name: 'pipe', make: (idleTimeoutMs = 0) => createPipeForwarder({ connectTimeoutMs: 2000, idleTimeoutMs }) },
 ]
 
-describe.runIf(linux && mod !== undefined).each(methods)('$name relay', ({ name, make }) => {
+describe.runIf(linux && native.available).each(methods)('$name relay', ({ name, make }) => {
   let listener: FdListener
   let port: number
 
   beforeAll(async () => {
-    listener = new FdListener(mod!)
+    listener = new FdListener()
     port = await listener.listen()
   })
   afterAll(() => listener.close())
@@ -308,13 +307,13 @@ function softFdLimit (): number {
   return soft === undefined || soft === 'unlimited' ? Infinity : Number(soft)
 }
 
-describe.runIf(linux && mod !== undefined)('splice relay: idle connections hold no pipes', () => {
+describe.runIf(linux && native.available)('splice relay: idle connections hold no pipes', () => {
   // Here: 2 fds per relay plus the pool and transients; in the child: client + server socket per relay.
   const n = Math.min(3000, Math.floor((softFdLimit() - fdCount() - 400) / 2.2))
   if (n < 1000) console.warn(`relay idle fd test skipped: soft fd limit ${softFdLimit()} is too low for 1,000 connections (ulimit -n)`)
 
   it.runIf(n >= 1000)(`${n} idle keep-alive relays cost ~2 fds each; the pool stays bounded`, async () => {
-    const listener = new FdListener(mod!)
+    const listener = new FdListener()
     const port = await listener.listen()
     const child = spawn(process.execPath, ['-e', CHILD], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     const replies: Array<Record<string, unknown>> = []

@@ -1,9 +1,10 @@
-// binding.ts itself: argument checks, loadNativeModule, BATON_NO_NATIVE, and the acceptor's EMFILE back-off.
+// binding.ts itself: the one loader, argument checks, sockaddrs, BATON_NO_NATIVE, and the acceptor's EMFILE back-off.
 import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
 
-import { loadNativeModule, native } from '../../src/native/binding'
+import { native } from '../../src/native/binding'
 
 describe('native binding without the addon', () => {
   it('BATON_NO_NATIVE=1 makes every call throw BATON_ERR_NATIVE_UNAVAILABLE', async () => {
@@ -20,7 +21,9 @@ describe('native binding without the addon', () => {
       expect(err).toBeInstanceOf(errors.BatonError)
       expect(err).toMatchObject({ code: 'BATON_ERR_NATIVE_UNAVAILABLE' })
       expect(() => mod.native.listenTcp('127.0.0.1', 0, 1, 0)).toThrow(/unavailable/)
-      expect(mod.loadNativeModule('baton')).toBeUndefined()
+      expect(() => mod.native.sockaddr('127.0.0.1', 80)).toThrow(/unavailable/)
+      expect(() => mod.native.createRelay({ pipeSize: 65536, connectTimeoutMs: 1, idleTimeoutMs: 0, pipePoolMax: 0 },
+        { established () {}, failed () {}, closed () {} })).toThrow(/unavailable/)
     } finally {
       delete process.env.BATON_NO_NATIVE
       vi.resetModules()
@@ -29,10 +32,43 @@ describe('native binding without the addon', () => {
 })
 
 describe.runIf(process.platform === 'linux' && native.available)('native binding', () => {
-  it('loads both targets by name', () => {
-    expect(typeof loadNativeModule('baton')?.baton_fd_send).toBe('function')
-    const relay = loadNativeModule('baton_relay')
-    expect(relay === undefined || typeof relay === 'object').toBe(true)
+  it('is loaded by binding.ts alone', () => {
+    const src = path.resolve(__dirname, '../../src')
+    const loaders = fs.readdirSync(src, { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.ts'))
+      .filter((f) => /node-gyp-build|\.node['"]|process\.dlopen/.test(fs.readFileSync(path.join(src, f), 'utf8')))
+    expect(loaders).toEqual([path.join('native', 'binding.ts')])
+  })
+
+  it('builds sockaddrs in the addon (one home for TCP and AF_UNIX)', () => {
+    const v4 = native.sockaddr('127.0.0.1', 8080)
+    expect(v4.length).toBe(16)
+    expect(v4.readUInt16LE(0)).toBe(2) // AF_INET
+    expect(v4.readUInt16BE(2)).toBe(8080)
+    expect([...v4.subarray(4, 8)]).toEqual([127, 0, 0, 1])
+    const v6 = native.sockaddr('::1', 443)
+    expect(v6.length).toBe(28)
+    expect(v6.readUInt16LE(0)).toBe(10) // AF_INET6
+    expect(v6.readUInt16BE(2)).toBe(443)
+    expect(v6[23]).toBe(1)
+    const un = native.sockaddrUnix('/run/x.sock')
+    expect(un.length).toBe(2 + 11 + 1) // trailing NUL counted
+    expect(un.subarray(2, 13).toString()).toBe('/run/x.sock')
+    const abs = native.sockaddrUnix('@baton-x')
+    expect(abs.length).toBe(2 + 8) // abstract: exact length, leading NUL
+    expect(abs[2]).toBe(0)
+    expect(abs.subarray(3).toString()).toBe('baton-x')
+    expect(() => native.sockaddr('localhost', 80)).toThrow(/numeric IP/)
+    expect(() => native.sockaddr('127.0.0.1', 0)).toThrow(/port/)
+    expect(() => native.sockaddrUnix('/' + 'x'.repeat(200))).toThrow(/too long/)
+  })
+
+  it('dup and close: one close for every fd', () => {
+    const fd = native.seqpacketListen('@baton-dup-test', 1)
+    const copy = native.dup(fd)
+    expect(copy).toBeGreaterThan(fd)
+    native.close(copy)
+    native.close(fd)
   })
 
   it('asserts its arguments (programmer errors, not BatonErrors)', () => {

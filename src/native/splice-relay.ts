@@ -1,11 +1,11 @@
-// Typed, checked wrapper of the splice relay addon ("baton_relay", native/src/relay*.cc). The relay thread
-// connects upstream, writes an optional prefix (PROXY header) and splices both directions; this side
-// validates arguments (node:assert: a bad argument is a bug) and turns the addon's batched events into
-// handler calls. Names match the C side (baton_relay_connect, ...). `any` stays inside this file.
+// Typed, checked wrapper of the splice relay (native/src/splice_*.cc). The relay thread connects upstream,
+// writes an optional prefix (PROXY header) and splices both directions; this side validates arguments
+// (node:assert: a bad argument is a bug) and turns the addon's batched events into handler calls. Names
+// match the C side (baton_relay_connect, ...). It never loads anything: binding.ts hands it the addon
+// module and exposes it as native.createRelay(). `any` stays inside binding.ts and this file.
 import assert from 'node:assert'
-import net from 'node:net'
 
-import { loadNativeModule } from './binding'
+import { assertFd, assertInt } from './asserts'
 
 export interface RelayOptions {
   /** Requested pipe capacity (F_SETPIPE_SZ); the kernel may round it or refuse (then 64 KiB). */
@@ -46,14 +46,6 @@ export interface RelayHandler {
 const EVENT_SLOTS = 256
 const STAT_NAMES = ['relaying', 'connecting', 'total', 'failed', 'errors', 'pipes', 'pooled', 'bytesUp', 'bytesDown'] as const
 
-function assertFd (fd: number, what: string): void {
-  assert(Number.isInteger(fd) && fd >= 0, `${what} must be an int >= 0, got ${String(fd)}`)
-}
-
-function assertInt (n: number, min: number, max: number, what: string): void {
-  assert(Number.isInteger(n) && n >= min && n <= max, `${what} must be an int in [${min}, ${max}], got ${String(n)}`)
-}
-
 export class NativeRelay {
   readonly #raw: any
   readonly #handle: unknown
@@ -72,12 +64,15 @@ export class NativeRelay {
   #dispatching = false
   #closeDeferred = false
 
+  /** raw: the addon module, from binding.ts only. Throws BatonNativeError (via binding.ts) if the thread cannot start. */
   constructor (raw: any, opts: RelayOptions, handler: RelayHandler) {
     assertInt(opts.pipeSize, 4096, 64 * 1024 * 1024, 'pipeSize')
     assertInt(opts.connectTimeoutMs, 1, 2 ** 31 - 1, 'connectTimeoutMs')
     assertInt(opts.idleTimeoutMs, 0, 2 ** 31 - 1, 'idleTimeoutMs')
     assertInt(opts.pipePoolMax, 0, 1 << 20, 'pipePoolMax')
-    const c = raw.constants
+    assert(typeof handler?.established === 'function' && typeof handler.failed === 'function' &&
+      typeof handler.closed === 'function', 'handler must have established, failed and closed')
+    const c = raw.baton_relay_constants
     this.#raw = raw
     this.#handler = handler
     this.#evEstablished = c.EV_ESTABLISHED
@@ -89,7 +84,7 @@ export class NativeRelay {
   }
 
   /**
-   * Queues a relay of clientFd to addr (from sockaddr()). 0 = queued, one event will follow (established
+   * Queues a relay of clientFd to addr (from native.sockaddr() or native.sockaddrUnix()). 0 = queued, one event will follow (established
    * or failed); -errno = nothing happened (dup failed, or -ECANCELED after close()). The caller keeps
    * clientFd until established(). Hot path: one dup. The relay thread is signalled (one eventfd write) from
    * a setImmediate, so a burst of connects in one event-loop turn costs one wakeup instead of one each.
@@ -154,53 +149,4 @@ export class NativeRelay {
       }
     }
   }
-}
-
-export interface RelayModule {
-  create (opts: RelayOptions, handler: RelayHandler): NativeRelay
-  /** A sockaddr for a numeric IPv4/IPv6 address. */
-  sockaddr (host: string, port: number): Buffer
-  /** A sockaddr_un; '@name' is the abstract namespace. */
-  sockaddrUnix (path: string): Buffer
-  /** F_DUPFD_CLOEXEC: the new fd, or -errno. */
-  dup (fd: number): number
-  /** close(2): 0 or -errno. */
-  closeFd (fd: number): number
-}
-
-let cached: RelayModule | null | undefined
-
-/** The relay addon, or undefined when it did not load (then Baton relays in JavaScript). */
-export function loadRelay (): RelayModule | undefined {
-  if (cached !== undefined) return cached ?? undefined
-  const raw: any = loadNativeModule('baton_relay')
-  if (raw === undefined || typeof raw.baton_relay_create !== 'function') {
-    cached = null
-    return undefined
-  }
-  cached = {
-    create: (opts, handler) => new NativeRelay(raw, opts, handler),
-    sockaddr (host, port) {
-      assert(net.isIP(host) !== 0, `host must be a numeric IP address, got ${host}`)
-      assertInt(port, 1, 65535, 'port')
-      const addr: unknown = raw.baton_relay_addr(host, port)
-      assert(Buffer.isBuffer(addr), `baton_relay_addr(${host}) failed`)
-      return addr
-    },
-    sockaddrUnix (path) {
-      assert(typeof path === 'string' && path.length > 0, 'path must be a non-empty string')
-      const addr: unknown = raw.baton_relay_addr_unix(path)
-      assert(Buffer.isBuffer(addr), `unix socket path too long: ${path}`)
-      return addr
-    },
-    dup (fd) {
-      assertFd(fd, 'fd')
-      return raw.baton_relay_dup(fd)
-    },
-    closeFd (fd) {
-      assertFd(fd, 'fd')
-      return raw.baton_relay_close_fd(fd)
-    },
-  }
-  return cached
 }

@@ -1,8 +1,7 @@
-// The relay thread's per-connection work: native upstream connect, then both directions relayed.
-// Rules (research/handoff-mechanics.md, splice): EPOLLET; splice from a socket only into an empty pipe,
-// because EAGAIN is ambiguous while the pipe could be full; shutdown(dst, SHUT_WR) after src EOF once the
-// pipe drained; errors reset both sides (SO_LINGER{1,0}); the client fd is a dup whose open file description
-// is shared with the caller's fd, so it gets an explicit EPOLL_CTL_DEL before close.
+// The relay thread's byte movers: both directions of an established connection (splice_conn.cc connects
+// and ends it). Rules (research/handoff-mechanics.md, splice): EPOLLET; splice from a socket only into an
+// empty pipe, because EAGAIN is ambiguous while the pipe could be full; shutdown(dst, SHUT_WR) after src EOF
+// once the pipe drained; an error ends in Finish, which resets both sides.
 // Small transfers (keep-alive requests and responses) go recv -> stack buffer -> send: 2 syscalls per
 // direction per message, where splice needed 3 (in, out, and an EAGAIN probe). A short recv already says
 // src's queue was empty, and a later arrival raises a new edge, so no probe follows (unless src's FIN was
@@ -16,105 +15,18 @@
 // was sent, so unsent bytes stay in src's kernel queue and memory stays bounded (CopyDir).
 #include <errno.h>
 #include <fcntl.h>  // splice
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 
-#include "relay.h"
+#include "baton.h"
+#include "splice_relay.h"
 
 namespace baton {
 
 static const int kPumpRounds = 16;     // fill+drain rounds per direction per wakeup before yielding
 static const size_t kCopyBuf = 16384;  // recv+send and copy-fallback stack buffer; a full one means bulk
-
-static void baton__reset_close(int fd) {
-  struct linger lg = {1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-  close(fd);
-}
-
-// Nonblocking connect; completion comes as EPOLLOUT and is checked with SO_ERROR.
-void RelayCore::StartConnect(RelayConn* c, int64_t now) {
-  Link(c);
-  c->deadline_ms = now + opts_.connect_timeout_ms;
-  int family = c->addr.ss_family;
-  c->upstream = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (c->upstream < 0) return Fail(c, errno);
-  if (family != AF_UNIX) {
-    int one = 1;
-    setsockopt(c->upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  if (connect(c->upstream, reinterpret_cast<sockaddr*>(&c->addr), c->addrlen) < 0 && errno != EINPROGRESS) {
-    return Fail(c, errno == EAGAIN ? ECONNREFUSED : errno);  // AF_UNIX: EAGAIN = backlog full
-  }
-  struct epoll_event ev = {};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.u64 = reinterpret_cast<uintptr_t>(c) | kTagUpstream;
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, c->upstream, &ev) < 0) return Fail(c, errno);
-}
-
-// Pumps only the directions this event can move: readable src -> its direction; writable dst -> the
-// direction that has bytes waiting in its pipe (EPOLLET reports write space after nearly every ACK).
-void RelayCore::OnEvent(RelayConn* c, bool is_upstream, uint32_t events, int64_t now) {
-  if (c->state == RelayState::kDead) return;  // freed at the end of this batch
-  if (c->state == RelayState::kConnecting) {
-    // A TCP socket is writable only once connected, and a failed connect raises EPOLLERR: SO_ERROR is
-    // read only then (AF_UNIX connects never get here in progress).
-    if ((events & (EPOLLERR | EPOLLHUP)) == 0) {
-      if ((events & EPOLLOUT) != 0) Establish(c, now);
-      return;
-    }
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(c->upstream, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-    return Fail(c, err != 0 ? err : ECONNRESET);
-  }
-  if ((events & EPOLLERR) != 0) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(c->upstream, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err == 0) getsockopt(c->client, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) return Finish(c, err);
-  }
-  int in_dir = is_upstream ? kDirDown : kDirUp;
-  int out_dir = is_upstream ? kDirUp : kDirDown;
-  const RelayDir& out = is_upstream ? c->up : c->down;
-  int dirs = 0;
-  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) dirs |= in_dir;
-  if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) (is_upstream ? c->down : c->up).rdhup = true;
-  if ((events & (EPOLLHUP | EPOLLERR)) != 0) dirs |= out_dir;
-  if ((events & EPOLLOUT) != 0 &&
-      (out.queued > 0 || out.wait_out || (is_upstream && c->prefix_off < c->prefix.size()))) {
-    dirs |= out_dir;
-  }
-  if (dirs != 0) Pump(c, dirs, now);
-}
-
-// Connected: add the client to epoll, tell JS (which then owns nothing but the callback). No pipe is taken
-// here; each direction takes one only while it has bytes in flight (PumpDir).
-void RelayCore::Establish(RelayConn* c, int64_t now) {
-  struct epoll_event ev = {};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.u64 = reinterpret_cast<uintptr_t>(c);
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, c->client, &ev) < 0) return Fail(c, errno);
-  c->up.src = c->client;
-  c->up.dst = c->upstream;
-  c->down.src = c->upstream;
-  c->down.dst = c->client;
-  c->up.dst_upstream = true;
-  c->up.other = &c->down;
-  c->down.other = &c->up;
-  c->state = RelayState::kRelaying;
-  c->deadline_ms = now;
-  stat_[kStatConnecting].fetch_sub(1, std::memory_order_relaxed);
-  stat_[kStatRelaying].fetch_add(1, std::memory_order_relaxed);
-  Post({kRelayEstablished, c->id, static_cast<double>(c->orig_fd), 0, 0});
-  Pump(c, kDirUp | kDirDown, now);
-}
 
 // One direction until EAGAIN. Returns 0 (waiting), or -errno. *budget_left = false when it yielded.
 // Whatever happened, an empty pipe goes back to the pool here; a pipe with bytes left stays with d (and on
@@ -277,40 +189,6 @@ void RelayCore::Pump(RelayConn* c, int dirs, int64_t now) {
     c->in_ready = true;
     ready_.push_back(c);
   }
-}
-
-// Before establish: the client was never read or changed; close our dup only, the caller keeps its fd.
-void RelayCore::Fail(RelayConn* c, int err) {
-  if (c->upstream >= 0) close(c->upstream);
-  close(c->client);
-  c->upstream = c->client = -1;
-  c->state = RelayState::kDead;
-  stat_[kStatConnecting].fetch_sub(1, std::memory_order_relaxed);
-  stat_[kStatFailed].fetch_add(1, std::memory_order_relaxed);
-  Post({kRelayFailed, c->id, 0, 0, err});
-  dead_.push_back(c);
-}
-
-// After establish. err == 0: both directions ended cleanly. Otherwise reset both sides.
-void RelayCore::Finish(RelayConn* c, int err) {
-  epoll_ctl(epfd_, EPOLL_CTL_DEL, c->client, nullptr);  // the description outlives our dup
-  if (err == 0) {
-    close(c->client);
-    close(c->upstream);
-  } else {
-    baton__reset_close(c->client);
-    baton__reset_close(c->upstream);
-    stat_[kStatErrors].fetch_add(1, std::memory_order_relaxed);
-  }
-  c->upstream = c->client = -1;
-  PipePut(&c->up.pipe, c->up.queued == 0);
-  PipePut(&c->down.pipe, c->down.queued == 0);
-  c->state = RelayState::kDead;
-  stat_[kStatRelaying].fetch_sub(1, std::memory_order_relaxed);
-  stat_[kStatBytesUp].fetch_add(static_cast<int64_t>(c->up.bytes), std::memory_order_relaxed);
-  stat_[kStatBytesDown].fetch_add(static_cast<int64_t>(c->down.bytes), std::memory_order_relaxed);
-  Post({kRelayClosed, c->id, static_cast<double>(c->up.bytes), static_cast<double>(c->down.bytes), err});
-  dead_.push_back(c);
 }
 
 }  // namespace baton

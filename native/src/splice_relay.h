@@ -1,8 +1,11 @@
 // The splice relay (TCPSP): one epoll thread relays client <-> upstream pairs with splice(2) through pooled
 // pipes. The JS thread only submits connections (RelayCore::Submit) and drains events (RelayCore::TakeEvents);
 // everything else, including the upstream connect and every epoll ADD, happens on the relay thread.
-#ifndef BATON_RELAY_H
-#define BATON_RELAY_H
+// splice_relay.cc: the N-API face (baton_relay_*); splice_loop.cc: the thread's epoll loop, pipe pool and
+// events; splice_conn.cc: a connection's connect, events, establish, fail and finish; splice_pump.cc: the
+// byte movers. No napi call ever happens on the relay thread.
+#ifndef BATON_SPLICE_RELAY_H
+#define BATON_SPLICE_RELAY_H
 
 #include <pthread.h>
 #include <stdint.h>
@@ -37,7 +40,7 @@ struct RelayPipe {
   int cap = 0;  // F_GETPIPE_SZ
 };
 
-// One direction: src -> dst, small reads by recv+send, bulk by splice through the pipe (relay_pump.cc). The
+// One direction: src -> dst, small reads by recv+send, bulk by splice through the pipe (splice_pump.cc). The
 // pipe is only spliced or written into while empty (queued == 0), and it is held only while it has bytes: taken from the pool when a read from src is tried, given back as soon as it is
 // empty again, so an idle connection holds no pipe. pipe.r >= 0 after a pump implies queued > 0.
 struct RelayDir {

@@ -1,6 +1,7 @@
 // The relay thread's loop: start/stop, the inbox of new connections (eventfd), the epoll batch, the
 // timeout sweep, the pipe pool, and events to JS. Connections are freed only at the end of a batch,
-// because both fds of one connection can be in the same batch. Per-connection work: relay_pump.cc.
+// because both fds of one connection can be in the same batch. Per-connection work: splice_conn.cc
+// (connect, events, establish, fail, finish) and splice_pump.cc (the byte movers).
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -10,7 +11,8 @@
 
 #include <algorithm>
 
-#include "relay.h"
+#include "baton.h"
+#include "splice_relay.h"
 
 namespace baton {
 
@@ -23,8 +25,8 @@ static int64_t baton__now_ms() {
 }
 
 RelayCore::~RelayCore() {
-  if (epfd_ >= 0) close(epfd_);
-  if (evfd_ >= 0) close(evfd_);
+  if (epfd_ >= 0) baton__close(epfd_);
+  if (evfd_ >= 0) baton__close(evfd_);
 }
 
 int RelayCore::Start(Notify notify, void* notify_arg) {
@@ -74,8 +76,8 @@ void RelayCore::Stop() {
   ssize_t n = write(evfd_, &one, sizeof one);
   (void)n;
   pthread_join(thread_, nullptr);
-  close(epfd_);
-  close(evfd_);
+  baton__close(epfd_);
+  baton__close(evfd_);
   epfd_ = evfd_ = -1;
 }
 
@@ -232,8 +234,8 @@ void RelayCore::PipePut(RelayPipe* p, bool reusable) {
     pool_.push_back(*p);
     stat_[kStatPooled].fetch_add(1, std::memory_order_relaxed);
   } else {
-    close(p->r);
-    close(p->w);
+    baton__close(p->r);
+    baton__close(p->w);
     stat_[kStatPipes].fetch_sub(1, std::memory_order_relaxed);
   }
   p->r = p->w = -1;

@@ -1,20 +1,15 @@
-// Module init and JS entry points of the splice relay (baton_relay). Flat functions named
-// baton_relay_<verb>; src/native/relay.ts uses the same names and validates every argument first.
+// The N-API face of the splice relay: flat functions named baton_relay_<verb>, registered by addon.cc
+// through baton_relay_init; src/native/splice-relay.ts uses the same names and validates every argument
+// first. No per-env state: everything lives in the relay handle, so nothing here is a mutable global.
 // A relay handle is a type-tagged External. Its payload is shared by the External's finalizer and the
 // threadsafe function's finalizer and freed by whichever runs last. Events reach JS in batches through a
 // Float64Array the caller provided (5 slots per event), so no JS object is made per connection here.
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <stddef.h>
 #include <string.h>
-#include <sys/un.h>
-#include <unistd.h>
 
-#include <napi.h>
-
-#include "relay.h"
+#include "baton.h"
+#include "splice_relay.h"
 
 using baton::RelayConn;
 using baton::RelayCore;
@@ -67,7 +62,7 @@ static void baton__relay_drain(Napi::Env env, Napi::Function fn, baton__relay* r
       out[i * kEventWidth + 4] = tmp[i].err;
     }
     fn.Call({Napi::Number::New(env, static_cast<double>(n))});
-    if (env.IsExceptionPending()) return;  // relay.ts never throws here; do not call into a pending exception
+    if (env.IsExceptionPending()) return;  // splice-relay.ts never throws here; do not call into a pending exception
     if (r->closed) return;                 // closed from inside the call; that close drained the rest
   }
 }
@@ -141,10 +136,7 @@ static Napi::Value baton_relay_create(const Napi::CallbackInfo& info) {
   int rc = r->core->Start(baton__relay_notify, r);
   if (rc < 0) {
     baton__relay_release(r);
-    Napi::Error e = Napi::Error::New(env, std::string("baton_relay_create failed: ") + strerror(-rc));
-    e.Set("errno", Napi::Number::New(env, -rc));
-    e.ThrowAsJavaScriptException();
-    return env.Undefined();
+    return baton__throw_errno(env, "baton_relay_create", -rc);
   }
   napi_add_env_cleanup_hook(env, baton__relay_cleanup_hook, r);
   r->hook_live = true;
@@ -206,54 +198,6 @@ static Napi::Value baton_relay_close(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// baton_relay_addr(host: numeric IPv4/IPv6 string, port): sockaddr bytes, or -EINVAL.
-static Napi::Value baton_relay_addr(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string host = info[0].As<Napi::String>().Utf8Value();
-  uint16_t port = static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value());
-  sockaddr_in v4 = {};
-  if (inet_pton(AF_INET, host.c_str(), &v4.sin_addr) == 1) {
-    v4.sin_family = AF_INET;
-    v4.sin_port = htons(port);
-    return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(&v4), sizeof v4);
-  }
-  sockaddr_in6 v6 = {};
-  if (inet_pton(AF_INET6, host.c_str(), &v6.sin6_addr) == 1) {
-    v6.sin6_family = AF_INET6;
-    v6.sin6_port = htons(port);
-    return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(&v6), sizeof v6);
-  }
-  return Napi::Number::New(env, -EINVAL);
-}
-
-// baton_relay_addr_unix(path): sockaddr_un bytes ('@name' = abstract), or -ENAMETOOLONG.
-static Napi::Value baton_relay_addr_unix(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string path = info[0].As<Napi::String>().Utf8Value();
-  sockaddr_un un = {};
-  un.sun_family = AF_UNIX;
-  if (path.size() + 1 > sizeof un.sun_path) return Napi::Number::New(env, -ENAMETOOLONG);
-  memcpy(un.sun_path, path.data(), path.size());
-  size_t len = offsetof(sockaddr_un, sun_path) + path.size() + 1;
-  if (!path.empty() && path[0] == '@') {
-    un.sun_path[0] = '\0';
-    len -= 1;
-  }
-  return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(&un), len);
-}
-
-// baton_relay_dup(fd): F_DUPFD_CLOEXEC copy, or -errno.
-static Napi::Value baton_relay_dup(const Napi::CallbackInfo& info) {
-  int fd = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
-  return Napi::Number::New(info.Env(), fd < 0 ? -errno : fd);
-}
-
-// baton_relay_close_fd(fd): 0 or -errno.
-static Napi::Value baton_relay_close_fd(const Napi::CallbackInfo& info) {
-  int rc = close(info[0].As<Napi::Number>().Int32Value());
-  return Napi::Number::New(info.Env(), rc < 0 ? -errno : 0);
-}
-
 static Napi::Object baton__relay_constants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);
   c.Set("EV_ESTABLISHED", Napi::Number::New(env, baton::kRelayEstablished));
@@ -264,18 +208,11 @@ static Napi::Object baton__relay_constants(Napi::Env env) {
   return c;
 }
 
-static Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("constants", baton__relay_constants(env));
+void baton_relay_init(Napi::Env env, Napi::Object exports) {
+  exports.Set("baton_relay_constants", baton__relay_constants(env));
   exports.Set("baton_relay_create", Napi::Function::New(env, baton_relay_create, "baton_relay_create"));
   exports.Set("baton_relay_connect", Napi::Function::New(env, baton_relay_connect, "baton_relay_connect"));
   exports.Set("baton_relay_wake", Napi::Function::New(env, baton_relay_wake, "baton_relay_wake"));
   exports.Set("baton_relay_stats", Napi::Function::New(env, baton_relay_stats, "baton_relay_stats"));
   exports.Set("baton_relay_close", Napi::Function::New(env, baton_relay_close, "baton_relay_close"));
-  exports.Set("baton_relay_addr", Napi::Function::New(env, baton_relay_addr, "baton_relay_addr"));
-  exports.Set("baton_relay_addr_unix", Napi::Function::New(env, baton_relay_addr_unix, "baton_relay_addr_unix"));
-  exports.Set("baton_relay_dup", Napi::Function::New(env, baton_relay_dup, "baton_relay_dup"));
-  exports.Set("baton_relay_close_fd", Napi::Function::New(env, baton_relay_close_fd, "baton_relay_close_fd"));
-  return exports;
 }
-
-NODE_API_MODULE(baton_relay, Init)

@@ -1,0 +1,22 @@
+// Argument checks in front of every native call (sodium-native style): TypeScript validates, C only trusts.
+// A failure is a programmer error (node:assert), never a response to a peer. The one home of these checks
+// for binding.ts and splice-relay.ts.
+import assert from 'node:assert'
+
+export function assertFd (fd: unknown, what = 'fd'): asserts fd is number {
+  assert(Number.isInteger(fd) && (fd as number) >= 0, `${what} must be an int >= 0, got ${String(fd)}`)
+}
+
+export function assertInt (n: unknown, min: number, max: number, what: string): asserts n is number {
+  assert(Number.isInteger(n) && (n as number) >= min && (n as number) <= max,
+    `${what} must be an int in [${min}, ${max}], got ${String(n)}`)
+}
+
+export function assertBuffer (buf: unknown, what: string): asserts buf is Buffer {
+  assert(Buffer.isBuffer(buf) && buf.length > 0, `${what} must be a non-empty Buffer`)
+}
+
+/** A socket path: non-empty, no NUL ('@name' = abstract namespace is allowed). */
+export function assertPath (p: unknown, what = 'path'): asserts p is string {
+  assert(typeof p === 'string' && p.length > 0 && !p.includes('\0'), `${what} must be a non-empty string without NUL`)
+}
