@@ -26,12 +26,6 @@ Napi::Value baton__throw_errno(Napi::Env env, const char* syscall, int err) {
   return env.Undefined();
 }
 
-// errnoName(errno: number): string. errno is positive; a negative one is accepted too.
-static Napi::Value baton_errno_name(const Napi::CallbackInfo& info) {
-  int err = info[0].As<Napi::Number>().Int32Value();
-  return Napi::String::New(info.Env(), baton__errno_name(err < 0 ? -err : err));
-}
-
 static void baton__env_cleanup(napi_async_cleanup_hook_handle cleanup, void* arg) {
   baton__handles_teardown(static_cast<baton__env*>(arg), cleanup);
 }
@@ -70,7 +64,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_add_async_cleanup_hook(env, baton__env_cleanup, benv, nullptr);
 
   exports.Set("constants", baton__constants(env));
-  exports.Set("baton_errno_name", Napi::Function::New(env, baton_errno_name, "baton_errno_name"));
   baton_listen_init(env, exports);
   baton_poll_init(env, exports);
   baton_fdpass_init(env, exports);

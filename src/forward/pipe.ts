@@ -3,11 +3,11 @@
 // `splice`: a connect that fails before any byte reached the client gives the client back (failed, with
 // retryable set); after taken() everything ends in closed(), and a mid-stream error resets both sides.
 import net from 'node:net'
-import os from 'node:os'
 import { pipeline } from 'node:stream'
 import type pino from 'pino'
 
 import { BatonError, BatonNativeError } from '../errors'
+import { ERRNO, errnoName, errnoOf } from '../native/errno'
 import { encodeProxyV1, encodeProxyV2 } from './proxy-protocol'
 import type { ForwardCallbacks, ForwardConn, Forwarder, ForwardStats, ForwardTarget } from './types'
 
@@ -20,22 +20,8 @@ export interface RelayForwarderOptions {
   readonly logger?: pino.Logger
 }
 
-const ERRNO = os.constants.errno as Readonly<Record<string, number>>
-const ERRNO_NAME = new Map(Object.entries(ERRNO).map(([name, n]) => [n, name]))
 /** Local resource errors: another real server would fail the same way. */
 const NOT_RETRYABLE = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'ENOBUFS', 'ECANCELED'])
-
-export function errnoName (errno: number): string {
-  return ERRNO_NAME.get(errno) ?? `E${errno}`
-}
-
-/** Positive errno of a Node error (code first, then errno), ECONNABORTED when it has none. */
-export function errnoOf (err: unknown): number {
-  const e = err as { code?: unknown; errno?: unknown } | null
-  if (typeof e?.code === 'string' && ERRNO[e.code] !== undefined) return ERRNO[e.code] ?? 0
-  if (typeof e?.errno === 'number' && e.errno !== 0) return Math.abs(e.errno)
-  return ERRNO.ECONNABORTED ?? 103
-}
 
 /** The failed() error for a connect that ended with errno: CONNECT_TIMEOUT or CONNECT_FAILED. */
 export function connectError (errno: number, target: string): BatonError {

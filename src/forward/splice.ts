@@ -9,8 +9,9 @@ import net from 'node:net'
 
 import { BatonError } from '../errors'
 import { native } from '../native/binding'
+import { errnoName } from '../native/errno'
 import type { NativeRelay } from '../native/splice-relay'
-import { connectError, createPipeForwarder, errnoName, proxyPrefix, targetName } from './pipe'
+import { connectError, createPipeForwarder, proxyPrefix, targetName } from './pipe'
 import type { RelayForwarderOptions } from './pipe'
 import type { ForwardCallbacks, ForwardConn, Forwarder, ForwardTarget } from './types'
 

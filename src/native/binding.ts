@@ -13,6 +13,7 @@ import path from 'node:path'
 
 import { BatonError, BatonNativeError } from '../errors'
 import { assertBuffer, assertFd, assertInt, assertPath } from './asserts'
+import { errnoName } from './errno'
 import { NativeRelay } from './splice-relay'
 import type { RelayHandler, RelayOptions } from './splice-relay'
 import type { AcceptCallback, AcceptorHandle, NativeApi, NativeConstants, PollerHandle } from './types'
@@ -73,7 +74,7 @@ class Poller implements PollerHandle {
     assert(!this.#closed, 'poller is closed')
     assertInt(events, 1, MAX_EVENTS, 'events')
     const rc: number = this.#raw.baton_poller_start(this.#h, events)
-    if (rc < 0) throw new BatonNativeError('uv_poll_start', -rc, this.#raw.baton_errno_name(-rc))
+    if (rc < 0) throw new BatonNativeError('uv_poll_start', -rc, errnoName(rc))
   }
 
   stop (): void { this.#raw.baton_poller_stop(this.#h) }
@@ -107,10 +108,7 @@ function makeApi (raw: any): NativeApi {
     loadError: undefined,
     constants: raw.constants as NativeConstants,
 
-    errnoName (errno: number): string {
-      assert(Number.isInteger(errno), 'errno must be an int')
-      return raw.baton_errno_name(errno)
-    },
+    errnoName,
 
     listenTcp (host: string, port: number, backlog: number, deferAcceptS: number): { fd: number; port: number } {
       assert(typeof host === 'string' && host.length > 0, 'host must be a non-empty string')
@@ -149,7 +147,7 @@ function makeApi (raw: any): NativeApi {
     close (fd: number): void {
       assertFd(fd)
       const rc: number = raw.baton_fd_close(fd)
-      if (rc < 0) throw new BatonNativeError('close', -rc, raw.baton_errno_name(-rc))
+      if (rc < 0) throw new BatonNativeError('close', -rc, errnoName(rc))
     },
 
     dup (fd: number): number {
@@ -241,12 +239,11 @@ function makeUnavailableApi (loadError: Error): NativeApi {
     throw new BatonError('BATON_ERR_NATIVE_UNAVAILABLE', `native addon unavailable: ${loadError.message}`,
       { cause: loadError })
   }
-  const errnoNames = new Map(Object.entries(os.constants.errno).map(([k, v]) => [v, k]))
   return {
     available: false,
     loadError,
     constants: FALLBACK_CONSTANTS,
-    errnoName: (errno: number) => errnoNames.get(Math.abs(errno)) ?? `E${Math.abs(errno)}`,
+    errnoName,
     listenTcp: unavailable,
     createAcceptor: unavailable,
     peek: unavailable,

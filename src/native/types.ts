@@ -49,7 +49,7 @@ export interface NativeApi {
   /** Why it did not load (undefined when available). */
   readonly loadError: Error | undefined
   readonly constants: NativeConstants
-  /** errno number -> name ('ECONNRESET'), for logs. */
+  /** errno number (either sign) -> name ('ECONNRESET'), for logs; errno.ts errnoName, addon or not. */
   errnoName (errno: number): string
 
   /** socket+bind+listen with SO_REUSEADDR; deferAcceptS > 0 sets TCP_DEFER_ACCEPT. Returns the bound port. */

@@ -1,10 +1,10 @@
-// binding.ts itself: the one loader, argument checks, sockaddrs, BATON_NO_NATIVE, and the acceptor's EMFILE back-off.
+// binding.ts: argument checks, error names, sockaddrs, BATON_NO_NATIVE, the acceptor's EMFILE back-off.
 import { execFileSync } from 'node:child_process'
-import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
 
 import { native } from '../../src/native/binding'
+import { errnoName } from '../../src/native/errno'
 
 describe('native binding without the addon', () => {
   it('BATON_NO_NATIVE=1 makes every call throw BATON_ERR_NATIVE_UNAVAILABLE', async () => {
@@ -32,12 +32,9 @@ describe('native binding without the addon', () => {
 })
 
 describe.runIf(process.platform === 'linux' && native.available)('native binding', () => {
-  it('is loaded by binding.ts alone', () => {
-    const src = path.resolve(__dirname, '../../src')
-    const loaders = fs.readdirSync(src, { recursive: true, encoding: 'utf8' })
-      .filter((f) => f.endsWith('.ts'))
-      .filter((f) => /node-gyp-build|\.node['"]|process\.dlopen/.test(fs.readFileSync(path.join(src, f), 'utf8')))
-    expect(loaders).toEqual([path.join('native', 'binding.ts')])
+  it('names errors the same way in C (thrown setup errors) and in errno.ts', () => {
+    const err = (() => { try { native.listenTcp('256.1.1.1', 0, 1, 0) } catch (e) { return e } })()
+    expect(err).toMatchObject({ syscall: 'inet_pton', errno: 22, errnoCode: errnoName(22) })
   })
 
   it('builds sockaddrs in the addon (one home for TCP and AF_UNIX)', () => {
