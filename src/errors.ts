@@ -26,6 +26,8 @@ export const CODES = {
   // native addon
   BATON_ERR_NATIVE_UNAVAILABLE: 'the native addon did not load; Baton relays in JavaScript',
   BATON_ERR_NATIVE_CALL: 'a system call made by the native addon failed',
+  // cluster verbs (reload, admin)
+  BATON_ERR_CLUSTER_VERB: 'a cluster change named an unknown service or server, a name in use, or a bad weight',
   // admin API
   BATON_ERR_ADMIN_LISTEN: 'the admin API could not listen on its address or socket',
   // back-end module

@@ -1,7 +1,7 @@
 // ns per sniffHead call on typical first request heads (the dispatcher's per-connection parse; budget
 // about 2-3 µs for a 300-byte GET). Run: npx tsc -p tsconfig.json && node dist/bench/micro/sniff.js
 import { HTTPParser } from 'http-parser-js'
-import { sniffHead } from '../../src/dispatcher/sniff'
+import { sniffHead } from '../../src/request/sniff'
 
 const MAX_HEADER_BYTES = 16 * 1024
 

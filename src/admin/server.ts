@@ -4,11 +4,12 @@
 import fs from 'node:fs'
 import http from 'node:http'
 import type net from 'node:net'
+import type { ServerSnapshot } from '../cluster/types'
 import type { AdminConfig } from '../config/types'
 import type { Logger } from '../log'
 
 export interface AdminSource {
-  servers (): ReadonlyArray<{ service: string; id: string; up: boolean; weight: number; overloaded: boolean; active: number; inactive: number }>
+  servers (): readonly ServerSnapshot[]
   /** Connections by how they ended: handoff, splice, pipe, status-400, ... */
   outcomes (): ReadonlyMap<string, number>
   /** Connections whose request head is still arriving. */

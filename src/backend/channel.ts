@@ -2,7 +2,7 @@
 // as a net.Socket on the http.Server, tracks each connection's state and reports counter deltas to the
 // dispatcher once per event-loop turn: active = a request in flight, inactive = idle keep-alive.
 import net from 'node:net'
-import { decodeHandoff, encodeFeedback, FEEDBACK_BYTES, MAX_MESSAGE_BYTES, MSG_GOODBYE, type HandoffMeta } from '../forward/handoff-protocol'
+import { decodeHandoff, encodeFeedback, FEEDBACK_BYTES, MAX_MESSAGE_BYTES, MSG_GOODBYE, type HandoffMeta } from '../protocol/handoff'
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
 

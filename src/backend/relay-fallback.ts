@@ -6,7 +6,7 @@ import type http from 'node:http'
 import net from 'node:net'
 import fs from 'node:fs'
 import { BatonError } from '../errors'
-import { parseProxyHeader, type ProxyHeader } from '../forward/proxy-protocol'
+import { parseProxyHeader, type ProxyHeader } from '../protocol/proxy'
 import type { AcceptHandoffsOptions, HandoffHandle } from './index'
 
 const HEADER_TIMEOUT_MS = 5000

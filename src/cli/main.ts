@@ -125,7 +125,7 @@ function check (file: string): number {
 async function start (file: string): Promise<number> {
   const config = load(file)
   if (config === undefined) return 2
-  const { startBaton } = await import('../dispatcher/index')
+  const { startBaton } = await import('../baton')
   const instance = await startBaton(config)
   return untilSignal(() => instance.close())
 }

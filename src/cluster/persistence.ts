@@ -3,7 +3,7 @@
 // IPv4 and IPv4-mapped clients are masked to `netmask` bits; IPv6 clients are keyed by their full
 // address (/128): PersistenceConfig.netmask is an IPv4 prefix. O(1) per lookup, bounded in size.
 import type { PersistenceConfig } from '../config/types'
-import { parseIPv4 } from '../schedulers/hash'
+import { ipv4Mask, ipv4Of } from '../net/ip'
 import { LocalityTable, type TableEntry } from '../schedulers/locality-table'
 import type { PickContext } from '../schedulers/types'
 import type { ServerState } from './types'
@@ -23,7 +23,7 @@ export class PersistenceTable {
   constructor (cfg: PersistenceConfig, capacity = PERSISTENCE_MAX_TEMPLATES) {
     this.#table = new LocalityTable<Template, string | number>(capacity)
     this.#timeoutMs = cfg.timeoutS * 1000
-    this.#mask = cfg.netmask <= 0 ? 0 : (0xFFFFFFFF << (32 - Math.min(32, cfg.netmask))) >>> 0
+    this.#mask = ipv4Mask(cfg.netmask)
   }
 
   get size (): number {
@@ -76,8 +76,7 @@ export class PersistenceTable {
 
   /** The template key: masked IPv4 (also ::ffff:a.b.c.d) as a number, else the address string. */
   keyOf (address: string): string | number {
-    let v4 = parseIPv4(address)
-    if (v4 < 0 && address.startsWith('::ffff:')) v4 = parseIPv4(address, 7)
+    const v4 = ipv4Of(address)
     if (v4 < 0) return address
     return (v4 & this.#mask) >>> 0
   }

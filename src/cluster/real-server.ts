@@ -1,33 +1,46 @@
 // One real server's live state: weight, up/down, the LVS counters and the OVERLOAD flag with the
 // kernel's threshold rule (ip_vs_conn.c ip_vs_bind_dest / ip_vs_unbind_dest). Only cluster code
-// mutates it; schedulers read it through the RealServer view.
+// mutates it; schedulers read it through the RealServer view, forwarders through ForwardServer.
+// Writers, one per field: `up` and `weight` (the effective weight) are health's (health/state.ts, through
+// Service.applyHealth); `configWeight` is the operator's (config, reload, admin: Cluster verbs); the
+// counters and `overloaded` are the data path's (Service.bind / feedback / reset).
 import type { ServerConfig } from '../config/types'
+import type { ForwardTarget } from '../forward/types'
 import type { ServerState } from './types'
 
 export class RealServerState implements ServerState {
   readonly id: string
-  readonly index: number
+  /** Position in the service's list; renumbered when a server before it leaves. */
+  index: number
   readonly host: string
   readonly port: number
-  readonly config: ServerConfig
+  config: ServerConfig
   readonly service: string
-  readonly maxConns: number
-  readonly minConns: number
+  readonly target: ForwardTarget
+  maxConns: number
+  minConns: number
+  /** The effective weight schedulers use: health's to write. */
   weight: number
   lastWeight: number
+  /** The weight the operator set (config, reload, admin); health derives `weight` from it. */
+  configWeight: number
   up = true
   overloaded = false
+  /** False once the server left its service (reload, admin remove); its open connections still count here. */
+  attached = true
   readonly conns = { active: 0, inactive: 0 }
 
-  /** host:port from cfg.address, or host = the handoff socket path and port 0. */
-  constructor (cfg: ServerConfig, index: number, service: string) {
+  /** host:port from cfg.address, or host = the handoff socket path and port 0 (what mh hashes). */
+  constructor (cfg: ServerConfig, index: number, service: string, target: ForwardTarget) {
     this.id = cfg.name
     this.index = index
     this.config = cfg
     this.service = service
+    this.target = target
     this.host = cfg.address?.host ?? cfg.handoff ?? ''
     this.port = cfg.address?.port ?? 0
     this.weight = cfg.weight
+    this.configWeight = cfg.weight
     this.lastWeight = cfg.weight                // the kernel: last_weight = weight when added non-zero
     this.maxConns = cfg.maxConns
     this.minConns = cfg.minConns
@@ -61,7 +74,7 @@ export class RealServerState implements ServerState {
     this.overloaded = false
   }
 
-  /** ipvsadm -w: 0..65535; a non-zero weight is remembered as lastWeight (mh). */
+  /** The effective weight, 0..65535; a non-zero weight is remembered as lastWeight (mh). */
   setWeight (weight: number): void {
     this.weight = weight
     if (weight !== 0) this.lastWeight = weight

@@ -1,33 +1,29 @@
-// What the dispatcher needs from a service pool. src/cluster/service.ts implements it.
-import type { ServerConfig, ServiceConfig } from '../config/types'
-import type { PickContext, RealServer } from '../schedulers/types'
+// The cluster's view of a real server, as the rest of Baton reads it. Only src/cluster writes these
+// fields (see real-server.ts for which part of the code owns which field).
+import type { ServerConfig } from '../config/types'
+import type { ForwardServer } from '../forward/types'
+import type { RealServer } from '../schedulers/types'
 
-export interface ServerState extends RealServer {
+export interface ServerState extends RealServer, ForwardServer {
   readonly config: ServerConfig
   /** The service this server belongs to. */
   readonly service: string
+  /** The weight the operator set; `weight` is the effective one health derives from it. */
+  readonly configWeight: number
+  /** False once the server left its service; connections it still has keep counting on it. */
+  readonly attached: boolean
 }
 
-export interface ServicePool {
-  readonly name: string
-  readonly config: ServiceConfig
-  /** In config order. */
-  readonly servers: readonly ServerState[]
-  /** Persistence template first (ipvsadm -p), then the scheduler. Never throws; null = 503. */
-  pick (ctx: PickContext): ServerState | null
-  /** A connection now belongs to `server` (handoff sent, relay established): active++, OVERLOAD set rule. */
-  bind (server: ServerState): void
-  /**
-   * Forwarding feedback, already coalesced: counter deltas, and how many connections ended (for the
-   * OVERLOAD clear rule, evaluated once after the deltas are applied). Counters never go below 0.
-   */
-  feedback (server: ServerState, dActive: number, dInactive: number, closed: number): void
-  /** All of the server's connections are gone (its process died): counters to 0, OVERLOAD cleared. */
-  reset (server: ServerState): void
-  /** Health/channel state; the scheduler's update() runs on a change. */
-  setUp (server: ServerState, up: boolean): void
-  setWeight (server: ServerState, weight: number): void
-  /** About once a second: scheduler GC and persistence expiry. */
-  tick (now: number): void
-  close (): void
+/** One row of `ipvsadm -L -n`: a server's state at one moment. */
+export interface ServerSnapshot {
+  readonly service: string
+  readonly id: string
+  readonly method: string
+  readonly up: boolean
+  /** The effective weight (what schedulers use). */
+  readonly weight: number
+  readonly configWeight: number
+  readonly overloaded: boolean
+  readonly active: number
+  readonly inactive: number
 }

@@ -1,7 +1,7 @@
 // "host:port" strings, the one address syntax of the config: IPv4 "10.0.0.1:80", a name "api.local:80",
 // IPv6 in brackets "[::1]:8080". Pure functions, config time only.
 
-import { isIP, isIPv4, isIPv6 } from 'node:net'
+import { isIP, isIPv6 } from 'node:net'
 import type { ListenAddress } from './types'
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
@@ -28,11 +28,4 @@ export function parseAddress (text: string, minPort: 0 | 1): ListenAddress | str
     return `${expected}: port must be an integer ${minPort}..65535`
   }
   return { host, port: Number(portText) }
-}
-
-/** Loopback: 127.0.0.0/8, ::1, ::ffff:127.x, and the name localhost. */
-export function isLoopback (host: string): boolean {
-  if (host === 'localhost' || host === '::1') return true
-  if (isIPv4(host)) return host.startsWith('127.')
-  return /^::ffff:127\./i.test(host)
 }

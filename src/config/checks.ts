@@ -1,18 +1,18 @@
 // Rules that relate values to each other, run on the raw document (not on schema output) so that they
 // report even when some single value is wrong: unique names, handoff xor address, forward methods,
 // thresholds, routes naming defined services, unreachable routes, the admin listener, and each service's
-// scheduler and key (parsed here by their owners, the scheduler registry and keys.ts).
+// scheduler and key (parsed here by their owners, the scheduler registry and key.ts).
 
 import { ConfigError } from '../errors'
 import { getScheduler, schedulerNames } from '../schedulers/registry'
-import { parseKeySpec } from '../schedulers/keys'
-import { isLoopback, parseAddress } from './address'
+import { isLoopback } from '../net/ip'
+import { parseAddress } from './address'
+import { DEFAULT_KEY_SPEC, parseKeySpec } from './key'
 import { describe, label } from './issues'
 import type { PathSegment, RawIssue } from './source'
 import type { KeySpec } from './types'
 
 export const DEFAULT_SCHEDULER = 'wlc'                   // ipvsadm's default
-export const DEFAULT_KEY: KeySpec = { kind: 'path' }
 
 export interface ResolvedService {
   readonly scheduler: string
@@ -65,7 +65,7 @@ function checkUnique (items: unknown[], path: PathSegment[], what: string, issue
 function resolveService (svc: Raw, path: PathSegment[], issues: RawIssue[]): ResolvedService | undefined {
   const before = issues.length
   const scheduler = resolveScheduler(svc.scheduler, [...path, 'scheduler'], issues)
-  const key = svc.key === undefined ? DEFAULT_KEY : collect(() => parseKeySpec(svc.key, label([...path, 'key'])), issues)
+  const key = svc.key === undefined ? DEFAULT_KEY_SPEC : collect(() => parseKeySpec(svc.key, label([...path, 'key'])), issues)
   if (scheduler === undefined || key === undefined || issues.length > before) return undefined
   return { ...scheduler, key }
 }
@@ -169,7 +169,7 @@ function checkRoutes (data: Raw, issues: RawIssue[]): void {
 /** A `capture:` key is only found in routes to that service whose pathRegex has the group. */
 function checkCaptureKeys (data: Raw, resolved: Array<ResolvedService | undefined>, issues: RawIssue[]): void {
   const keys = new Map<unknown, KeySpec>()
-  list(data.services).forEach((svc, i) => { if (isMap(svc)) keys.set(svc.name, resolved[i]?.key ?? DEFAULT_KEY) })
+  list(data.services).forEach((svc, i) => { if (isMap(svc)) keys.set(svc.name, resolved[i]?.key ?? DEFAULT_KEY_SPEC) })
   if (data.routes === undefined && resolved[0]?.key.kind === 'capture') {
     issues.push(issue(['services', 0, 'key'], 'a capture: key needs routes with a match.pathRegex (there are no routes)'))
   }

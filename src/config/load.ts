@@ -85,7 +85,7 @@ function buildServer (srv: ParsedConfig['services'][number]['servers'][number]):
     name,
     ...(handoff === undefined ? {} : { handoff }),
     ...(address === undefined ? {} : { address }),
-    forward: srv.forward ?? (handoff === undefined ? 'splice' : 'handoff'),
+    ...(srv.forward === undefined ? {} : { forward: srv.forward }),
     weight,
     maxConns,
     minConns,

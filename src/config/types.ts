@@ -25,8 +25,8 @@ export interface ServerConfig {
   readonly handoff?: string
   /** Relayed servers: host and port. */
   readonly address?: ListenAddress
-  /** handoff for `handoff:` servers; splice (addon loaded) or pipe for `address:` servers. */
-  readonly forward: ForwardMethod
+  /** As written; absent = the default, which src/forward/method.ts decides (and all fallbacks). */
+  readonly forward?: ForwardMethod
   /** 0..65535, default 1. */
   readonly weight: number
   /** Connection thresholds (ipvsadm -x / -y), 0 = unset. */

@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { loadConfigFile } from '../config/load'
 import type { Config, ServerConfig } from '../config/types'
-import { startBaton } from '../dispatcher/index'
+import { startBaton } from '../baton'
 import { createLogger } from '../log'
 
 export interface Demo {

@@ -2,16 +2,16 @@
 // or answered. Exactly one owner for the fd at any moment: `fd >= 0` (native) or `socket` (JS ingress) while
 // the dispatcher owns it; both cleared when ownership moves on.
 import type net from 'node:net'
+import type { Service } from '../cluster/service'
 import type { ServerState } from '../cluster/types'
 import type { ForwardConn } from '../forward/types'
-import type { ServiceEntry } from './services'
-import type { RequestHead } from './types'
+import type { RequestHead } from '../request/types'
 
-export class Conn implements ForwardConn {
+export class Conn implements ForwardConn<ServerState> {
   readonly id: number
   fd: number
   socket: net.Socket | undefined
-  consumed: Buffer | undefined
+  consumed: Buffer | undefined = undefined
   readonly clientAddress: string
   readonly clientPort: number
   readonly localAddress: string
@@ -19,7 +19,7 @@ export class Conn implements ForwardConn {
   /** performance.now() at accept. */
   readonly startedAt: number
   head: RequestHead | undefined = undefined
-  entry: ServiceEntry | undefined = undefined
+  svc: Service | undefined = undefined
   route = ''
   hashKey: string | undefined = undefined
   server: ServerState | undefined = undefined
@@ -31,7 +31,6 @@ export class Conn implements ForwardConn {
     this.id = id
     this.fd = fd
     this.socket = socket
-    this.consumed = undefined
     this.clientAddress = clientAddress
     this.clientPort = clientPort
     this.localAddress = localAddress
@@ -39,5 +38,11 @@ export class Conn implements ForwardConn {
     this.startedAt = startedAt
   }
 
-  get service (): string { return this.entry?.pool.name ?? '' }
+  get service (): string { return this.svc?.name ?? '' }
+
+  /** Ownership moved on (forwarded or answered): the dispatcher holds nothing of the client any more. */
+  release (): void {
+    this.fd = -1
+    this.socket = undefined
+  }
 }

@@ -4,8 +4,8 @@
 // anything else touches the fd, and SO_RCVLOWAT goes back to 1 (it is shared with whoever gets the socket).
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
-import { sniffHead } from './sniff'
-import type { SniffResult } from './types'
+import { sniffHead } from '../request/sniff'
+import type { SniffResult } from '../request/types'
 
 /** 'gone': the client closed or reset before the head was complete. */
 export type HeadWaitResult = SniffResult | { readonly kind: 'timeout' } | { readonly kind: 'gone' }

@@ -2,30 +2,32 @@
 // MSG_PEEK), so Node never reads a socket that will be handed off. JS (no addon): a net.Server reads the head
 // itself, and the connection is relayed with its already-read bytes.
 import net from 'node:net'
-import type { ListenAddress } from '../config/types'
+import type { ListenAddress, LimitsConfig } from '../config/types'
 import { native } from '../native/binding'
 import type { AcceptorHandle } from '../native/types'
-import type { DataPath } from './dispatcher'
-import { sniffHead } from './sniff'
+import { sniffHead } from '../request/sniff'
+import type { DataPath, LocalEnd } from './data-path'
+import type { HeadWaitResult } from './head-wait'
 
-export interface Listener {
-  readonly host: string
-  readonly port: number
+export interface Listener extends LocalEnd {
   close (): Promise<void>
 }
 
 const BACKLOG = 4096
+const TIMEOUT: HeadWaitResult = { kind: 'timeout' }
+const GONE: HeadWaitResult = { kind: 'gone' }
 
-export function listenNative (addr: ListenAddress, path: DataPath, maxHeaderBytes: number,
-  headerTimeoutMs: number): Listener {
+/** Listens natively; the peek buffer is sized by the limits in force at start (heads larger get 431). */
+export function listenNative (addr: ListenAddress, path: DataPath, limits: LimitsConfig): Listener {
   // The kernel holds a connection that has sent nothing for up to this long before accept() returns it.
-  const deferS = Math.max(1, Math.ceil(headerTimeoutMs / 1000))
+  const deferS = Math.max(1, Math.ceil(limits.headerTimeoutMs / 1000))
   const { fd, port } = native.listenTcp(addr.host, addr.port, BACKLOG, deferS)
-  const peekBuf = Buffer.allocUnsafe(maxHeaderBytes)
+  const local: LocalEnd = { host: addr.host, port }
+  const peekBuf = Buffer.allocUnsafe(limits.maxHeaderBytes)
   let acceptor: AcceptorHandle
   try {
     acceptor = native.createAcceptor(fd, peekBuf, (cfd, peeked, address, cport) => {
-      path.accepted(path.newConn(cfd, undefined, address, cport, addr.host, port), peekBuf, peeked)
+      path.accept(cfd, peekBuf, peeked, address, cport, local)
     })
     acceptor.start()
   } catch (err) {
@@ -33,8 +35,7 @@ export function listenNative (addr: ListenAddress, path: DataPath, maxHeaderByte
     throw err
   }
   return {
-    host: addr.host,
-    port,
+    ...local,
     close: async () => {
       acceptor.close()
       native.close(fd)
@@ -42,12 +43,9 @@ export function listenNative (addr: ListenAddress, path: DataPath, maxHeaderByte
   }
 }
 
-export async function listenJs (addr: ListenAddress, path: DataPath, maxHeaderBytes: number,
-  headerTimeoutMs: number): Promise<Listener> {
-  let port = 0 // the bound port, known once listen() completes; no connection arrives before that
-  const server = net.createServer({ noDelay: true }, (socket) => {
-    readHead(socket, path, maxHeaderBytes, headerTimeoutMs, addr.host, port)
-  })
+export async function listenJs (addr: ListenAddress, path: DataPath): Promise<Listener> {
+  const local = { host: addr.host, port: 0 } // the bound port, known once listen() completes
+  const server = net.createServer({ noDelay: true }, (socket) => { readHead(socket, path, local) })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen({ host: addr.host, port: addr.port, backlog: BACKLOG }, () => {
@@ -55,35 +53,32 @@ export async function listenJs (addr: ListenAddress, path: DataPath, maxHeaderBy
       resolve()
     })
   })
-  port = (server.address() as net.AddressInfo).port
+  local.port = (server.address() as net.AddressInfo).port
   return {
-    host: addr.host,
-    port,
+    ...local,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   }
 }
 
-function readHead (socket: net.Socket, path: DataPath, max: number, timeoutMs: number, localHost: string,
-  port: number): void {
-  const conn = path.newConn(-1, socket, socket.remoteAddress ?? '', socket.remotePort ?? 0, localHost, port)
+/** Reads until the head is complete, rejected, timed out or abandoned, then gives the socket to the data path. */
+function readHead (socket: net.Socket, path: DataPath, local: LocalEnd): void {
+  const { maxHeaderBytes: max, headerTimeoutMs } = path.routing.limits
   let buf: Buffer = Buffer.alloc(0)
-  const timer = setTimeout(() => { cleanup(); path.answer(conn, 408, 'BATON_ERR_HEADER_TIMEOUT', 'head not complete in time') }, timeoutMs)
-  const onData = (chunk: Buffer): void => {
-    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
-    const r = sniffHead(buf, Math.min(buf.length, max), max)
-    if (r.kind === 'incomplete') return
-    cleanup()
-    socket.pause()
-    conn.consumed = buf
-    path.sniffed(conn, r)
-  }
-  const onEnd = (): void => { cleanup(); path.gone(conn, 'closed mid-head') }
-  const cleanup = (): void => {
+  const done = (r: HeadWaitResult): void => {
     clearTimeout(timer)
     socket.off('data', onData)
     socket.off('end', onEnd)
     socket.off('error', onEnd)
+    socket.pause()
+    path.acceptRead(socket, buf, r, local)
   }
+  const timer = setTimeout(() => { done(TIMEOUT) }, headerTimeoutMs)
+  const onData = (chunk: Buffer): void => {
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
+    const r = sniffHead(buf, Math.min(buf.length, max), max)
+    if (r.kind !== 'incomplete') done(r)
+  }
+  const onEnd = (): void => { done(GONE) }
   socket.on('data', onData)
   socket.on('end', onEnd)
   socket.on('error', onEnd)

@@ -1,205 +1,76 @@
-// The dispatcher's end of one handoff channel: a connected SOCK_SEQPACKET socket to a back end that runs
-// baton/backend. Sends client fds (SCM_RIGHTS) with a HANDOFF message, reads FEEDBACK, and reports the
-// channel's state. Owns exactly one fd (the channel) and, while queued, the client fds in its queue.
-//
-// Failure rules (research/handoff-mechanics.md): the sender owns a client fd until sendmsg succeeds. EAGAIN
-// queues in FIFO order (once anything is queued, everything behind it is queued too) and drains on
-// WRITABLE. Any other send error or an EOF means the back end is gone: the channel goes down at once, queued
-// clients go back to the dispatcher to be sent elsewhere, and a reconnect is scheduled with backoff.
+// Forwarding method `handoff` (same host): the client's fd goes to the back end over its SEQPACKET channel
+// with SCM_RIGHTS, and the back end answers the client directly. This file owns every handoff channel (one
+// per attached server); the channel state machine is handoff-channel.ts. The dispatcher's copy of a sent fd
+// is closed in exactly one place: HandoffChannel, right after the sendmsg that carried it succeeded.
 import { BatonError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
-import type { PollerHandle } from '../native/types'
-import { FEEDBACK_BYTES, MAX_MESSAGE_BYTES, MSG_FEEDBACK, MSG_GOODBYE } from './handoff-protocol'
+import { encodeHandoff, MAX_MESSAGE_BYTES } from '../protocol/handoff'
+import { HandoffChannel } from './handoff-channel'
+import type { ForwardConn, Forwarder, ForwardServer, ForwardSink, HealthInput } from './types'
 
-export interface HandoffChannelHooks<T> {
-  /** The channel connected and the peer passed the credentials check. */
-  up (): void
-  /**
-   * No new connections until up() again. connectionsLost: the channel itself closed (the back end process
-   * died or dropped us), so every connection it held is gone; false when the back end only said goodbye.
-   */
-  down (err: BatonError, connectionsLost: boolean): void
-  feedback (dActive: number, dInactive: number, closed: number): void
-  /** A queued client was sent after all: the back end owns it now and the channel closed our copy. */
-  sent (item: T): void
-  /** A queued client could not be sent: it is the dispatcher's again (its fd is still open). */
-  unsent (item: T, err: BatonError): void
-}
-
-interface Queued<T> { readonly fd: number; readonly meta: Buffer; readonly item: T }
-
-const RECONNECT_MIN_MS = 100
-const RECONNECT_MAX_MS = 5000
-const MAX_RECV_PER_WAKEUP = 256
-
-export class HandoffChannel<T> {
-  readonly path: string
-  readonly #hooks: HandoffChannelHooks<T>
+export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer> implements Forwarder<C, S> {
+  readonly method = 'handoff' as const
+  readonly reportsLiveness = true
+  readonly active = 0
+  readonly #sink: ForwardSink<C, S>
+  readonly #health: HealthInput<S>
   readonly #log: Logger
   readonly #allowedUids: ReadonlySet<number>
-  readonly #recvBuf = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
-  readonly #recvOut = new Int32Array(2)
-  #fd = -1
-  #poller: PollerHandle | undefined
-  #queue: Queued<T>[] = []
-  #ready = false
-  #closed = false
-  #retryMs = RECONNECT_MIN_MS
-  #retryTimer: NodeJS.Timeout | undefined
+  readonly #channels = new Map<S, HandoffChannel<C>>()
+  readonly #meta = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
 
-  constructor (path: string, hooks: HandoffChannelHooks<T>, log: Logger, allowedUids: ReadonlySet<number>) {
-    this.path = path
-    this.#hooks = hooks
+  /** Channels accept peers running as root or as this process's uid (SO_PEERCRED). */
+  constructor (sink: ForwardSink<C, S>, health: HealthInput<S>, log: Logger) {
+    this.#sink = sink
+    this.#health = health
     this.#log = log
-    this.#allowedUids = allowedUids
+    this.#allowedUids = new Set([0, process.getuid?.() ?? 0])
   }
 
-  /** True while new connections may be sent. */
-  get ready (): boolean { return this.#ready }
-  get queued (): number { return this.#queue.length }
-
-  /** Connects now; on failure the channel stays down and retries with backoff. */
-  open (): void {
-    if (this.#closed || this.#fd >= 0) return
-    try {
-      this.#fd = native.seqpacketConnect(this.path)
-      const cred = native.peerCred(this.#fd)
-      if (!this.#allowedUids.has(cred.uid)) {
-        throw new BatonError('BATON_ERR_CHANNEL_PEER',
-          `handoff peer at ${this.path} runs as uid ${cred.uid} (pid ${cred.pid}), not an allowed uid`,
-          { source: 'backend' })
-      }
-      this.#poller = native.createPoller(this.#fd, (status, events) => this.#onPoll(status, events))
-      this.#poller.start(native.constants.READABLE | native.constants.DISCONNECT)
-      this.#poller.unref()
-    } catch (err) {
-      this.#teardown()
-      this.#scheduleReconnect()
-      const e = err instanceof BatonError && err.code === 'BATON_ERR_CHANNEL_PEER'
-        ? err
-        : new BatonError('BATON_ERR_CHANNEL_DOWN', `cannot connect to ${this.path}`, { cause: err, source: 'backend' })
-      this.#log.warn({ path: this.path, err: e.message, code: e.code, retryMs: this.#retryMs }, 'handoff channel not connected')
-      return
-    }
-    this.#ready = true
-    this.#retryMs = RECONNECT_MIN_MS
-    this.#log.info({ path: this.path }, 'handoff channel up')
-    this.#hooks.up()
+  /** Opens the server's channel now (Unix connects complete at once); failures retry with backoff. */
+  attach (server: S): void {
+    if (this.#channels.has(server)) return
+    const path = server.target.path!
+    const sink = this.#sink
+    const health = this.#health
+    const ch = new HandoffChannel<C>(path, {
+      up: () => { health.channel(server, true, 'channel connected') },
+      down: (err, connectionsLost) => {
+        health.channel(server, false, err.message)
+        if (connectionsLost) sink.lost(server)
+      },
+      feedback: (dActive, dInactive, closed) => { sink.feedback(server, dActive, dInactive, closed) },
+      sent: (conn) => { sink.handedOff(conn) },
+      unsent: (conn, err) => { sink.failed(conn, err) },
+    }, this.#log.child({ svc: server.service, backend: server.id }), this.#allowedUids)
+    this.#channels.set(server, ch)
+    ch.open()
   }
 
-  /**
-   * Hands `fd` over. Returns 0 when sent (the caller closes its copy), 1 when queued (the channel owns the fd
-   * until sent() or unsent()), or -errno when the channel failed (the caller still owns the fd; the channel is
-   * down now). Hot path.
-   */
-  send (fd: number, meta: Buffer, metaLen: number, item: T): number {
-    if (!this.#ready) return -native.constants.ECONNRESET
-    if (this.#queue.length === 0) {
-      const rc = native.sendFd(this.#fd, fd, meta, metaLen)
-      if (rc === 0) return 0
-      if (rc !== -native.constants.EAGAIN) {
-        this.#fail(new BatonError('BATON_ERR_HANDOFF_FAILED', `sendmsg to ${this.path}: ${native.errnoName(-rc)}`,
-          { source: 'backend', retryable: true }))
-        return rc
-      }
-      this.#poller!.start(native.constants.READABLE | native.constants.WRITABLE | native.constants.DISCONNECT)
-    }
-    this.#queue.push({ fd, meta: Buffer.from(meta.subarray(0, metaLen)), item })
-    return 1
+  /** Closes the channel: the back end keeps and finishes the connections it has; queued clients come back. */
+  detach (server: S): void {
+    const ch = this.#channels.get(server)
+    if (ch === undefined) return
+    this.#channels.delete(server)
+    ch.close()
   }
 
-  close (): void {
-    if (this.#closed) return
-    this.#closed = true
-    clearTimeout(this.#retryTimer)
-    this.#fail(new BatonError('BATON_ERR_CHANNEL_DOWN', 'dispatcher closing', { source: 'internal' }), false)
-  }
-
-  #onPoll (status: number, events: number): void {
-    if (status < 0) {
-      this.#fail(new BatonError('BATON_ERR_CHANNEL_DOWN', `poll ${this.path}: ${native.errnoName(-status)}`,
-        { source: 'backend' }))
-      return
-    }
-    if ((events & native.constants.WRITABLE) !== 0) this.#drain()
-    if (this.#fd >= 0 && (events & (native.constants.READABLE | native.constants.DISCONNECT)) !== 0) this.#read()
-  }
-
-  #drain (): void {
-    while (this.#queue.length > 0) {
-      const q = this.#queue[0]!
-      const rc = native.sendFd(this.#fd, q.fd, q.meta, q.meta.length)
-      if (rc === -native.constants.EAGAIN) return
-      if (rc !== 0) {
-        this.#fail(new BatonError('BATON_ERR_HANDOFF_FAILED', `sendmsg to ${this.path}: ${native.errnoName(-rc)}`,
-          { source: 'backend', retryable: true }))
-        return
-      }
-      this.#queue.shift()
-      native.close(q.fd)
-      this.#hooks.sent(q.item)
-    }
-    this.#poller?.start(native.constants.READABLE | native.constants.DISCONNECT)
-  }
-
-  #read (): void {
-    for (let i = 0; i < MAX_RECV_PER_WAKEUP && this.#fd >= 0; i++) {
-      const n = native.recvMsg(this.#fd, this.#recvBuf, this.#recvOut)
-      if (this.#recvOut[0]! >= 0) native.close(this.#recvOut[0]!) // back ends never send fds
-      if (n === -native.constants.EAGAIN) return
-      if (n <= 0) {
-        const why = n === 0 ? 'back end closed the channel' : native.errnoName(-n)
-        this.#fail(new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: ${why}`, { source: 'backend' }))
-        return
-      }
-      this.#onMessage(n)
+  /** Hot path. Sent: handedOff() now. Queued (EAGAIN): handedOff() or failed() later. Failed: failed() now. */
+  forward (conn: C): void {
+    const server = conn.server!
+    const ch = this.#channels.get(server)
+    const len = encodeHandoff(this.#meta, conn.id, conn.service, conn.route)
+    const rc = ch === undefined ? -native.constants.ECONNRESET : ch.send(conn.fd, this.#meta, len, conn)
+    if (rc === 0) this.#sink.handedOff(conn)
+    else if (rc < 0) {
+      this.#sink.failed(conn, new BatonError('BATON_ERR_HANDOFF_FAILED',
+        `handoff to ${server.id}: ${native.errnoName(-rc)}`, { source: 'backend', retryable: true }))
     }
   }
 
-  #onMessage (n: number): void {
-    const b = this.#recvBuf
-    if (b[0] === MSG_FEEDBACK && n === FEEDBACK_BYTES) {
-      this.#hooks.feedback(b.readInt32LE(5), b.readInt32LE(9), b.readUInt32LE(1))
-    } else if (b[0] === MSG_GOODBYE && n === 1) {
-      if (this.#ready) {
-        this.#ready = false
-        this.#hooks.down(new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: back end is draining`,
-          { source: 'backend' }), false)
-      }
-    } else {
-      this.#fail(new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: protocol error (type ${b[0]}, ${n} bytes)`,
-        { source: 'backend' }))
-    }
-  }
-
-  #fail (err: BatonError, reconnect = true): void {
-    const wasUp = this.#fd >= 0
-    const wasReady = this.#ready
-    this.#teardown()
-    const queue = this.#queue
-    this.#queue = []
-    if (wasUp && reconnect) this.#log.warn({ path: this.path, err: err.message, code: err.code }, 'handoff channel down')
-    if (wasReady || wasUp) this.#hooks.down(err, wasUp)
-    for (const q of queue) this.#hooks.unsent(q.item, err)
-    if (reconnect && !this.#closed) this.#scheduleReconnect()
-  }
-
-  #teardown (): void {
-    this.#ready = false
-    this.#poller?.close()
-    this.#poller = undefined
-    if (this.#fd >= 0) native.close(this.#fd)
-    this.#fd = -1
-  }
-
-  #scheduleReconnect (): void {
-    if (this.#closed || this.#retryTimer !== undefined) return
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = undefined
-      this.open()
-    }, this.#retryMs)
-    this.#retryTimer.unref()
-    this.#retryMs = Math.min(this.#retryMs * 2, RECONNECT_MAX_MS)
+  async close (): Promise<void> {
+    for (const ch of this.#channels.values()) ch.close()
+    this.#channels.clear()
   }
 }

@@ -1,71 +1,49 @@
 // Forwarding method `pipe`: the relay in JavaScript (stream.pipeline both ways, half-close carried through).
-// Used where the native relay did not load, or when a real server asks for it. Same fault semantics as
+// Used where the native addon did not load, or when a real server asks for it. Same fault semantics as
 // `splice`: a connect that fails before any byte reached the client gives the client back (failed, with
-// retryable set); after taken() everything ends in closed(), and a mid-stream error resets both sides.
+// retryable set) and tells health; after taken() everything ends in closed(), and a mid-stream error resets
+// both sides. The client's fd is closed in one place: its net.Socket, destroyed when the relay ends.
 import net from 'node:net'
 import { pipeline } from 'node:stream'
-import type pino from 'pino'
 
-import { BatonError, BatonNativeError } from '../errors'
+import { BatonError } from '../errors'
+import type { Logger } from '../log'
 import { ERRNO, errnoName, errnoOf } from '../native/errno'
-import { encodeProxyV1, encodeProxyV2 } from './proxy-protocol'
-import type { ForwardCallbacks, ForwardConn, Forwarder, ForwardStats, ForwardTarget } from './types'
+import { targetName } from './method'
+import { connectError, proxyPrefix } from './relay'
+import type { ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, ForwardStats, HealthInput } from './types'
 
-export interface RelayForwarderOptions {
-  readonly connectTimeoutMs: number
-  /** 0 = none. */
-  readonly idleTimeoutMs: number
-  /** Native relay only: pipe capacity per direction (F_SETPIPE_SZ). */
-  readonly pipeSize?: number
-  readonly logger?: pino.Logger
-}
-
-/** Local resource errors: another real server would fail the same way. */
-const NOT_RETRYABLE = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'ENOBUFS', 'ECANCELED'])
-
-/** The failed() error for a connect that ended with errno: CONNECT_TIMEOUT or CONNECT_FAILED. */
-export function connectError (errno: number, target: string): BatonError {
-  const name = errnoName(errno)
-  const cause = new BatonNativeError('connect', errno, name)
-  const retryable = !NOT_RETRYABLE.has(name)
-  const source = retryable ? 'backend' : 'internal'
-  if (name === 'ETIMEDOUT') {
-    return new BatonError('BATON_ERR_CONNECT_TIMEOUT', `connect to ${target} timed out`, { cause, source, retryable })
-  }
-  return new BatonError('BATON_ERR_CONNECT_FAILED', `connect to ${target} failed: ${name}`, { cause, source, retryable })
-}
-
-export function targetName (t: ForwardTarget): string {
-  return t.path ?? (t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`)
-}
-
-/** The PROXY header for a target, if it wants one. */
-export function proxyPrefix (conn: ForwardConn, target: ForwardTarget): Buffer | undefined {
-  if (target.proxyProtocol === 'v1') return encodeProxyV1(conn)
-  if (target.proxyProtocol === 'v2') return encodeProxyV2(conn)
-  return undefined
-}
-
-class PipeForwarder implements Forwarder {
+class PipeForwarder<C extends ForwardConn<S>, S extends ForwardServer> implements Forwarder<C, S> {
   readonly method = 'pipe' as const
-  readonly #opts: RelayForwarderOptions
+  readonly reportsLiveness = false
+  readonly #sink: ForwardSink<C, S>
+  readonly #health: HealthInput<S>
+  readonly #opts: ForwarderOptions
+  readonly #log: Logger
   readonly #connecting = new Set<net.Socket>()
   readonly #relays = new Set<(errno: number) => void>()
   readonly #idle = new Set<() => void>()
   #closed = false
 
-  constructor (opts: RelayForwarderOptions) {
+  constructor (sink: ForwardSink<C, S>, health: HealthInput<S>, opts: ForwarderOptions, log: Logger) {
+    this.#sink = sink
+    this.#health = health
     this.#opts = opts
+    this.#log = log
   }
+
+  attach (): void {}
+  detach (): void {}
 
   get active (): number {
     return this.#relays.size
   }
 
-  /** Callbacks never run inside forward(). The client is not touched until the upstream connected. */
-  forward (conn: ForwardConn, target: ForwardTarget, cb: ForwardCallbacks): void {
+  /** The sink is never called inside forward(). The client is not touched until the upstream connected. */
+  forward (conn: C): void {
+    const target = conn.server!.target
     if (this.#closed) {
-      process.nextTick(() => { cb.failed(connectError(ERRNO.ECANCELED ?? 125, targetName(target))) })
+      process.nextTick(() => { this.#sink.failed(conn, connectError(ERRNO.ECANCELED ?? 125, targetName(target))) })
       return
     }
     const upstream = target.path !== undefined
@@ -79,34 +57,40 @@ class PipeForwarder implements Forwarder {
       clearTimeout(timer)
       this.#connecting.delete(upstream)
       upstream.destroy()
-      cb.failed(connectError(errnoOf(err), targetName(target)))
+      this.#connectFailed(conn, connectError(errnoOf(err), targetName(target)))
     }
     upstream.once('error', onError)
     upstream.once('connect', () => {
       clearTimeout(timer)
       this.#connecting.delete(upstream)
       upstream.removeListener('error', onError)
-      this.#adopt(conn, target, upstream, cb)
+      this.#adopt(conn, upstream)
     })
   }
 
-  #adopt (conn: ForwardConn, target: ForwardTarget, upstream: net.Socket, cb: ForwardCallbacks): void {
+  /** Health hears of failures the server caused (not local ones such as EMFILE); the data path of all. */
+  #connectFailed (conn: C, err: BatonError): void {
+    if (err.source === 'backend') this.#health.connectFailed(conn.server!, err)
+    this.#sink.failed(conn, err)
+  }
+
+  #adopt (conn: C, upstream: net.Socket): void {
     let client: net.Socket
     try {
       client = conn.socket ?? new net.Socket({ fd: conn.fd, readable: true, writable: true, allowHalfOpen: true })
     } catch (err) {
       upstream.destroy()
-      cb.failed(new BatonError('BATON_ERR_CONNECT_FAILED', `cannot adopt client fd ${conn.fd}`,
+      this.#sink.failed(conn, new BatonError('BATON_ERR_CONNECT_FAILED', `cannot adopt client fd ${conn.fd}`,
         { cause: err, source: 'internal', retryable: false }))
       return
     }
     client.allowHalfOpen = true
-    cb.taken()
-    this.#relay(client, upstream, conn, target, cb)
+    this.#sink.taken(conn)
+    this.#relay(client, upstream, conn)
   }
 
   /** Both directions through stream.pipeline; closed() once both ended (or the first error reset both). */
-  #relay (client: net.Socket, upstream: net.Socket, conn: ForwardConn, target: ForwardTarget, cb: ForwardCallbacks): void {
+  #relay (client: net.Socket, upstream: net.Socket, conn: C): void {
     const consumed = conn.consumed?.length ?? 0
     const readStart = client.bytesRead
     let errno = 0
@@ -131,8 +115,8 @@ class PipeForwarder implements Forwarder {
       const stats: ForwardStats = {
         bytesUp: consumed + client.bytesRead - readStart, bytesDown: upstream.bytesRead, errno,
       }
-      if (errno !== 0) this.#opts.logger?.debug({ conn: conn.id, backend: target.id, err: errnoName(errno) }, 'relay reset')
-      cb.closed(stats)
+      if (errno !== 0) this.#log.debug({ conn: conn.id, backend: conn.server!.id, err: errnoName(errno) }, 'relay reset')
+      this.#sink.closed(conn, stats)
       if (this.#relays.size === 0) for (const fn of this.#idle) fn()
     }
     this.#relays.add(abort)
@@ -144,7 +128,7 @@ class PipeForwarder implements Forwarder {
       client.setTimeout(this.#opts.idleTimeoutMs, onIdle)
       upstream.setTimeout(this.#opts.idleTimeoutMs, onIdle)
     }
-    const prefix = proxyPrefix(conn, target)
+    const prefix = proxyPrefix(conn, conn.server!.target)
     if (prefix !== undefined) upstream.write(prefix)
     if (consumed > 0 && conn.consumed !== undefined) upstream.write(conn.consumed)
     pipeline(client, upstream, done)
@@ -163,6 +147,7 @@ class PipeForwarder implements Forwarder {
 }
 
 /** The JavaScript relay. Handles conn.fd >= 0 (adopted after the connect) and conn.socket (+ conn.consumed). */
-export function createPipeForwarder (opts: RelayForwarderOptions): Forwarder {
-  return new PipeForwarder(opts)
+export function createPipeForwarder<C extends ForwardConn<S>, S extends ForwardServer> (sink: ForwardSink<C, S>,
+  health: HealthInput<S>, opts: ForwarderOptions, log: Logger): Forwarder<C, S> {
+  return new PipeForwarder(sink, health, opts, log)
 }

@@ -3,40 +3,45 @@
 // if asked, and splices both directions through pooled pipes, each held only while bytes are in flight (an
 // idle keep-alive relay costs its two sockets, nothing more); the peeked head is still in the client's
 // kernel queue, so it is relayed like any other byte. Per connection the JS side does one connect call,
-// one Map entry, and handles two events (established -> taken(), then closed() or failed()).
+// one Map entry, and handles two events (established -> taken(), then closed(); or failed()).
+//
+// The dispatcher's client fd is closed in one place: #onEstablished, once the relay works on its own dup.
+import assert from 'node:assert'
 import dns from 'node:dns'
 import net from 'node:net'
 
 import { BatonError } from '../errors'
+import type { Logger } from '../log'
 import { native } from '../native/binding'
 import { errnoName } from '../native/errno'
-import type { NativeRelay } from '../native/splice-relay'
-import { connectError, createPipeForwarder, proxyPrefix, targetName } from './pipe'
-import type { RelayForwarderOptions } from './pipe'
-import type { ForwardCallbacks, ForwardConn, Forwarder, ForwardTarget } from './types'
-
-export type { RelayForwarderOptions } from './pipe'
+import type { NativeRelay, RelayStats } from '../native/splice-relay'
+import { targetName } from './method'
+import { connectError, proxyPrefix } from './relay'
+import type { ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, ForwardTarget, HealthInput } from './types'
 
 const DEFAULT_PIPE_SIZE = 256 * 1024
 const PIPE_POOL_MAX = 64
 const DNS_TTL_MS = 30_000
 const ECANCELED = 125
 
-class SpliceForwarder implements Forwarder {
+export class SpliceForwarder<C extends ForwardConn<S>, S extends ForwardServer> implements Forwarder<C, S> {
   readonly method = 'splice' as const
-  readonly #opts: RelayForwarderOptions
+  readonly reportsLiveness = false
+  readonly #sink: ForwardSink<C, S>
+  readonly #health: HealthInput<S>
+  readonly #log: Logger
   readonly #relay: NativeRelay
   /** Submitted, not yet established: the dispatcher still owns the client. */
-  readonly #connecting = new Map<number, ForwardCallbacks>()
-  readonly #targets = new Map<number, ForwardTarget>()
+  readonly #connecting = new Map<number, C>()
   /** Taken: the relay owns the client until closed(). */
-  readonly #live = new Map<number, ForwardCallbacks>()
+  readonly #live = new Map<number, C>()
   readonly #addrs = new Map<string, { addr: Buffer; expiresMs: number }>()
-  #fallback: Forwarder | undefined
   #closed = false
 
-  constructor (opts: RelayForwarderOptions) {
-    this.#opts = opts
+  constructor (sink: ForwardSink<C, S>, health: HealthInput<S>, opts: ForwarderOptions, log: Logger) {
+    this.#sink = sink
+    this.#health = health
+    this.#log = log
     this.#relay = native.createRelay({
       pipeSize: opts.pipeSize ?? DEFAULT_PIPE_SIZE,
       connectTimeoutMs: opts.connectTimeoutMs,
@@ -49,34 +54,33 @@ class SpliceForwarder implements Forwarder {
     })
   }
 
-  get active (): number {
-    return this.#live.size + (this.#fallback?.active ?? 0)
-  }
+  get active (): number { return this.#live.size }
 
   /** Relay counters of the native thread (tests, metrics). */
-  stats (): ReturnType<NativeRelay['stats']> {
-    return this.#relay.stats()
-  }
+  stats (): RelayStats { return this.#relay.stats() }
+
+  attach (): void {}
+  detach (): void {}
 
   /**
-   * Callbacks never run inside forward(). conn.fd >= 0 is relayed natively; a client that is already a
-   * net.Socket (conn.fd < 0) goes through the JS relay, since libuv may have read from it.
+   * The sink is never called inside forward(). The client must be a native fd (method.ts picks splice only
+   * with the addon, whose listener never makes a net.Socket of a client it forwards).
    */
-  forward (conn: ForwardConn, target: ForwardTarget, cb: ForwardCallbacks): void {
-    if (this.#closed) return this.#failLater(cb, ECANCELED, target)
-    if (conn.fd < 0) {
-      this.#fallback ??= createPipeForwarder(this.#opts)
-      return this.#fallback.forward(conn, target, cb)
-    }
+  forward (conn: C): void {
+    assert(conn.fd >= 0, 'splice forwards native fds only')
+    const target = conn.server!.target
+    if (this.#closed) return this.#failLater(conn, ECANCELED)
     const addr = this.#cachedAddr(target)
-    if (addr !== undefined) return this.#submit(conn, target, cb, addr)
+    if (addr !== undefined) return this.#submit(conn, addr)
     dns.lookup(target.host, (err, address) => {
-      if (err !== null) return cb.failed(new BatonError('BATON_ERR_CONNECT_FAILED',
-        `cannot resolve ${target.host}: ${err.code ?? err.message}`, { cause: err, source: 'backend', retryable: true }))
+      if (err !== null) {
+        return this.#connectFailed(conn, new BatonError('BATON_ERR_CONNECT_FAILED',
+          `cannot resolve ${target.host}: ${err.code ?? err.message}`, { cause: err, source: 'backend', retryable: true }))
+      }
       const resolved = native.sockaddr(address, target.port)
       this.#addrs.set(`${target.host}\0${target.port}`, { addr: resolved, expiresMs: Date.now() + DNS_TTL_MS })
-      if (this.#closed) return this.#failLater(cb, ECANCELED, target)
-      this.#submit(conn, target, cb, resolved)
+      if (this.#closed) return this.#failLater(conn, ECANCELED)
+      this.#submit(conn, resolved)
     })
   }
 
@@ -91,49 +95,53 @@ class SpliceForwarder implements Forwarder {
     return addr
   }
 
-  #submit (conn: ForwardConn, target: ForwardTarget, cb: ForwardCallbacks, addr: Buffer): void {
-    const header = proxyPrefix(conn, target)
+  #submit (conn: C, addr: Buffer): void {
+    const header = proxyPrefix(conn, conn.server!.target)
     // Bytes the dispatcher already read go right after the PROXY header (normally none on this path).
     const prefix = conn.consumed === undefined || conn.consumed.length === 0
       ? header
       : header === undefined ? conn.consumed : Buffer.concat([header, conn.consumed])
     const rc = this.#relay.connect(conn.fd, addr, conn.id, prefix)
-    if (rc < 0) return this.#failLater(cb, -rc, target)
-    this.#connecting.set(conn.id, cb)
-    this.#targets.set(conn.id, target)
+    if (rc < 0) return this.#failLater(conn, -rc)
+    this.#connecting.set(conn.id, conn)
   }
 
-  #failLater (cb: ForwardCallbacks, errno: number, target: ForwardTarget): void {
-    process.nextTick(() => { cb.failed(connectError(errno, targetName(target))) })
+  #failLater (conn: C, errno: number): void {
+    process.nextTick(() => { this.#connectFailed(conn, connectError(errno, targetName(conn.server!.target))) })
+  }
+
+  /** Health hears of failures the server caused (not local ones such as EMFILE); the data path of all. */
+  #connectFailed (conn: C, err: BatonError): void {
+    if (err.source === 'backend') this.#health.connectFailed(conn.server!, err)
+    this.#sink.failed(conn, err)
   }
 
   #onEstablished (id: number, origFd: number): void {
-    const cb = this.#connecting.get(id) ?? NOOP
+    const conn = this.#connecting.get(id)
     this.#connecting.delete(id)
-    this.#targets.delete(id)
-    this.#live.set(id, cb)
     try {
-      cb.taken()
+      if (conn !== undefined) {
+        this.#live.set(id, conn)
+        this.#sink.taken(conn)
+      }
     } finally {
       native.close(origFd) // ours since taken(); the relay works on its own dup, so no FIN goes out
     }
   }
 
   #onFailed (id: number, errno: number): void {
-    const cb = this.#connecting.get(id)
-    const target = this.#targets.get(id)
+    const conn = this.#connecting.get(id)
     this.#connecting.delete(id)
-    this.#targets.delete(id)
-    if (cb === undefined || target === undefined) return
-    this.#opts.logger?.debug({ conn: id, backend: target.id, err: errnoName(errno) }, 'relay connect failed')
-    cb.failed(connectError(errno, targetName(target)))
+    if (conn === undefined) return
+    this.#log.debug({ conn: id, backend: conn.server!.id, err: errnoName(errno) }, 'relay connect failed')
+    this.#connectFailed(conn, connectError(errno, targetName(conn.server!.target)))
   }
 
   #onClosed (id: number, bytesUp: number, bytesDown: number, errno: number): void {
-    const cb = this.#live.get(id)
+    const conn = this.#live.get(id)
     this.#live.delete(id)
-    if (errno !== 0) this.#opts.logger?.debug({ conn: id, err: errnoName(errno) }, 'relay reset')
-    cb?.closed({ bytesUp, bytesDown, errno })
+    if (errno !== 0) this.#log.debug({ conn: id, err: errnoName(errno) }, 'relay reset')
+    if (conn !== undefined) this.#sink.closed(conn, { bytesUp, bytesDown, errno })
   }
 
   /** Connects in flight fail (not retryable, the client goes back), relays are reset, the thread is joined. */
@@ -141,17 +149,15 @@ class SpliceForwarder implements Forwarder {
     if (this.#closed) return
     this.#closed = true
     this.#relay.close()
-    await this.#fallback?.close()
   }
 }
 
-const NOOP: ForwardCallbacks = { taken () {}, failed () {}, closed () {} }
-
 /** The native splice relay; throws BATON_ERR_NATIVE_UNAVAILABLE when the addon did not load. */
-export function createSpliceForwarder (opts: RelayForwarderOptions): Forwarder & { stats: SpliceForwarder['stats'] } {
+export function createSpliceForwarder<C extends ForwardConn<S>, S extends ForwardServer> (sink: ForwardSink<C, S>,
+  health: HealthInput<S>, opts: ForwarderOptions, log: Logger): SpliceForwarder<C, S> {
   if (!native.available) {
     throw new BatonError('BATON_ERR_NATIVE_UNAVAILABLE', 'the native addon did not load: no splice relay',
       { cause: native.loadError, source: 'internal' })
   }
-  return new SpliceForwarder(opts)
+  return new SpliceForwarder(sink, health, opts, log)
 }

@@ -1,13 +1,41 @@
-// The forwarding-method contract. The dispatcher owns the client until a forwarder says it has taken it.
-import type { BatonError } from '../errors'
+// The forwarding-method contract, one interface for every method (IPVS binds one packet_xmit per
+// destination; Baton binds one Forwarder per real server). The dispatcher owns a client until a forwarder
+// says otherwise, and never asks which method a server uses: forwarders.ts picks the implementation.
+//
+// Who learns what: completions go to the data path through one ForwardSink; liveness and failures go to
+// health through HealthInput. A forwarder never counts connections nor flips a server's state itself.
 import type { Socket } from 'node:net'
+import type { ForwardMethod } from '../config/types'
+import type { BatonError } from '../errors'
 
-export interface ForwardConn {
+export type { ForwardMethod }
+
+/** What a forwarder needs to reach one real server. Built once per server by method.ts. */
+export interface ForwardTarget {
+  readonly method: ForwardMethod
+  /** Relayed servers: host and port (host empty for a path target). */
+  readonly host: string
+  readonly port: number
+  /** Handoff servers: the SEQPACKET channel; `pipe` to a handoff back end without the addon: its stream socket. */
+  readonly path: string | undefined
+  readonly proxyProtocol: 'v1' | 'v2' | undefined
+}
+
+/** A real server as forwarders see it (the cluster's server state is one). */
+export interface ForwardServer {
+  /** The server's name, unique in its service. */
+  readonly id: string
+  /** The service it belongs to. */
+  readonly service: string
+  readonly target: ForwardTarget
+}
+
+export interface ForwardConn<S extends ForwardServer = ForwardServer> {
   /** Connection id, unique per dispatcher process (logs, handoff metadata). */
   readonly id: number
   /** Client fd (native path), or -1 when the client is a net.Socket (no addon). */
   readonly fd: number
-  /** The client as a Node socket when the dispatcher had to build one (no addon, or pipe). */
+  /** The client as a Node socket when the dispatcher had to build one (no addon). */
   readonly socket: Socket | undefined
   /** Bytes the dispatcher already consumed from the client (JS ingress only); forward them first. */
   readonly consumed: Buffer | undefined
@@ -17,15 +45,8 @@ export interface ForwardConn {
   readonly localPort: number
   readonly service: string
   readonly route: string
-}
-
-export interface ForwardTarget {
-  readonly id: string
-  /** Relayed servers: host/port. Handoff servers in JS mode: the stream socket path. */
-  readonly host: string
-  readonly port: number
-  readonly path: string | undefined
-  readonly proxyProtocol: 'v1' | 'v2' | undefined
+  /** The scheduler's pick; set before forward() is called. */
+  readonly server: S | undefined
 }
 
 export interface ForwardStats {
@@ -35,26 +56,57 @@ export interface ForwardStats {
   readonly errno: number
 }
 
-export interface ForwardCallbacks {
-  /**
-   * The forwarder took the client: from now on it owns the client's fd/socket, and the dispatcher
-   * must not touch them. Called at most once, before closed().
-   */
-  taken (): void
-  /**
-   * Nothing reached the client and the forwarder gave the client back (it still belongs to the dispatcher).
-   * `err.retryable` says whether another server may be tried.
-   */
-  failed (err: BatonError): void
-  /** A taken connection ended. Counters drop here. */
-  closed (stats: ForwardStats): void
+/**
+ * The data path's side of forwarding: every completion of every method arrives here, never through
+ * closures made per connection. Exactly one of handedOff(), taken() or failed() follows each forward();
+ * closed() follows taken() once the relayed connection ends.
+ */
+export interface ForwardSink<C extends ForwardConn<S>, S extends ForwardServer> {
+  /** The connection left this process (handoff): the forwarder closed the dispatcher's fd. */
+  handedOff (conn: C): void
+  /** A relay took the client: it owns the client's fd/socket until closed(). */
+  taken (conn: C): void
+  /** A taken connection ended. */
+  closed (conn: C, stats: ForwardStats): void
+  /** Nothing reached the client; it is the dispatcher's again. `err.retryable`: another server may be tried. */
+  failed (conn: C, err: BatonError): void
+  /** Counter deltas a back end reported for connections it was handed (coalesced per event-loop turn). */
+  feedback (server: S, dActive: number, dInactive: number, closed: number): void
+  /** Every connection the server held is gone (its process died): its counters go to zero. */
+  lost (server: S): void
 }
 
-export interface Forwarder {
-  readonly method: 'splice' | 'pipe'
-  forward (conn: ForwardConn, target: ForwardTarget, cb: ForwardCallbacks): void
-  /** Active relayed connections. */
+/** Health's inputs from forwarders (src/health/state.ts implements it). */
+export interface HealthInput<S extends ForwardServer> {
+  /** A liveness channel (handoff) came up or went down; `why` is for the log. */
+  channel (server: S, up: boolean, why: string): void
+  /** A passive signal: connecting to the server failed before any byte reached the client. */
+  connectFailed (server: S, err: BatonError): void
+}
+
+export interface Forwarder<C extends ForwardConn<S>, S extends ForwardServer> {
+  readonly method: ForwardMethod
+  /**
+   * True when a server on this method is down until the forwarder reports it up through
+   * HealthInput.channel (handoff: until its channel connects).
+   */
+  readonly reportsLiveness: boolean
+  /** The server joined (start, reload, admin add): prepare what reaching it needs. */
+  attach (server: S): void
+  /** The server left: release what attach() made. Connections already forwarded are not touched. */
+  detach (server: S): void
+  /** Forward conn to conn.server. Never calls the sink synchronously for relays; see ForwardSink. Hot path. */
+  forward (conn: C): void
+  /** Relayed connections open now (0 for methods that keep nothing). */
   readonly active: number
-  /** Stops accepting work, ends relays, joins threads. */
+  /** Stops taking work; connects in flight fail (not retryable), relays are reset, threads joined. */
   close (): Promise<void>
+}
+
+export interface ForwarderOptions {
+  readonly connectTimeoutMs: number
+  /** 0 = none. */
+  readonly idleTimeoutMs: number
+  /** Native relay only: pipe capacity per direction (F_SETPIPE_SZ). */
+  readonly pipeSize?: number
 }

@@ -1,6 +1,6 @@
-// Fast non-cryptographic hashing for hash and locality schedulers, and allocation-free parsing of
-// client addresses. hash32() is the kernel's hash_32() (GOLDEN_RATIO_32), so sh reproduces
+// Fast non-cryptographic hashing for hash and locality schedulers (address parsing is src/net/ip.ts). hash32() is the kernel's hash_32() (GOLDEN_RATIO_32), so sh reproduces
 // ip_vs_sh.c bucket numbers for IPv4 clients. Everything here runs on the hot path: no allocation.
+import { parseIPv4, parseIPv6 } from '../net/ip'
 
 const GOLDEN_RATIO_32 = 0x61C88647
 
@@ -27,86 +27,6 @@ export function fmix32 (h: number): number {
   h = Math.imul(h, 0xC2B2AE35)
   h ^= h >>> 16
   return h >>> 0
-}
-
-/** Dotted-quad IPv4 to an unsigned 32-bit number (host order), or -1 if `s[from..]` is not one. */
-export function parseIPv4 (s: string, from = 0): number {
-  let value = 0
-  let part = 0
-  let digits = 0
-  let dots = 0
-  for (let i = from; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c >= 48 && c <= 57) {
-      part = part * 10 + (c - 48)
-      if (++digits > 3 || part > 255) return -1
-    } else if (c === 46 && digits !== 0 && dots < 3) {
-      value = value * 256 + part
-      part = 0
-      digits = 0
-      dots++
-    } else {
-      return -1
-    }
-  }
-  if (dots !== 3 || digits === 0) return -1
-  return value * 256 + part
-}
-
-/**
- * Parses an IPv6 address (with `::`, an embedded IPv4 tail, an optional `%zone`) into `out` as eight
- * 16-bit groups. Returns false, leaving `out` unspecified, when `s` is not an IPv6 address.
- */
-export function parseIPv6 (s: string, out: Uint16Array): boolean {
-  let end = s.indexOf('%')
-  if (end === -1) end = s.length
-  let n = 0
-  let gap = -1
-  let i = 0
-  if (s.charCodeAt(0) === 58 && s.charCodeAt(1) === 58) { gap = 0; i = 2 }
-  while (i < end) {
-    if (n === 8) return false
-    const start = i
-    let v = 0
-    for (; i < end; i++) {
-      const d = hexDigit(s.charCodeAt(i))
-      if (d < 0) break
-      v = v * 16 + d
-    }
-    if (i < end && s.charCodeAt(i) === 46) {                 // IPv4 tail: two groups
-      const v4 = parseIPv4(s.slice(start, end))               // rare (mapped addresses): may allocate
-      if (v4 < 0 || n > 6) return false
-      out[n++] = v4 >>> 16
-      out[n++] = v4 & 0xFFFF
-      i = end
-      break
-    }
-    if (i === start || i - start > 4) return false
-    out[n++] = v
-    if (i === end) break
-    if (s.charCodeAt(i) !== 58) return false
-    i++
-    if (s.charCodeAt(i) === 58) {
-      if (gap !== -1) return false
-      gap = n
-      i++
-    } else if (i === end) {
-      return false
-    }
-  }
-  if (gap === -1) return n === 8
-  if (n === 8) return false
-  const move = n - gap
-  for (let k = 1; k <= move; k++) out[8 - k] = out[n - k]!
-  for (let k = gap; k < 8 - move; k++) out[k] = 0
-  return true
-}
-
-function hexDigit (c: number): number {
-  if (c >= 48 && c <= 57) return c - 48
-  if (c >= 97 && c <= 102) return c - 87
-  if (c >= 65 && c <= 70) return c - 55
-  return -1
 }
 
 const scratch = new Uint16Array(8)   // reused by foldAddress(); safe because it never yields

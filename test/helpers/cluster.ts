@@ -8,7 +8,7 @@ import path from 'node:path'
 import { Writable } from 'node:stream'
 import pino from 'pino'
 import { parseConfig } from '../../src/config/load'
-import { startBaton, type BatonInstance } from '../../src/dispatcher/index'
+import { startBaton, type Baton } from '../../src/baton'
 
 export const ROOT = path.resolve(__dirname, '../..')
 const DEMO_BACKEND = path.join(ROOT, 'dist/src/demo/backend.js')
@@ -17,9 +17,11 @@ export interface Harness {
   readonly dir: string
   readonly children: readonly ChildProcess[]
   backend (name: string, opts?: { listen?: string }): Promise<ChildProcess>
-  baton (yaml: string): Promise<BatonInstance>
+  baton (yaml: string): Promise<Baton>
   /** Dispatcher log lines (parsed JSON) captured so far. */
   readonly logs: Array<Record<string, unknown>>
+  /** The logger that captures them, for a Baton built by the test itself. */
+  readonly logger: pino.Logger
   sock (name: string): string
   close (): Promise<void>
 }
@@ -27,7 +29,7 @@ export interface Harness {
 export function harness (): Harness {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-test-'))
   const children: ChildProcess[] = []
-  const batons: BatonInstance[] = []
+  const batons: Baton[] = []
   const logs: Array<Record<string, unknown>> = []
   const sink = new Writable({
     write (chunk: Buffer, _enc, cb) {
@@ -40,6 +42,7 @@ export function harness (): Harness {
     dir,
     children,
     logs,
+    logger,
     sock: (name) => path.join(dir, `${name}.sock`),
     backend: async (name, opts = {}) => {
       if (!fs.existsSync(DEMO_BACKEND)) throw new Error(`${DEMO_BACKEND} missing: run npm run build first`)

@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { sniffHead } from '../../src/dispatcher/sniff'
+import { sniffHead } from '../../src/request/sniff'
 import { readCorpus } from '../helpers/llhttp-corpus'
 
 interface NodeView { readonly method: string; readonly url: string; readonly host: string }

@@ -6,8 +6,13 @@ import fs from 'node:fs'
 import net from 'node:net'
 
 import type { BatonError } from '../../src/errors'
+import { createPipeForwarder } from '../../src/forward/pipe'
+import { createSpliceForwarder, type SpliceForwarder } from '../../src/forward/splice'
+import type {
+  ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, ForwardStats, ForwardTarget, HealthInput,
+} from '../../src/forward/types'
+import { silentLogger } from '../../src/log'
 import { native } from '../../src/native/binding'
-import type { ForwardCallbacks, ForwardConn, ForwardStats, ForwardTarget } from '../../src/forward/types'
 
 export const linux = process.platform === 'linux'
 
@@ -25,21 +30,56 @@ export function pipeCount (): number {
   return n
 }
 
-export interface Recorder extends ForwardCallbacks {
+/** What one forwarded connection went through, as the sink and health heard it. */
+export interface Recorder {
   readonly events: string[]
+  /** Health reports about the connection's server (connect-failed). */
+  readonly health: string[]
   readonly takenP: Promise<void>
   /** Resolves with the error for failed(), or the stats for closed(). */
   readonly done: Promise<{ failed?: BatonError; stats?: ForwardStats }>
+  taken (): void
+  failed (err: BatonError): void
+  closed (stats: ForwardStats): void
+}
+
+export interface TestServer extends ForwardServer { readonly rec: Recorder }
+export interface TestConn extends ForwardConn<TestServer> { readonly server: TestServer }
+
+/** The data path's and health's side of a forwarder in these tests: each report goes to its conn's recorder. */
+class RecordingSink implements ForwardSink<TestConn, TestServer>, HealthInput<TestServer> {
+  handedOff (conn: TestConn): void { conn.server.rec.events.push('handedOff') }
+  taken (conn: TestConn): void { conn.server.rec.taken() }
+  closed (conn: TestConn, stats: ForwardStats): void { conn.server.rec.closed(stats) }
+  failed (conn: TestConn, err: BatonError): void { conn.server.rec.failed(err) }
+  feedback (): void {}
+  lost (): void {}
+  channel (server: TestServer, up: boolean): void { server.rec.health.push(up ? 'channel-up' : 'channel-down') }
+  connectFailed (server: TestServer): void { server.rec.health.push('connect-failed') }
+}
+
+const sink = new RecordingSink()
+
+export type TestForwarder = Forwarder<TestConn, TestServer>
+
+export function pipeForwarder (opts: ForwarderOptions): TestForwarder {
+  return createPipeForwarder(sink, sink, opts, silentLogger())
+}
+
+export function spliceForwarder (opts: ForwarderOptions): SpliceForwarder<TestConn, TestServer> {
+  return createSpliceForwarder(sink, sink, opts, silentLogger())
 }
 
 export function recorder (): Recorder {
   const events: string[] = []
+  const health: string[] = []
   let onTaken!: () => void
   let onDone!: (v: { failed?: BatonError; stats?: ForwardStats }) => void
   const takenP = new Promise<void>((resolve) => { onTaken = resolve })
   const done = new Promise<{ failed?: BatonError; stats?: ForwardStats }>((resolve) => { onDone = resolve })
   return {
     events,
+    health,
     takenP,
     done,
     taken () { events.push('taken'); onTaken() },
@@ -98,7 +138,9 @@ export class FdListener {
 
 let nextId = 1
 
-export function connOf (a: Accepted, extra: Partial<Pick<ForwardConn, 'socket' | 'consumed'>> = {}): ForwardConn {
+/** The connection to forward: the accepted client, bound to `target`; its completions go to `rec`. */
+export function connOf (rec: Recorder, target: ForwardTarget, a: Accepted,
+  extra: Partial<Pick<ForwardConn, 'socket' | 'consumed'>> = {}): TestConn {
   return {
     id: nextId++,
     fd: extra.socket !== undefined ? -1 : a.fd,
@@ -110,11 +152,12 @@ export function connOf (a: Accepted, extra: Partial<Pick<ForwardConn, 'socket' |
     localPort: a.localPort,
     service: 'test',
     route: 'default',
+    server: { id: `s${target.port}`, service: 'test', target, rec },
   }
 }
 
 export function targetOf (port: number, extra: Partial<ForwardTarget> = {}): ForwardTarget {
-  return { id: `s${port}`, host: '127.0.0.1', port, path: undefined, proxyProtocol: undefined, ...extra }
+  return { method: 'pipe', host: '127.0.0.1', port, path: undefined, proxyProtocol: undefined, ...extra }
 }
 
 /** An echo server; resolves with its port. Every socket is destroyed on close(). */

@@ -4,12 +4,9 @@ import net from 'node:net'
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
-import { createPipeForwarder } from '../../src/forward/pipe'
-import { createSpliceForwarder } from '../../src/forward/splice'
-import type { Forwarder } from '../../src/forward/types'
 import { native } from '../../src/native/binding'
 import {
-  FdListener, closedPort, connOf, connectClient, echoServer, linux, recorder, targetOf,
+  FdListener, closedPort, connOf, connectClient, echoServer, linux, recorder, targetOf, pipeForwarder, type TestForwarder,
 } from './relay-helpers'
 import type { Accepted } from './relay-helpers'
 
@@ -31,8 +28,7 @@ async function socketListener (): Promise<{ port: number; next: () => Promise<{ 
   }
 }
 
-const factories: Array<[string, () => Forwarder]> = [['pipe', () => createPipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })]]
-if (native.available) factories.push(['splice (JS fallback)', () => createSpliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })])
+const factories: Array<[string, () => TestForwarder]> = [['pipe', () => pipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })]]
 
 describe.runIf(linux)('pipe relay', () => {
   let echo: Awaited<ReturnType<typeof echoServer>>
@@ -46,7 +42,7 @@ describe.runIf(linux)('pipe relay', () => {
     client.write('GET /first')
     const { a, socket, consumed } = await lis.next()
     const rec = recorder()
-    fwd.forward(connOf(a, { socket, consumed }), targetOf(echo.port, { proxyProtocol: 'v1' }), rec)
+    fwd.forward(connOf(rec, targetOf(echo.port, { proxyProtocol: 'v1' }), a, { socket, consumed }))
     await rec.takenP
     client.end(' and the rest')
     const got: Buffer[] = []
@@ -64,17 +60,17 @@ describe.runIf(linux)('pipe relay', () => {
   it.runIf(native.available)('a refused connect fails retryable; the fd is untouched and still readable', async () => {
     const listener = new FdListener()
     const port = await listener.listen()
-    const fwd = createPipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })
+    const fwd = pipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })
     const client = await connectClient(port)
     client.write('hello')
     const a = await listener.next()
     const rec = recorder()
-    fwd.forward(connOf(a), targetOf(await closedPort()), rec)
+    fwd.forward(connOf(rec, targetOf(await closedPort()), a))
     const { failed } = await rec.done
     expect(failed).toMatchObject({ code: 'BATON_ERR_CONNECT_FAILED', retryable: true, source: 'backend' })
     // Retry elsewhere: the dispatcher picks another server with the same fd.
     const rec2 = recorder()
-    fwd.forward(connOf(a), targetOf(echo.port), rec2)
+    fwd.forward(connOf(rec2, targetOf(echo.port), a))
     client.end()
     const got = await new Promise<string>((resolve) => client.once('data', (d: Buffer) => resolve(d.toString())))
     expect(got).toBe('hello')
@@ -90,19 +86,19 @@ describe.runIf(linux)('pipe relay', () => {
     const fillers = [0, 1, 2].map(() => net.connect(l.port, '127.0.0.1').on('error', () => {}))
     await new Promise((resolve) => setTimeout(resolve, 50))
     const lis = await socketListener()
-    const fwd = createPipeForwarder({ connectTimeoutMs: 100, idleTimeoutMs: 0 })
+    const fwd = pipeForwarder({ connectTimeoutMs: 100, idleTimeoutMs: 0 })
     const client = await connectClient(lis.port)
     client.write('x')
     const { a, socket, consumed } = await lis.next()
     const rec = recorder()
-    fwd.forward(connOf(a, { socket, consumed }), targetOf(l.port), rec)
+    fwd.forward(connOf(rec, targetOf(l.port), a, { socket, consumed }))
     const { failed } = await rec.done
     expect(failed?.code).toBe('BATON_ERR_CONNECT_TIMEOUT')
     expect(failed?.retryable).toBe(true)
     expect(socket.destroyed).toBe(false)
     await fwd.close()
     const rec2 = recorder()
-    fwd.forward(connOf(a, { socket, consumed }), targetOf(echo.port), rec2)
+    fwd.forward(connOf(rec2, targetOf(echo.port), a, { socket, consumed }))
     expect((await rec2.done).failed?.retryable).toBe(false)
     client.destroy()
     socket.destroy()
@@ -113,12 +109,12 @@ describe.runIf(linux)('pipe relay', () => {
 
   it('an idle relay is reset; close() resets live relays and waits for closed()', async () => {
     const lis = await socketListener()
-    const fwd = createPipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 100 })
+    const fwd = pipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 100 })
     const c1 = await connectClient(lis.port)
     c1.write('a')
     const one = await lis.next()
     const rec1 = recorder()
-    fwd.forward(connOf(one.a, one), targetOf(echo.port), rec1)
+    fwd.forward(connOf(rec1, targetOf(echo.port), one.a, one))
     const err = await new Promise<NodeJS.ErrnoException>((resolve) => c1.once('error', resolve))
     expect(err.code).toBe('ECONNRESET')
     expect((await rec1.done).stats?.errno).toBe(110)
@@ -127,7 +123,7 @@ describe.runIf(linux)('pipe relay', () => {
     c2.write('b')
     const two = await lis.next()
     const rec2 = recorder()
-    fwd.forward(connOf(two.a, two), targetOf(echo.port), rec2)
+    fwd.forward(connOf(rec2, targetOf(echo.port), two.a, two))
     await rec2.takenP
     expect(fwd.active).toBe(1)
     await fwd.close()

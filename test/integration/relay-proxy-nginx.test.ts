@@ -10,11 +10,10 @@ import path from 'node:path'
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
-import { createPipeForwarder } from '../../src/forward/pipe'
-import { createSpliceForwarder } from '../../src/forward/splice'
-import type { Forwarder } from '../../src/forward/types'
 import { native } from '../../src/native/binding'
-import { FdListener, closedPort, connOf, connectClient, linux, recorder, targetOf } from './relay-helpers'
+import {
+  FdListener, closedPort, connOf, connectClient, linux, recorder, targetOf, pipeForwarder, spliceForwarder, type TestForwarder,
+} from './relay-helpers'
 
 const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx'].find((p) => fs.existsSync(p)) ??
   (spawnSync('nginx', ['-v']).status === 0 ? 'nginx' : undefined)
@@ -86,8 +85,8 @@ describe.runIf(linux && NGINX !== undefined && native.available)('PROXY protocol
   })
 
   const cases = [
-    { method: 'splice', make: (): Forwarder => createSpliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0 }) },
-    { method: 'pipe', make: (): Forwarder => createPipeForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0 }) },
+    { method: 'splice', make: (): TestForwarder => spliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0 }) },
+    { method: 'pipe', make: (): TestForwarder => pipeForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0 }) },
   ].flatMap((c) => (['v1', 'v2'] as const).map((version) => ({ ...c, version })))
 
   it.each(cases)('$method relay, PROXY $version: nginx reports the real client address', async ({ make, version }) => {
@@ -96,7 +95,7 @@ describe.runIf(linux && NGINX !== undefined && native.available)('PROXY protocol
     client.write('GET / HTTP/1.1\r\nHost: baton.test\r\nConnection: close\r\n\r\n')
     const a = await listener.next()
     const rec = recorder()
-    fwd.forward(connOf(a), targetOf(nginxPort, { proxyProtocol: version }), rec)
+    fwd.forward(connOf(rec, targetOf(nginxPort, { proxyProtocol: version }), a))
     const chunks: Buffer[] = []
     client.on('data', (d: Buffer) => chunks.push(d))
     await new Promise((resolve) => client.once('end', resolve))

@@ -10,12 +10,9 @@ import readline from 'node:readline'
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
-import { createPipeForwarder } from '../../src/forward/pipe'
-import { createSpliceForwarder } from '../../src/forward/splice'
-import type { Forwarder } from '../../src/forward/types'
 import { native } from '../../src/native/binding'
 import {
-  FdListener, connOf, connectClient, echoServer, fdCount, linux, pipeCount, readHash, recorder, targetOf, writePattern,
+  FdListener, connOf, connectClient, echoServer, fdCount, linux, pipeCount, readHash, recorder, targetOf, writePattern, pipeForwarder, spliceForwarder, type TestForwarder,
 } from './relay-helpers'
 
 const GiB = 1 << 30
@@ -38,8 +35,8 @@ function stopServer (f: Fixture): Promise<void> {
 }
 
 const methods = [
-  { name: 'splice', make: (idleTimeoutMs = 0) => createSpliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs }) },
-  { name: 'pipe', make: (idleTimeoutMs = 0) => createPipeForwarder({ connectTimeoutMs: 2000, idleTimeoutMs }) },
+  { name: 'splice', make: (idleTimeoutMs = 0) => spliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs }) },
+  { name: 'pipe', make: (idleTimeoutMs = 0) => pipeForwarder({ connectTimeoutMs: 2000, idleTimeoutMs }) },
 ]
 
 describe.runIf(linux && native.available).each(methods)('$name relay', ({ name, make }) => {
@@ -53,12 +50,12 @@ describe.runIf(linux && native.available).each(methods)('$name relay', ({ name, 
   afterAll(() => listener.close())
 
   /** A client connected through fwd to targetPort; resolves once the forwarder took it. */
-  async function through (fwd: Forwarder, targetPort: number, clientOpts: { allowHalfOpen?: boolean } = {}) {
+  async function through (fwd: TestForwarder, targetPort: number, clientOpts: { allowHalfOpen?: boolean } = {}) {
     const client = clientOpts.allowHalfOpen === false
       ? await new Promise<net.Socket>((resolve) => { const c = net.connect(port, '127.0.0.1', () => resolve(c)) })
       : await connectClient(port)
     const rec = recorder()
-    fwd.forward(connOf(await listener.next()), targetOf(targetPort), rec)
+    fwd.forward(connOf(rec, targetOf(targetPort), await listener.next()))
     await rec.takenP
     return { client, rec }
   }
@@ -208,7 +205,7 @@ describe.runIf(linux && native.available).each(methods)('$name relay', ({ name, 
     const fwd = make()
     const client = await connectClient(port)
     const rec = recorder()
-    fwd.forward(connOf(await listener.next()), { ...targetOf(0), path: sockPath }, rec)
+    fwd.forward(connOf(rec, { ...targetOf(0), path: sockPath }, await listener.next()))
     client.end('over unix')
     const got: Buffer[] = []
     client.on('data', (d: Buffer) => got.push(d))
@@ -229,7 +226,7 @@ describe.runIf(linux && native.available).each(methods)('$name relay', ({ name, 
       const client = await connectClient(port)
       client.write('ping')
       const rec = recorder()
-      fwd.forward(connOf(await listener.next()), targetOf(echo.port), rec)
+      fwd.forward(connOf(rec, targetOf(echo.port), await listener.next()))
       await new Promise((resolve) => client.once('data', resolve))
       client.end()
       await new Promise((resolve) => client.once('end', resolve))
@@ -250,7 +247,7 @@ describe.runIf(linux && native.available).each(methods)('$name relay', ({ name, 
     expect(fdCount()).toBe(fdsWarm)
     expect(pipeCount()).toBe(pipesWarm)
     if (name === 'splice') {
-      const st = (fwd as ReturnType<typeof createSpliceForwarder>).stats()
+      const st = (fwd as ReturnType<typeof spliceForwarder>).stats()
       expect(st).toMatchObject({ relaying: 0, connecting: 0, errors: 0, failed: 0 })
       expect(st.pipes).toBe(st.pooled)
     }
@@ -328,14 +325,14 @@ describe.runIf(linux && native.available)('splice relay: idle connections hold n
     const echoPort = Number((await reply()).echo)
     const fds0 = fdCount()
     const pipes0 = pipeCount()
-    const fwd = createSpliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0 })
+    const fwd = spliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0 })
     const recs: ReturnType<typeof recorder>[] = []
     const t0 = process.hrtime.bigint()
     child.send({ open: n, port })
     for (let i = 0; i < n; i++) {
       const rec = recorder()
       recs.push(rec)
-      fwd.forward(connOf(await listener.next()), targetOf(echoPort), rec)
+      fwd.forward(connOf(rec, targetOf(echoPort), await listener.next()))
     }
     await Promise.all(recs.map((r) => r.takenP))
     expect((await reply()).opened).toBe(n)

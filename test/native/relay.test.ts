@@ -4,10 +4,9 @@ import net from 'node:net'
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
-import { createSpliceForwarder } from '../../src/forward/splice'
 import { native } from '../../src/native/binding'
 import {
-  FdListener, closedPort, connOf, connectClient, echoServer, fdCount, linux, recorder, targetOf,
+  FdListener, closedPort, connOf, connectClient, echoServer, fdCount, linux, recorder, targetOf, spliceForwarder,
 } from '../integration/relay-helpers'
 
 describe.runIf(linux && native.available)('native splice relay', () => {
@@ -29,12 +28,12 @@ describe.runIf(linux && native.available)('native splice relay', () => {
   })
 
   it('relays both ways, carries half-close, reports byte counts and frees everything', async () => {
-    const fwd = createSpliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })
+    const fwd = spliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })
     const client = await connectClient(port)
     client.write('hello relay')
     const a = await listener.next()
     const rec = recorder()
-    fwd.forward(connOf(a), targetOf(echo.port), rec)
+    fwd.forward(connOf(rec, targetOf(echo.port), a))
     expect(rec.events).toEqual([]) // never inside forward()
     await rec.takenP
     expect(fwd.active).toBe(1)
@@ -53,12 +52,12 @@ describe.runIf(linux && native.available)('native splice relay', () => {
   })
 
   it('a refused connect fails retryable and leaves the client untouched', async () => {
-    const fwd = createSpliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })
+    const fwd = spliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })
     const client = await connectClient(port)
     client.write('GET / HTTP/1.1\r\n\r\n')
     const a = await listener.next()
     const rec = recorder()
-    fwd.forward(connOf(a), targetOf(await closedPort()), rec)
+    fwd.forward(connOf(rec, targetOf(await closedPort()), a))
     const { failed } = await rec.done
     expect(failed?.code).toBe('BATON_ERR_CONNECT_FAILED')
     expect(failed?.retryable).toBe(true)
@@ -79,12 +78,12 @@ describe.runIf(linux && native.available)('native splice relay', () => {
     const l = native.listenTcp('127.0.0.1', 0, 0, 0)
     const fillers = [0, 1, 2].map(() => net.connect(l.port, '127.0.0.1').on('error', () => {}))
     await new Promise((resolve) => setTimeout(resolve, 50))
-    const fwd = createSpliceForwarder({ connectTimeoutMs: 150, idleTimeoutMs: 0 })
+    const fwd = spliceForwarder({ connectTimeoutMs: 150, idleTimeoutMs: 0 })
     const client = await connectClient(port)
     const a = await listener.next()
     const rec = recorder()
     const t0 = Date.now()
-    fwd.forward(connOf(a), targetOf(l.port), rec)
+    fwd.forward(connOf(rec, targetOf(l.port), a))
     const { failed } = await rec.done
     expect(failed?.code).toBe('BATON_ERR_CONNECT_TIMEOUT')
     expect(failed?.retryable).toBe(true)
@@ -97,11 +96,11 @@ describe.runIf(linux && native.available)('native splice relay', () => {
   })
 
   it('an idle relay is reset after idleTimeoutMs', async () => {
-    const fwd = createSpliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 100 })
+    const fwd = spliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 100 })
     const client = await connectClient(port)
     const a = await listener.next()
     const rec = recorder()
-    fwd.forward(connOf(a), targetOf(echo.port), rec)
+    fwd.forward(connOf(rec, targetOf(echo.port), a))
     await rec.takenP
     const err = await new Promise<NodeJS.ErrnoException>((resolve) => client.once('error', resolve))
     expect(err.code).toBe('ECONNRESET')
@@ -112,17 +111,17 @@ describe.runIf(linux && native.available)('native splice relay', () => {
   })
 
   it('close() fails connects in flight (not retryable) and resets relays', async () => {
-    const fwd = createSpliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })
+    const fwd = spliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0 })
     const client = await connectClient(port)
     const a = await listener.next()
     const rec = recorder()
-    fwd.forward(connOf(a), targetOf(echo.port), rec)
+    fwd.forward(connOf(rec, targetOf(echo.port), a))
     await rec.takenP
     await fwd.close()
     const { stats } = await rec.done
     expect(stats?.errno).toBe(125) // ECANCELED
     const rec2 = recorder()
-    fwd.forward(connOf(a), targetOf(echo.port), rec2)
+    fwd.forward(connOf(rec2, targetOf(echo.port), a))
     expect((await rec2.done).failed?.retryable).toBe(false)
     await new Promise((resolve) => client.once('close', resolve))
   })

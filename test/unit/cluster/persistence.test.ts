@@ -30,12 +30,12 @@ describe('persistence templates (ipvsadm -p)', () => {
     const p = pool()
     const c = ctx({ clientAddress: '10.0.0.1' })
     const first = p.pick(c)!
-    p.setUp(first, false)
+    p.applyHealth(first, false, first.weight)
     const second = p.pick(c)!
     expect(second).not.toBe(first)
-    p.setUp(first, true)
+    p.applyHealth(first, true, first.weight)
     expect(p.pick(c)).toBe(second)
-    p.setWeight(second, 0)
+    p.applyHealth(second, true, 0)
     const third = p.pick(c)!
     expect(third).not.toBe(second)
     c.avoid = new Set([third.id])

@@ -10,7 +10,7 @@ describe('createService', () => {
     expect(p.config).toBe(cfg)
     expect(p.servers.map((s) => [s.id, s.index, s.service])).toEqual([['A', 0, 'svc'], ['B', 1, 'svc']])
   })
-  it('keeps the scheduler current through bind/feedback/reset/setUp/setWeight', () => {
+  it('keeps the scheduler current through bind/feedback/reset/applyHealth', () => {
     const p = createService(cfg)
     const [A, B] = p.servers as [typeof p.servers[0], typeof p.servers[0]]
     const c = ctx()
@@ -25,13 +25,13 @@ describe('createService', () => {
     expect(p.pick(c)).toBe(B)
     p.reset(B)
     expect(p.pick(c)).toBe(B)
-    p.setUp(B, false)
+    p.applyHealth(B, false, 2)
     expect(p.pick(c)).toBe(A)
-    p.setUp(B, true)
-    p.setWeight(B, 0)
+    p.applyHealth(B, true, 0)
     expect(p.pick(c)).toBe(A)
     expect(B.lastWeight).toBe(2)
-    expect(() => p.setWeight(B, 70000)).toThrow()
+    expect(() => p.applyHealth(B, true, 70000)).toThrow()
+    expect(() => p.setConfigWeight(B, -1)).toThrow()
     expect(() => p.bind({ ...A })).toThrow(/does not belong/)
     p.tick(1000)
     p.close()

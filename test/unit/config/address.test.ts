@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { isLoopback, parseAddress } from '../../../src/config/address'
+import { parseAddress } from '../../../src/config/address'
+import { isLoopback } from '../../../src/net/ip'
 
 describe('parseAddress', () => {
   it.each([

@@ -19,17 +19,17 @@ describe('parseConfig: defaults', () => {
     const svc = config.services[0]
     expect(svc).toMatchObject({ name: 'api', scheduler: 'wlc', key: { kind: 'path' } })
     expect(svc).not.toHaveProperty('persistent')
-    expect(svc?.servers[0]).toEqual({ name: 'a', handoff: '/run/a.sock', forward: 'handoff', weight: 1, maxConns: 0, minConns: 0 })
+    expect(svc?.servers[0]).toEqual({ name: 'a', handoff: '/run/a.sock', weight: 1, maxConns: 0, minConns: 0 })
   })
 
   it('routes everything to the first service when routes is absent', () => {
     expect(config.routes).toEqual([{ name: 'route-0', match: {}, service: 'api' }])
   })
 
-  it('defaults forward to splice for address servers', () => {
+  it('keeps forward absent when not written (src/forward/method.ts decides the default)', () => {
     const c = parseConfig(yaml('listen: 127.0.0.1:0', 'services:', '  - name: web',
       '    servers: [ { name: w, address: "10.0.0.2:80" } ]'), '')
-    expect(c.services[0]?.servers[0]).toEqual({ name: 'w', address: { host: '10.0.0.2', port: 80 }, forward: 'splice', weight: 1, maxConns: 0, minConns: 0 })
+    expect(c.services[0]?.servers[0]).toEqual({ name: 'w', address: { host: '10.0.0.2', port: 80 }, weight: 1, maxConns: 0, minConns: 0 })
     expect(c.file).toBe('')
   })
 

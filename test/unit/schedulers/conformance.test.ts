@@ -55,11 +55,11 @@ describe.each(ALL)('%s conformance', (name) => {
   it('weight 0 is never picked, and a weight change mid-rotation takes effect', () => {
     const p = pool(name, [0, 2, 3])
     expect(spray((c) => p.pick(c), 500)).not.toContain('A')
-    p.setWeight(p.servers[2]!, 0)
+    p.applyHealth(p.servers[2]!, true, 0)
     const after = spray((c) => p.pick(c), 500)
     expect(after).not.toContain('C')
     expect(after).not.toContain('A')
-    p.setWeight(p.servers[0]!, 5)
+    p.applyHealth(p.servers[0]!, true, 5)
     expect(spray((c) => p.pick(c), 2000)).toContain('A')
   })
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { fnv1a, foldAddress, parseIPv4, parseIPv6 } from '../../../src/schedulers/hash'
+import { fnv1a, foldAddress } from '../../../src/schedulers/hash'
+import { parseIPv4, parseIPv6 } from '../../../src/net/ip'
 
 describe('address parsing', () => {
   it('IPv4', () => {

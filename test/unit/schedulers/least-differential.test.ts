@@ -67,8 +67,8 @@ describe.each(['lc', 'wlc', 'sed', 'nq'])('%s: O(1) path === kernel scan', (name
       if (op < 40) p.bind(s)
       else if (op < 75) p.feedback(s, -r(2), r(3) - 1, r(2))
       else if (op < 85) p.feedback(s, r(2), 0, 0)
-      else if (op < 92) p.setWeight(s, r(4))
-      else if (op < 97) p.setUp(s, r(4) !== 0)
+      else if (op < 92) p.applyHealth(s, s.up, r(4))
+      else if (op < 97) p.applyHealth(s, r(4) !== 0, s.weight)
       else p.reset(s)
       const avoid = r(10) === 0 ? new Set([p.servers[r(n)]!.id, p.servers[r(n)]!.id]) : empty
       c.avoid = avoid

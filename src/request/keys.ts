@@ -1,52 +1,8 @@
-// Request keys for locality and hash schedulers: what `key:` in a service means (parseKeySpec, config
-// time) and the key of one request (extractKey, hot path: called once per connection, allocates at
-// most the returned string).
-import { ConfigError } from '../errors'
+// The key of one request for locality and hash schedulers (extractKey, hot path: called once per
+// connection, allocates at most the returned string). What `key:` means is config/key.ts.
 import type { KeySpec } from '../config/types'
-import type { RequestHead } from '../dispatcher/types'
-import { parseIPv4, parseIPv6 } from './hash'
-
-/** The key when a service has no `key:`. */
-export const DEFAULT_KEY_SPEC: KeySpec = Object.freeze({ kind: 'path' })
-
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-const GROUP_NAME = /^[A-Za-z_$][A-Za-z0-9_$]*$/
-const KINDS = 'path, host, host+path, header:NAME, cookie:NAME, client-ip, client-ip/NN, capture:N, capture:NAME'
-
-/**
- * `path` (the default when absent), `host`, `host+path`, `header:NAME` (NAME lower-cased), `cookie:NAME`,
- * `client-ip`, `client-ip/NN` (NN 0..32: an IPv4 prefix; IPv6 clients are keyed by their /64, see
- * extractKey), `capture:N` or `capture:NAME` (a group of the route's pathRegex).
- * Throws ConfigError with one issue at `path`.
- */
-export function parseKeySpec (raw: unknown, path: string): KeySpec {
-  if (raw === undefined || raw === null) return DEFAULT_KEY_SPEC
-  const fail = (why: string): never => {
-    throw new ConfigError([{ path, message: `key ${why}` }])
-  }
-  if (typeof raw !== 'string') return fail(`must be a string (${KINDS}), got ${JSON.stringify(raw)}`)
-  if (raw === 'path' || raw === 'host' || raw === 'host+path') return { kind: raw }
-  if (raw === 'client-ip') return { kind: 'client-ip' }
-  const colon = raw.indexOf(':')
-  const kind = colon < 0 ? raw : raw.slice(0, colon)
-  const arg = colon < 0 ? '' : raw.slice(colon + 1)
-  if (kind === 'header' || kind === 'cookie') {
-    if (!TOKEN.test(arg)) return fail(`"${raw}": ${kind} name must be a non-empty token`)
-    return kind === 'header' ? { kind, name: arg.toLowerCase() } : { kind, name: arg }
-  }
-  if (kind === 'capture') {
-    if (/^\d+$/.test(arg)) return { kind, group: Number(arg) }
-    if (GROUP_NAME.test(arg)) return { kind, group: arg }
-    return fail(`"${raw}": capture needs a group number or name`)
-  }
-  const prefix = /^client-ip\/(\d{1,2})$/.exec(raw)
-  if (prefix !== null) {
-    const n = Number(prefix[1])
-    if (n > 32) return fail(`"${raw}": client-ip prefix must be 0..32, got ${n}`)
-    return { kind: 'client-ip', prefixLength: n }
-  }
-  return fail(`"${raw}" is not a key kind; expected one of ${KINDS}`)
-}
+import { maskAddress } from '../net/ip'
+import type { RequestHead } from './types'
 
 /**
  * The request's key, or undefined when it is missing (no such header, cookie or capture group; no
@@ -121,18 +77,4 @@ function cookieSlice (s: string, from: number, to: number): string {
   while (to > from && (s.charCodeAt(to - 1) === 32 || s.charCodeAt(to - 1) === 9)) to--
   if (to - from >= 2 && s.charCodeAt(from) === 34 && s.charCodeAt(to - 1) === 34) { from++; to-- }
   return s.slice(from, to)
-}
-
-const groups = new Uint16Array(8)
-
-/** See extractKey: IPv4 masked to `bits`, IPv6 to /64, anything else unchanged. */
-export function maskAddress (address: string, bits: number): string {
-  let v4 = parseIPv4(address)
-  if (v4 < 0 && address.startsWith('::ffff:')) v4 = parseIPv4(address, 7)
-  if (v4 >= 0) {
-    const m = (bits === 0 ? 0 : v4 & (0xFFFFFFFF << (32 - bits))) >>> 0
-    return `${m >>> 24}.${(m >>> 16) & 255}.${(m >>> 8) & 255}.${m & 255}`
-  }
-  if (!parseIPv6(address, groups)) return address
-  return `${groups[0]!.toString(16)}:${groups[1]!.toString(16)}:${groups[2]!.toString(16)}:${groups[3]!.toString(16)}::`
 }

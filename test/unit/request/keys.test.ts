@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import type { RequestHead } from '../../../src/dispatcher/types'
+import type { RequestHead } from '../../../src/request/types'
 import { ConfigError } from '../../../src/errors'
-import { extractKey, maskAddress, parseKeySpec } from '../../../src/schedulers/keys'
+import { parseKeySpec } from '../../../src/config/key'
+import { maskAddress } from '../../../src/net/ip'
+import { extractKey } from '../../../src/request/keys'
 
 function head (headers: string[], init: Partial<RequestHead> = {}): RequestHead {
   return { method: 'GET', target: '/a/b?x=1', path: '/a/b', query: '?x=1', host: 'example.com', versionMajor: 1, versionMinor: 1, headers, headBytes: 100, ...init }

@@ -2,7 +2,7 @@
 // incomplete input (null) and malformed input (BATON_ERR_BAD_REQUEST).
 import { describe, expect, it } from 'vitest'
 
-import { encodeProxyV1, encodeProxyV2, parseProxyHeader } from '../../../src/forward/proxy-protocol'
+import { encodeProxyV1, encodeProxyV2, parseProxyHeader } from '../../../src/protocol/proxy'
 
 const v4 = { clientAddress: '192.0.2.10', clientPort: 51234, localAddress: '198.51.100.1', localPort: 80 }
 const v6 = { clientAddress: '2001:db8::1', clientPort: 4000, localAddress: '2001:db8:0:0:1:0:0:2', localPort: 443 }

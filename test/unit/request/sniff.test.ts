@@ -1,7 +1,7 @@
 import { HTTPParser } from 'http-parser-js'
 import { describe, expect, it } from 'vitest'
-import { MAX_HEADER_LINES, REJECT, sniffHead } from '../../../src/dispatcher/sniff'
-import type { RequestHead, SniffResult } from '../../../src/dispatcher/types'
+import { MAX_HEADER_LINES, REJECT, sniffHead } from '../../../src/request/sniff'
+import type { RequestHead, SniffResult } from '../../../src/request/types'
 
 const MAX = 16 * 1024
 

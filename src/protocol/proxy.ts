@@ -4,6 +4,7 @@
 import net from 'node:net'
 
 import { BatonError } from '../errors'
+import { unmapIPv4 } from '../net/ip'
 
 export interface ProxyEndpoints {
   readonly clientAddress: string
@@ -31,14 +32,10 @@ const V1_MAX = 107
 
 type Pair = { family: 'TCP4' | 'TCP6'; src: string; dst: string } | undefined
 
-function unmap (addr: string): string {
-  return addr.startsWith('::ffff:') && net.isIPv4(addr.slice(7)) ? addr.slice(7) : addr
-}
-
 /** Both addresses in one family (v4 when both are v4 or v4-mapped, else v6), or undefined. */
 function pairOf (c: ProxyEndpoints): Pair {
-  const src = unmap(c.clientAddress)
-  const dst = unmap(c.localAddress)
+  const src = unmapIPv4(c.clientAddress)
+  const dst = unmapIPv4(c.localAddress)
   const fs = net.isIP(src)
   const fd = net.isIP(dst)
   if (fs === 0 || fd === 0) return undefined

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { normalizePath, parseHost, parseTarget, TargetParts } from '../../../src/dispatcher/path'
+import { normalizePath, parseHost, parseTarget, TargetParts } from '../../../src/request/path'
 
 describe('normalizePath', () => {
   const table: ReadonlyArray<readonly [string, string | null]> = [

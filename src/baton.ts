@@ -1,0 +1,196 @@
+// The composition root, and the only place that wires parts together: the cluster (services, servers,
+// counters), health (the one writer of up and effective weight), the router, the forwarders (one per
+// method), the data path, the listeners and the admin API. Config errors were found before this runs
+// (src/config/load.ts); start() fails only on resources (a port in use).
+//
+//   const baton = await startBaton(loadConfigFile('baton.yaml'))
+//   baton.setWeight('api', 'api-1', 0)            // drain, as ipvsadm -e -w 0
+//   baton.reload(loadConfigFile('baton.yaml'))    // apply a new config as a diff
+//   await baton.close()                          // connections already handed off are not affected
+import assert from 'node:assert'
+import { startAdmin, type AdminServer } from './admin/server'
+import { Cluster, type ClusterDiff } from './cluster/cluster'
+import type { ServerSnapshot, ServerState } from './cluster/types'
+import type { Service } from './cluster/service'
+import type { Config, ServerConfig } from './config/types'
+import type { Conn } from './dispatcher/conn'
+import { DataPath, type Routing } from './dispatcher/data-path'
+import { listenJs, listenNative, type Listener } from './dispatcher/listeners'
+import { BatonError } from './errors'
+import { Forwarders } from './forward/forwarders'
+import { resolveTarget } from './forward/method'
+import { HealthState } from './health/state'
+import { createLogger, type Logger } from './log'
+import { native } from './native/binding'
+import { Router } from './request/route'
+
+export interface BatonOptions {
+  readonly logger?: Logger
+}
+
+/** Cluster housekeeping period (LVS's GC timer): locality expiry, persistence templates. */
+const TICK_MS = 1000
+/** A relayed server whose connect failed gets no new connections for this long (passive check). */
+const RELAY_HOLDDOWN_MS = 2000
+
+export class Baton {
+  readonly #log: Logger
+  readonly #nativeOk: boolean
+  readonly #cluster: Cluster
+  readonly #health: HealthState
+  readonly #forwarders: Forwarders<Conn, ServerState>
+  readonly #path: DataPath
+  readonly #listeners: Listener[] = []
+  #config: Config
+  #admin: AdminServer | undefined
+  #tick: NodeJS.Timeout | undefined
+  #started = false
+  #closing: Promise<void> | undefined
+
+  /** Builds every part; nothing listens and no channel connects until start(). */
+  constructor (config: Config, options: BatonOptions = {}) {
+    const log = options.logger ?? createLogger(config.log.level)
+    const nativeOk = native.available
+    this.#log = log
+    this.#nativeOk = nativeOk
+    this.#config = config
+    this.#cluster = new Cluster(config.services, (cfg) => resolveTarget(cfg, nativeOk))
+    this.#health = new HealthState({ holdDownMs: RELAY_HOLDDOWN_MS }, log)
+    const relay = { connectTimeoutMs: config.limits.connectTimeoutMs, idleTimeoutMs: config.limits.idleTimeoutMs }
+    let forwarders: Forwarders<Conn, ServerState> | undefined
+    this.#path = new DataPath(log, this.#cluster, this.#routingFor(config), (sink) => {
+      forwarders = new Forwarders({ sink, health: this.#health, log, options: relay })
+      return forwarders
+    })
+    this.#forwarders = forwarders!
+  }
+
+  /** Bound ports, in the order of config.listen (useful with port 0). */
+  get ports (): readonly number[] { return this.#listeners.map((l) => l.port) }
+  /** True when the native addon is in use (handoff and splice available). */
+  get native (): boolean { return this.#nativeOk }
+  /** The admin API's address ('host:port' or socket path), when config.admin is set. */
+  get admin (): string | undefined { return this.#admin?.address }
+  get config (): Config { return this.#config }
+
+  /** Every real server's state, in config order (ipvsadm -L -n, in short). */
+  servers (): ServerSnapshot[] { return this.#cluster.snapshot() }
+
+  /** Connects the channels, listens, starts the admin API. On failure everything started is stopped again. */
+  async start (): Promise<void> {
+    assert(!this.#started, 'Baton.start() called twice')
+    this.#started = true
+    if (!this.#nativeOk) {
+      this.#log.warn({ code: 'BATON_ERR_NATIVE_UNAVAILABLE', err: native.loadError?.message },
+        'native addon not loaded: relaying every connection in JavaScript (no handoff, no splice)')
+    }
+    this.#observeCluster()
+    try {
+      await this.#listen()
+      if (this.#config.admin !== undefined) await this.#startAdmin()
+    } catch (err) {
+      await this.#teardown()
+      throw err
+    }
+    this.#tick = setInterval(() => { this.#cluster.tick() }, TICK_MS)
+    this.#tick.unref()
+    this.#log.info({ listen: this.#listeners.map((l) => `${l.host}:${l.port}`), native: this.#nativeOk,
+      services: this.#config.services.length }, 'baton started')
+    this.#log.flush() // process managers and scripts wait for this line on a pipe
+  }
+
+  /**
+   * Applies a new, already validated config as ipvsadm edits would (see Cluster.apply): surviving servers keep
+   * counters, channels, locality tables and health; routes and limits switch atomically for the next
+   * connection. Connections in flight are not touched. Listen addresses, the admin API and relay timeouts
+   * keep their start-time values.
+   */
+  reload (config: Config): ClusterDiff {
+    const diff = this.#cluster.apply(config)
+    this.#path.setRouting(this.#routingFor(config))
+    this.#config = config
+    this.#log.info({ ...diff }, 'config applied')
+    return diff
+  }
+
+  /** ipvsadm -a. Throws BATON_ERR_CLUSTER_VERB (unknown service, name in use). */
+  addServer (service: string, cfg: ServerConfig): void { this.#cluster.addServer(service, cfg) }
+  /** ipvsadm -d: no new connections; open ones finish. */
+  removeServer (service: string, name: string): void { this.#cluster.removeServer(service, name) }
+  /** ipvsadm -e -w: 0 drains (no new connections; open ones finish). */
+  setWeight (service: string, name: string, weight: number): void { this.#cluster.setWeight(service, name, weight) }
+
+  /** Stops listening, closes channels and relays; connections already handed off are not affected. */
+  close (): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#teardown()
+      this.#log.info('baton stopped')
+      this.#log.flush()
+    })()
+    return this.#closing
+  }
+
+  #observeCluster (): void {
+    const health = this.#health
+    const forwarders = this.#forwarders
+    const cluster = this.#cluster
+    cluster.observe({
+      added: (s) => {
+        health.track(s, cluster.service(s.service)!, forwarders.reportsLiveness(s))
+        forwarders.attach(s)
+      },
+      removed: (s) => {
+        health.untrack(s)
+        forwarders.detach(s)
+      },
+      changed: (s) => { health.refresh(s) },
+    })
+  }
+
+  async #listen (): Promise<void> {
+    const { limits } = this.#config
+    try {
+      for (const addr of this.#config.listen) {
+        this.#listeners.push(this.#nativeOk ? listenNative(addr, this.#path, limits) : await listenJs(addr, this.#path))
+      }
+    } catch (err) {
+      if (err instanceof BatonError) throw err
+      throw new BatonError('BATON_ERR_NATIVE_CALL', `listen failed: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  async #startAdmin (): Promise<void> {
+    try {
+      this.#admin = await startAdmin(this.#config.admin!, {
+        servers: () => this.#cluster.snapshot(),
+        outcomes: () => this.#path.outcomes,
+        waiting: () => this.#path.waiting,
+      }, this.#log)
+    } catch (err) {
+      throw new BatonError('BATON_ERR_ADMIN_LISTEN', `admin API: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  /** Stops everything started so far, in the reverse order of start-up; failed starts and close() alike. */
+  async #teardown (): Promise<void> {
+    clearInterval(this.#tick)
+    await this.#admin?.close()
+    await Promise.all(this.#listeners.map((l) => l.close()))
+    this.#path.close()
+    this.#health.close()
+    await this.#forwarders.close()
+    this.#cluster.close()
+  }
+
+  #routingFor (config: Config): Routing {
+    const cluster = this.#cluster
+    return { router: new Router<Service>(config.routes, (name) => cluster.service(name)!), limits: config.limits }
+  }
+}
+
+/** Builds and starts a Baton: the one-call form of `new Baton(config, options).start()`. */
+export async function startBaton (config: Config, options: BatonOptions = {}): Promise<Baton> {
+  const baton = new Baton(config, options)
+  await baton.start()
+  return baton
+}

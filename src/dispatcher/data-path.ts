@@ -1,0 +1,256 @@
+// The data path, top to bottom: accept -> sniff -> route -> schedule -> forward. Each connection ends one of
+// three ways: forwarded (handed off, or taken by a relay), answered with a status by the dispatcher, or closed
+// because the client left. Everything that can fail funnels into answer() or gone(); nothing throws across
+// an event boundary.
+//
+// Entries: accept() (native listener), acceptRead() (JS listener: head already read), close(). Forwarding
+// completions come back through the ForwardSink this class implements; the data path never asks which
+// method a server uses. Counters move here (bind at handoff or relay start, LVS's bind; feedback after),
+// and only here.
+import { performance } from 'node:perf_hooks'
+import type net from 'node:net'
+import type { Cluster } from '../cluster/cluster'
+import type { Service } from '../cluster/service'
+import type { ServerState } from '../cluster/types'
+import type { LimitsConfig } from '../config/types'
+import type { BatonError, ErrorCode } from '../errors'
+import type { ForwardSink, ForwardStats } from '../forward/types'
+import type { Logger } from '../log'
+import { native } from '../native/binding'
+import { extractKey } from '../request/keys'
+import type { Router } from '../request/route'
+import { sniffHead } from '../request/sniff'
+import type { RequestHead, SniffResult } from '../request/types'
+import type { PickContext } from '../schedulers/types'
+import { ConnLog } from './conn-log'
+import { Conn } from './conn'
+import { HeadWait, type HeadWaitResult } from './head-wait'
+import { respond } from './respond'
+
+/** How many servers one connection may try before the dispatcher answers 503 itself. */
+const MAX_ATTEMPTS = 4
+/** How long an answered client may keep sending before its socket is destroyed. */
+const DRAIN_TIMEOUT_MS = 5000
+
+/** What a reload swaps atomically for the next connection. */
+export interface Routing {
+  readonly router: Router<Service>
+  readonly limits: LimitsConfig
+}
+
+/** Where a listener accepted a connection. */
+export interface LocalEnd {
+  readonly host: string
+  readonly port: number
+}
+
+/** What the data path calls to forward: the forwarder set, which binds each server to its method. */
+export interface ServerForwarder {
+  /** conn.server is set; exactly one sink completion follows (see ForwardSink). */
+  forward (conn: Conn): void
+}
+
+class MutablePickContext implements PickContext {
+  clientAddress = ''
+  clientPort = 0
+  hashKey: string | undefined = undefined
+  avoid: ReadonlySet<string> | undefined = undefined
+  now = 0
+}
+
+export class DataPath implements ForwardSink<Conn, ServerState> {
+  readonly #log: Logger
+  readonly #cluster: Cluster
+  readonly #forwarder: ServerForwarder
+  readonly #ctx = new MutablePickContext()
+  readonly #onWaitDone = (w: HeadWait, r: HeadWaitResult): void => { this.#waitDone(w, r) }
+  readonly #waiting = new Map<HeadWait, Conn>()
+  readonly #connLog: ConnLog
+  #routing: Routing
+  #waitBuf: Buffer
+  #nextId = 1
+  #lastNoServerLog = 0
+
+  /** makeForwarder builds the forwarder set with this data path as its sink. */
+  constructor (log: Logger, cluster: Cluster, routing: Routing,
+    makeForwarder: (sink: ForwardSink<Conn, ServerState>) => ServerForwarder) {
+    this.#log = log
+    this.#cluster = cluster
+    this.#routing = routing
+    this.#waitBuf = Buffer.allocUnsafe(routing.limits.maxHeaderBytes)
+    this.#connLog = new ConnLog(log)
+    this.#forwarder = makeForwarder(this)
+  }
+
+  /** Connections the dispatcher finished with, by outcome (handoff, splice, status-400, ...). */
+  get outcomes (): ReadonlyMap<string, number> { return this.#connLog.outcomes }
+
+  /** Connections whose head is still arriving. */
+  get waiting (): number { return this.#waiting.size }
+
+  get routing (): Routing { return this.#routing }
+
+  /** Reload: routes and limits for every connection accepted from now on. Connections in flight keep theirs. */
+  setRouting (routing: Routing): void {
+    this.#routing = routing
+    if (routing.limits.maxHeaderBytes !== this.#waitBuf.length) this.#waitBuf = Buffer.allocUnsafe(routing.limits.maxHeaderBytes)
+  }
+
+  /**
+   * Native listener entry: the dispatcher owns `fd`; `peeked` bytes of `buf` were peeked (0 = EOF,
+   * <0 = -errno). Hot path.
+   */
+  accept (fd: number, buf: Buffer, peeked: number, address: string, port: number, local: LocalEnd): void {
+    const conn = new Conn(this.#nextId++, fd, undefined, address, port, local.host, local.port, performance.now())
+    if (peeked > 0) {
+      const r = sniffHead(buf, peeked, this.#routing.limits.maxHeaderBytes)
+      if (r.kind === 'incomplete') this.#wait(conn, peeked)
+      else this.#sniffed(conn, r)
+      return
+    }
+    if (peeked === -native.constants.EAGAIN) { this.#wait(conn, 0); return }
+    this.#gone(conn, peeked === 0 ? 'closed before sending' : native.errnoName(-peeked))
+  }
+
+  /**
+   * JS listener entry (no addon): the listener read `consumed` from `socket` itself and sniffed it (or
+   * gave up: 'timeout' = 408, 'gone' = the client left). The dispatcher owns the socket from here.
+   */
+  acceptRead (socket: net.Socket, consumed: Buffer, r: HeadWaitResult, local: LocalEnd): void {
+    const conn = new Conn(this.#nextId++, -1, socket, socket.remoteAddress ?? '', socket.remotePort ?? 0,
+      local.host, local.port, performance.now())
+    conn.consumed = consumed
+    this.#waitResult(conn, r)
+  }
+
+  #sniffed (conn: Conn, r: SniffResult): void {
+    if (r.kind === 'ok') this.#route(conn, r.head)
+    else if (r.kind === 'reject') {
+      this.#answer(conn, r.status, r.status === 431 ? 'BATON_ERR_HEADER_TOO_LARGE' : 'BATON_ERR_BAD_REQUEST', r.reason)
+    }
+  }
+
+  #route (conn: Conn, head: RequestHead): void {
+    conn.head = head
+    const m = this.#routing.router.match(head)
+    if (m === null) { this.#answer(conn, 404, 'BATON_ERR_NO_ROUTE', 'no route matched'); return }
+    const svc = m.route.service
+    conn.route = m.route.name
+    conn.svc = svc
+    conn.hashKey = svc.usesKey ? extractKey(svc.key, head, conn.clientAddress, m.captures) : undefined
+    this.#schedule(conn)
+  }
+
+  #schedule (conn: Conn): void {
+    const ctx = this.#ctx
+    ctx.clientAddress = conn.clientAddress
+    ctx.clientPort = conn.clientPort
+    ctx.hashKey = conn.hashKey
+    ctx.avoid = conn.avoid
+    ctx.now = performance.now()
+    const server = conn.svc!.pick(ctx)
+    ctx.avoid = undefined
+    if (server === null) { this.#noServer(conn); return }
+    conn.server = server
+    this.#forwarder.forward(conn)
+  }
+
+  // ForwardSink: completions of every forwarding method.
+
+  handedOff (conn: Conn): void {
+    conn.release()
+    conn.svc!.bind(conn.server!)
+    this.#connLog.finish(conn, conn.server!.target.method)
+  }
+
+  taken (conn: Conn): void {
+    conn.release()
+    conn.svc!.bind(conn.server!)
+  }
+
+  closed (conn: Conn, stats: ForwardStats): void {
+    conn.svc!.feedback(conn.server!, -1, 0, 1)
+    this.#connLog.finish(conn, conn.server!.target.method, stats)
+  }
+
+  /** Forwarding to conn.server failed before the client saw a byte: try another server, or answer. */
+  failed (conn: Conn, err: BatonError): void {
+    const server = conn.server!
+    this.#log.warn({ conn: conn.id, svc: conn.service, backend: server.id, err: err.message, code: err.code },
+      'forward failed')
+    if (!err.retryable) { this.#answer(conn, 502, err.code, err.message); return }
+    conn.avoid ??= new Set()
+    conn.avoid.add(server.id)
+    conn.server = undefined
+    if (conn.avoid.size >= MAX_ATTEMPTS) { this.#noServer(conn); return }
+    this.#schedule(conn)
+  }
+
+  /** Back-end reports; a server that left (reload, admin) still counts its last connections down. */
+  feedback (server: ServerState, dActive: number, dInactive: number, closed: number): void {
+    this.#cluster.service(server.service)?.feedback(server, dActive, dInactive, closed)
+  }
+
+  lost (server: ServerState): void {
+    this.#cluster.service(server.service)?.reset(server)
+  }
+
+  #noServer (conn: Conn): void {
+    const now = performance.now()
+    if (now - this.#lastNoServerLog > 1000) {
+      this.#lastNoServerLog = now
+      this.#log.warn({ svc: conn.service, code: 'BATON_ERR_NO_SERVER' }, 'no real server available')
+    }
+    this.#answer(conn, 503, 'BATON_ERR_NO_SERVER', 'no server available')
+  }
+
+  /** The dispatcher answers the client itself and closes it gracefully. */
+  #answer (conn: Conn, status: number, code: ErrorCode, reason: string): void {
+    const { fd, socket } = conn
+    conn.release()
+    respond(fd, socket, status, code, DRAIN_TIMEOUT_MS)
+    this.#connLog.finish(conn, `status-${status}`, undefined, code, reason)
+  }
+
+  /** The client left before the head was complete: close quietly. */
+  #gone (conn: Conn, why: string): void {
+    if (conn.fd >= 0) native.close(conn.fd)
+    conn.socket?.destroy()
+    conn.release()
+    this.#log.debug({ conn: conn.id, client: conn.clientAddress, why, code: 'BATON_ERR_CLIENT_GONE' }, 'client left')
+  }
+
+  #wait (conn: Conn, seen: number): void {
+    const limits = this.#routing.limits
+    let w: HeadWait
+    try {
+      w = new HeadWait(conn.fd, seen, this.#waitBuf, limits.maxHeaderBytes, limits.headerTimeoutMs, this.#onWaitDone)
+    } catch (err) {
+      this.#gone(conn, (err as Error).message)
+      return
+    }
+    this.#waiting.set(w, conn)
+  }
+
+  #waitDone (w: HeadWait, r: HeadWaitResult): void {
+    const conn = this.#waiting.get(w)!
+    this.#waiting.delete(w)
+    this.#waitResult(conn, r)
+  }
+
+  #waitResult (conn: Conn, r: HeadWaitResult): void {
+    if (r.kind === 'timeout') this.#answer(conn, 408, 'BATON_ERR_HEADER_TIMEOUT', 'head not complete in time')
+    else if (r.kind === 'gone') this.#gone(conn, 'closed mid-head')
+    else if (r.kind !== 'incomplete') this.#sniffed(conn, r)
+  }
+
+  /** Shutdown: stop waiting for heads and close those clients; write pending access lines. */
+  close (): void {
+    for (const [w, conn] of this.#waiting) {
+      w.cancel()
+      this.#gone(conn, 'dispatcher closing')
+    }
+    this.#waiting.clear()
+    this.#connLog.flush()
+  }
+}

@@ -1,0 +1,70 @@
+// The forwarders in use, one per method, and the binding of each real server to its method's forwarder
+// (as IPVS binds one packet_xmit per destination). The data path calls forward() and never asks which
+// method a server uses. A method's forwarder is created when its first server attaches (the splice relay
+// starts its thread only then).
+import type { Logger } from '../log'
+import { HandoffForwarder } from './handoff'
+import { createPipeForwarder } from './pipe'
+import { createSpliceForwarder } from './splice'
+import type { ForwardConn, Forwarder, ForwarderOptions, ForwardMethod, ForwardServer, ForwardSink, HealthInput } from './types'
+
+export interface ForwardParts<C extends ForwardConn<S>, S extends ForwardServer> {
+  readonly sink: ForwardSink<C, S>
+  readonly health: HealthInput<S>
+  readonly log: Logger
+  readonly options: ForwarderOptions
+}
+
+type Factory = <C extends ForwardConn<S>, S extends ForwardServer>(parts: ForwardParts<C, S>) => Forwarder<C, S>
+
+const FACTORIES: Readonly<Record<ForwardMethod, Factory>> = {
+  handoff: (p) => new HandoffForwarder(p.sink, p.health, p.log),
+  splice: (p) => createSpliceForwarder(p.sink, p.health, p.options, p.log),
+  pipe: (p) => createPipeForwarder(p.sink, p.health, p.options, p.log),
+}
+
+export class Forwarders<C extends ForwardConn<S>, S extends ForwardServer> {
+  readonly #parts: ForwardParts<C, S>
+  readonly #byMethod = new Map<ForwardMethod, Forwarder<C, S>>()
+
+  constructor (parts: ForwardParts<C, S>) {
+    this.#parts = parts
+  }
+
+  /** Whether the server is down until its forwarder reports it up (health asks once, at track time). */
+  reportsLiveness (server: S): boolean {
+    return this.#of(server).reportsLiveness
+  }
+
+  attach (server: S): void { this.#of(server).attach(server) }
+  detach (server: S): void { this.#byMethod.get(server.target.method)?.detach(server) }
+
+  /** Hot path: one Map lookup, then the method's forward(). */
+  forward (conn: C): void {
+    this.#byMethod.get(conn.server!.target.method)!.forward(conn)
+  }
+
+  /** Relayed connections open now, over every method. */
+  get active (): number {
+    let n = 0
+    for (const f of this.#byMethod.values()) n += f.active
+    return n
+  }
+
+  /** The forwarder of a method, if one was created (tests, metrics). */
+  get (method: ForwardMethod): Forwarder<C, S> | undefined { return this.#byMethod.get(method) }
+
+  async close (): Promise<void> {
+    await Promise.all([...this.#byMethod.values()].map((f) => f.close()))
+  }
+
+  #of (server: S): Forwarder<C, S> {
+    const method = server.target.method
+    let f = this.#byMethod.get(method)
+    if (f === undefined) {
+      f = FACTORIES[method](this.#parts)
+      this.#byMethod.set(method, f)
+    }
+    return f
+  }
+}
