@@ -150,6 +150,9 @@ const limits = strict({
   maxHeaderBytes: intIn(256, 1_048_576).default(16_384),
   connectTimeoutMs: intIn(1, MAX_INT32).default(3_000),
   idleTimeoutMs: intIn(1, MAX_INT32).default(300_000),
+  drainTimeoutMs: intIn(1, 60_000).default(1_000),
+  maxPendingConns: intIn(1, 1_048_576).default(4_096),
+  channelTimeoutMs: intIn(100, 600_000).default(2_000),
 })
 
 /** The whole document. `baseDir` resolves relative socket paths. Build one per parse (cheap). */

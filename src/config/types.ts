@@ -15,6 +15,19 @@ export interface LimitsConfig {
   readonly connectTimeoutMs: number
   /** Relayed connections: idle timeout in both directions (default 300000). */
   readonly idleTimeoutMs: number
+  /**
+   * After the dispatcher answered a client itself (400, 408, 431, 404, 503), the most time it keeps reading
+   * and discarding what the client still sends before it closes the socket, from the answer on, whatever
+   * the client does (default 1000).
+   */
+  readonly drainTimeoutMs: number
+  /**
+   * The most connections the dispatcher owns at once (heads arriving, answers draining); when a new one
+   * would exceed it, the oldest is closed (default 4096).
+   */
+  readonly maxPendingConns: number
+  /** A handoff back end that does not answer its channel's heartbeat within this is taken out of rotation (default 2000). */
+  readonly channelTimeoutMs: number
 }
 
 export type ForwardMethod = 'handoff' | 'splice' | 'pipe'
