@@ -56,7 +56,8 @@ export class Baton {
     this.#config = config
     this.#cluster = new Cluster(config.services, (cfg) => resolveTarget(cfg, nativeOk))
     this.#health = new HealthState({ holdDownMs: RELAY_HOLDDOWN_MS }, log)
-    const relay = { connectTimeoutMs: config.limits.connectTimeoutMs, idleTimeoutMs: config.limits.idleTimeoutMs }
+    const { connectTimeoutMs, idleTimeoutMs, channelTimeoutMs } = config.limits
+    const relay = { connectTimeoutMs, idleTimeoutMs, channelTimeoutMs }
     let forwarders: Forwarders<Conn, ServerState> | undefined
     this.#path = new DataPath(log, this.#cluster, this.#routingFor(config), (sink) => {
       forwarders = new Forwarders({ sink, health: this.#health, log, options: relay })

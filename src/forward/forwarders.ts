@@ -18,7 +18,7 @@ export interface ForwardParts<C extends ForwardConn<S>, S extends ForwardServer>
 type Factory = <C extends ForwardConn<S>, S extends ForwardServer>(parts: ForwardParts<C, S>) => Forwarder<C, S>
 
 const FACTORIES: Readonly<Record<ForwardMethod, Factory>> = {
-  handoff: (p) => new HandoffForwarder(p.sink, p.health, p.log),
+  handoff: (p) => new HandoffForwarder(p.sink, p.health, p.options, p.log),
   splice: (p) => createSpliceForwarder(p.sink, p.health, p.options, p.log),
   pipe: (p) => createPipeForwarder(p.sink, p.health, p.options, p.log),
 }

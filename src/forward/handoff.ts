@@ -7,7 +7,7 @@ import type { Logger } from '../log'
 import { native } from '../native/binding'
 import { encodeHandoff, MAX_MESSAGE_BYTES } from '../protocol/handoff'
 import { HandoffChannel } from './handoff-channel'
-import type { ForwardConn, Forwarder, ForwardServer, ForwardSink, HealthInput } from './types'
+import type { ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, HealthInput } from './types'
 
 export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer> implements Forwarder<C, S> {
   readonly method = 'handoff' as const
@@ -16,14 +16,16 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   readonly #sink: ForwardSink<C, S>
   readonly #health: HealthInput<S>
   readonly #log: Logger
+  readonly #opts: ForwarderOptions
   readonly #allowedUids: ReadonlySet<number>
   readonly #channels = new Map<S, HandoffChannel<C>>()
   readonly #meta = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
 
   /** Channels accept peers running as root or as this process's uid (SO_PEERCRED). */
-  constructor (sink: ForwardSink<C, S>, health: HealthInput<S>, log: Logger) {
+  constructor (sink: ForwardSink<C, S>, health: HealthInput<S>, opts: ForwarderOptions, log: Logger) {
     this.#sink = sink
     this.#health = health
+    this.#opts = opts
     this.#log = log
     this.#allowedUids = new Set([0, process.getuid?.() ?? 0])
   }

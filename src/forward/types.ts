@@ -109,4 +109,6 @@ export interface ForwarderOptions {
   readonly idleTimeoutMs: number
   /** Native relay only: pipe capacity per direction (F_SETPIPE_SZ). */
   readonly pipeSize?: number
+  /** Handoff: a back end that does not answer its channel's heartbeat within this is reported down. */
+  readonly channelTimeoutMs: number
 }
