@@ -15,6 +15,7 @@ import type { Service } from './cluster/service'
 import type { Config, ServerConfig } from './config/types'
 import type { Conn } from './dispatcher/conn'
 import { DataPath, type Routing } from './dispatcher/data-path'
+import type { PendingCounts } from './dispatcher/pending'
 import { listenJs, listenNative, type Listener } from './dispatcher/listeners'
 import { BatonError } from './errors'
 import { Forwarders } from './forward/forwarders'
@@ -76,6 +77,8 @@ export class Baton {
 
   /** Every real server's state, in config order (ipvsadm -L -n, in short). */
   servers (): ServerSnapshot[] { return this.#cluster.snapshot() }
+  /** Connections the dispatcher owns now (heads arriving, answers draining) and how many were shed. */
+  pending (): PendingCounts { return this.#path.pending }
 
   /** Connects the channels, listens, starts the admin API. On failure everything started is stopped again. */
   async start (): Promise<void> {
@@ -165,7 +168,7 @@ export class Baton {
       this.#admin = await startAdmin(this.#config.admin!, {
         servers: () => this.#cluster.snapshot(),
         outcomes: () => this.#path.outcomes,
-        waiting: () => this.#path.waiting,
+        pending: () => this.#path.pending,
       }, this.#log)
     } catch (err) {
       throw new BatonError('BATON_ERR_ADMIN_LISTEN', `admin API: ${(err as Error).message}`, { cause: err })

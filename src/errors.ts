@@ -14,6 +14,7 @@ export const CODES = {
   BATON_ERR_HEADER_TIMEOUT: 'request head not complete within limits.headerTimeoutMs (408)',
   BATON_ERR_CLIENT_GONE: 'the client closed or reset before the request head was complete',
   BATON_ERR_NO_ROUTE: 'no route matched the request (404)',
+  BATON_ERR_PENDING_LIMIT: 'the dispatcher held limits.maxPendingConns connections: the oldest was closed unanswered',
   // scheduling and forwarding
   BATON_ERR_NO_SERVER: 'no real server available for the service (503)',
   BATON_ERR_HANDOFF_FAILED: 'sending the connection to a real server failed',

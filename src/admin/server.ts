@@ -6,14 +6,15 @@ import http from 'node:http'
 import type net from 'node:net'
 import type { ServerSnapshot } from '../cluster/types'
 import type { AdminConfig } from '../config/types'
+import type { PendingCounts } from '../dispatcher/pending'
 import type { Logger } from '../log'
 
 export interface AdminSource {
   servers (): readonly ServerSnapshot[]
   /** Connections by how they ended: handoff, splice, pipe, status-400, ... */
   outcomes (): ReadonlyMap<string, number>
-  /** Connections whose request head is still arriving. */
-  waiting (): number
+  /** Connections the dispatcher owns now (heads arriving, answers draining) and how many were shed. */
+  pending (): PendingCounts
 }
 
 export interface AdminServer {
@@ -74,8 +75,12 @@ function metrics (src: AdminSource): string {
   lines.push('# HELP baton_connections_total connections the dispatcher finished with, by outcome',
     '# TYPE baton_connections_total counter')
   for (const [outcome, n] of src.outcomes()) lines.push(`baton_connections_total{outcome=${quote(outcome)}} ${n}`)
-  lines.push('# HELP baton_head_waiting connections whose request head is still arriving', '# TYPE baton_head_waiting gauge',
-    `baton_head_waiting ${src.waiting()}`)
+  const p = src.pending()
+  lines.push('# HELP baton_pending_connections connections the dispatcher owns: heads arriving, answers draining',
+    '# TYPE baton_pending_connections gauge',
+    `baton_pending_connections{state="head"} ${p.head}`, `baton_pending_connections{state="drain"} ${p.drain}`,
+    '# HELP baton_pending_shed_total connections closed unanswered because limits.maxPendingConns was reached',
+    '# TYPE baton_pending_shed_total counter', `baton_pending_shed_total ${p.shed}`)
   return lines.join('\n') + '\n'
 }
 

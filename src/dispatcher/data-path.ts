@@ -3,7 +3,7 @@
 // because the client left. Everything that can fail funnels into answer() or gone(); nothing throws across
 // an event boundary.
 //
-// Entries: accept() (native listener), acceptRead() (JS listener: head already read), close(). Forwarding
+// Entries: accept() (native listener), acceptSocket() (JS listener), close(). Forwarding
 // completions come back through the ForwardSink this class implements; the data path never asks which
 // method a server uses. Counters move here (bind at handoff or relay start, LVS's bind; feedback after),
 // and only here.
@@ -24,13 +24,12 @@ import type { RequestHead, SniffResult } from '../request/types'
 import type { PickContext } from '../schedulers/types'
 import { ConnLog } from './conn-log'
 import { Conn } from './conn'
-import { HeadWait, type HeadWaitResult } from './head-wait'
+import { HeadWait, SocketHeadWait, type HeadWaitResult } from './head-wait'
+import { PendingSet, type PendingCounts, type PendingEntry } from './pending'
 import { respond } from './respond'
 
 /** How many servers one connection may try before the dispatcher answers 503 itself. */
 const MAX_ATTEMPTS = 4
-/** How long an answered client may keep sending before its socket is destroyed. */
-const DRAIN_TIMEOUT_MS = 5000
 
 /** What a reload swaps atomically for the next connection. */
 export interface Routing {
@@ -63,8 +62,10 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
   readonly #cluster: Cluster
   readonly #forwarder: ServerForwarder
   readonly #ctx = new MutablePickContext()
-  readonly #onWaitDone = (w: HeadWait, r: HeadWaitResult): void => { this.#waitDone(w, r) }
-  readonly #waiting = new Map<HeadWait, Conn>()
+  readonly #onWaitDone = (w: HeadWait | SocketHeadWait, r: HeadWaitResult): void => { this.#waitDone(w, r) }
+  /** Heads arriving, with their entry in #pending. */
+  readonly #waiting = new Map<HeadWait | SocketHeadWait, { readonly conn: Conn; readonly entry: PendingEntry }>()
+  readonly #pending: PendingSet
   readonly #connLog: ConnLog
   #routing: Routing
   #waitBuf: Buffer
@@ -78,6 +79,7 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
     this.#cluster = cluster
     this.#routing = routing
     this.#waitBuf = Buffer.allocUnsafe(routing.limits.maxHeaderBytes)
+    this.#pending = new PendingSet(routing.limits.maxPendingConns)
     this.#connLog = new ConnLog(log)
     this.#forwarder = makeForwarder(this)
   }
@@ -85,14 +87,15 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
   /** Connections the dispatcher finished with, by outcome (handoff, splice, status-400, ...). */
   get outcomes (): ReadonlyMap<string, number> { return this.#connLog.outcomes }
 
-  /** Connections whose head is still arriving. */
-  get waiting (): number { return this.#waiting.size }
+  /** Connections the dispatcher owns now, by state (heads arriving, answers draining), and how many were shed. */
+  get pending (): PendingCounts { return this.#pending.counts }
 
   get routing (): Routing { return this.#routing }
 
   /** Reload: routes and limits for every connection accepted from now on. Connections in flight keep theirs. */
   setRouting (routing: Routing): void {
     this.#routing = routing
+    this.#pending.setMax(routing.limits.maxPendingConns)
     if (routing.limits.maxHeaderBytes !== this.#waitBuf.length) this.#waitBuf = Buffer.allocUnsafe(routing.limits.maxHeaderBytes)
   }
 
@@ -113,14 +116,14 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
   }
 
   /**
-   * JS listener entry (no addon): the listener read `consumed` from `socket` itself and sniffed it (or
-   * gave up: 'timeout' = 408, 'gone' = the client left). The dispatcher owns the socket from here.
+   * JS listener entry (no addon): the dispatcher owns `socket` from here and reads the head from it (bytes
+   * read are kept and forwarded first).
    */
-  acceptRead (socket: net.Socket, consumed: Buffer, r: HeadWaitResult, local: LocalEnd): void {
+  acceptSocket (socket: net.Socket, local: LocalEnd): void {
     const conn = new Conn(this.#nextId++, -1, socket, socket.remoteAddress ?? '', socket.remotePort ?? 0,
       local.host, local.port, performance.now())
-    conn.consumed = consumed
-    this.#waitResult(conn, r)
+    const limits = this.#routing.limits
+    this.#hold(conn, new SocketHeadWait(socket, limits.maxHeaderBytes, limits.headerTimeoutMs, this.#onWaitDone))
   }
 
   #sniffed (conn: Conn, r: SniffResult): void {
@@ -204,11 +207,17 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
     this.#answer(conn, 503, 'BATON_ERR_NO_SERVER', 'no server available')
   }
 
-  /** The dispatcher answers the client itself and closes it gracefully. */
+  /**
+   * The dispatcher answers the client itself and closes it gracefully: the socket drains until the client
+   * closes or limits.drainTimeoutMs passes, counted in #pending meanwhile.
+   */
   #answer (conn: Conn, status: number, code: ErrorCode, reason: string): void {
     const { fd, socket } = conn
     conn.release()
-    respond(fd, socket, status, code, DRAIN_TIMEOUT_MS)
+    const pending = this.#pending
+    const s = respond(fd, socket, status, code, this.#routing.limits.drainTimeoutMs, () => { pending.delete(entry) })
+    const entry: PendingEntry = { kind: 'drain', shed: () => { s.destroy() } }
+    pending.add(entry)
     this.#connLog.finish(conn, `status-${status}`, undefined, code, reason)
   }
 
@@ -229,12 +238,31 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
       this.#gone(conn, (err as Error).message)
       return
     }
-    this.#waiting.set(w, conn)
+    this.#hold(conn, w)
   }
 
-  #waitDone (w: HeadWait, r: HeadWaitResult): void {
-    const conn = this.#waiting.get(w)!
+  /** Counts a head wait in #pending; shedding cancels it and closes the client without an answer. */
+  #hold (conn: Conn, w: HeadWait | SocketHeadWait): void {
+    const entry: PendingEntry = {
+      kind: 'head',
+      shed: () => {
+        w.cancel()
+        this.#waiting.delete(w)
+        if (conn.fd >= 0) native.close(conn.fd)
+        conn.socket?.destroy()
+        conn.release()
+        this.#connLog.finish(conn, 'shed', undefined, 'BATON_ERR_PENDING_LIMIT', 'limits.maxPendingConns reached')
+      },
+    }
+    this.#waiting.set(w, { conn, entry })
+    this.#pending.add(entry)
+  }
+
+  #waitDone (w: HeadWait | SocketHeadWait, r: HeadWaitResult): void {
+    const { conn, entry } = this.#waiting.get(w)!
     this.#waiting.delete(w)
+    this.#pending.delete(entry)
+    if (w instanceof SocketHeadWait) conn.consumed = w.consumed
     this.#waitResult(conn, r)
   }
 
@@ -244,13 +272,9 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
     else if (r.kind !== 'incomplete') this.#sniffed(conn, r)
   }
 
-  /** Shutdown: stop waiting for heads and close those clients; write pending access lines. */
+  /** Shutdown: close every client the dispatcher still owns (heads arriving, answers draining); write pending access lines. */
   close (): void {
-    for (const [w, conn] of this.#waiting) {
-      w.cancel()
-      this.#gone(conn, 'dispatcher closing')
-    }
-    this.#waiting.clear()
+    this.#pending.shedAll()
     this.#connLog.flush()
   }
 }

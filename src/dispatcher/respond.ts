@@ -1,7 +1,9 @@
-// The dispatcher's own answers: 400, 404, 408, 431, 503, 505, always with Connection: close. The client
+// The dispatcher's own answers: 400, 404, 408, 431, 502, 503, 505, always with Connection: close. The client
 // becomes a net.Socket only here (and in the JS relay): building one costs more than the rest of the path.
-// After the response the socket keeps reading (and discarding) what the client sends until the client
-// closes or drainTimeoutMs passes: closing with unread data would send an RST that can destroy the response.
+// After the response the socket keeps reading (and discarding) what the client sends, because closing with
+// unread data sends an RST that can destroy the response in flight; but only until an absolute deadline,
+// drainTimeoutMs from the answer, set once and never restarted by the client's bytes, so no client
+// behaviour keeps the descriptor longer.
 import net from 'node:net'
 
 const REASONS: Record<number, string> = {
@@ -31,17 +33,22 @@ export function responseBytes (status: number, code: string): Buffer {
 }
 
 /**
- * Writes the response and closes gracefully. Takes ownership of `fd` (when socket is undefined) or of `socket`.
- * `done` runs once, when the socket has closed.
+ * Writes the response and closes gracefully, by `drainTimeoutMs` at the latest. Takes ownership of `fd`
+ * (when socket is undefined) or of `socket`. `done` runs once, when the socket has closed. Returns the
+ * socket, so that the caller can destroy it earlier (shedding).
  */
 export function respond (fd: number, socket: net.Socket | undefined, status: number, code: string,
-  drainTimeoutMs: number, done?: () => void): void {
+  drainTimeoutMs: number, done?: () => void): net.Socket {
   const s = socket ?? new net.Socket({ fd, readable: true, writable: true })
+  const deadline = setTimeout(() => { s.destroy() }, drainTimeoutMs)
   s.on('error', noop)
-  if (done !== undefined) s.once('close', done)
-  s.setTimeout(drainTimeoutMs, () => s.destroy())
+  s.once('close', () => {
+    clearTimeout(deadline)
+    done?.()
+  })
   s.end(responseBytes(status, code))
   s.resume()
+  return s
 }
 
 function noop (): void {}

@@ -37,7 +37,7 @@ describe.runIf(process.platform === 'linux' && native.available)('admin API', ()
     expect(text).toContain('baton_server_weight{service="s",server="a1"} 3')
     expect(text).toMatch(/baton_connections_total\{outcome="handoff"\} [1-9]/)
     expect(text).toMatch(/baton_connections_total\{outcome="status-400"\} [1-9]/)
-    expect(text).toContain('baton_head_waiting 0')
+    expect(text).toContain('baton_pending_connections{state="head"} 0')
   })
 
   it('answers /healthz, 404 elsewhere, 405 to writes', async () => {
