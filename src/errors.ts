@@ -18,7 +18,7 @@ export const CODES = {
   // scheduling and forwarding
   BATON_ERR_NO_SERVER: 'no real server available for the service (503)',
   BATON_ERR_HANDOFF_FAILED: 'sending the connection to a real server failed',
-  BATON_ERR_CHANNEL_DOWN: 'the handoff channel to a real server is closed',
+  BATON_ERR_CHANNEL_DOWN: 'the handoff channel to a real server is closed or does not answer',
   BATON_ERR_CHANNEL_PEER: 'the peer of a handoff channel failed the credentials check',
   BATON_ERR_CONNECT_FAILED: 'connecting to a relayed real server failed',
   BATON_ERR_CONNECT_TIMEOUT: 'connecting to a relayed real server timed out',

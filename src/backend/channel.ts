@@ -1,8 +1,12 @@
 // The back end's end of one handoff channel (one per connected dispatcher). Receives client fds, adopts each
 // as a net.Socket on the http.Server, tracks each connection's state and reports counter deltas to the
-// dispatcher once per event-loop turn: active = a request in flight, inactive = idle keep-alive.
+// dispatcher once per event-loop turn: active = a request in flight, inactive = idle keep-alive. Answers
+// each PING with a PONG from the poll callback that read it (never from a timer): a back end whose event
+// loop is blocked, or whose process is stopped, does not answer, and the dispatcher takes it out of rotation.
 import net from 'node:net'
-import { decodeHandoff, encodeFeedback, FEEDBACK_BYTES, MAX_MESSAGE_BYTES, MSG_GOODBYE, type HandoffMeta } from '../protocol/handoff'
+import {
+  decodeHandoff, encodeFeedback, encodePong, FEEDBACK_BYTES, MAX_MESSAGE_BYTES, MSG_GOODBYE, type HandoffMeta,
+} from '../protocol/handoff'
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
 
@@ -99,12 +103,24 @@ export class BackendChannel {
       if (n <= 0) { this.#lostDispatcher(); return }
       const meta = decodeHandoff(this.#buf, n)
       if (fd < 0 || meta === null || this.#out[1] !== 0) {
+        if (fd < 0 && this.#pong(n)) continue
         if (fd >= 0) native.close(fd)
         this.#host.error(new Error(`handoff channel: ${fd < 0 ? 'message without a descriptor' : 'bad message'}`))
         continue
       }
       this.#adopt(fd, meta)
     }
+  }
+
+  /**
+   * Answers the PING in #buf at once; false when the message is not a PING. A PONG that does not fit
+   * (EAGAIN: the dispatcher is not reading) is dropped: the dispatcher counts it as silence and pings again.
+   */
+  #pong (n: number): boolean {
+    const len = encodePong(this.#msg, this.#buf, n)
+    if (len < 0) return false
+    native.sendMsg(this.fd, this.#msg, len)
+    return true
   }
 
   #adopt (fd: number, meta: HandoffMeta): void {

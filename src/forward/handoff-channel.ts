@@ -6,18 +6,29 @@
 // queues in FIFO order (once anything is queued, everything behind it is queued too) and drains on
 // WRITABLE. Any other send error or an EOF means the back end is gone: the channel goes down at once, queued
 // clients go back to the dispatcher to be sent elsewhere, and a reconnect is scheduled with backoff.
+//
+// Liveness (handoff-heartbeat.ts): the channel PINGs every channelTimeoutMs / 4. Only a PONG counts as an
+// answer: it proves the back end read everything sent before its PING, where a FEEDBACK only shows that its
+// event loop runs. A back end that does not answer for channelTimeoutMs, or leaves a queued client unsent
+// that long, is unresponsive (stopped, blocked, not reading its channel): the channel reports down() but
+// stays open (a stopped process's listen backlog would take a reconnect at once, and the server would flap),
+// hands queued clients back once each has waited channelTimeoutMs, and reports up() at the next PONG.
+// Clients sent before it was noticed wait in the back end's socket and go on when the back end does. A
+// channel is up from its connect, so a back end already stopped then is noticed like any other.
 import { BatonError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
-import { FEEDBACK_BYTES, MAX_MESSAGE_BYTES, MSG_FEEDBACK, MSG_GOODBYE } from '../protocol/handoff'
+import { FEEDBACK_BYTES, HEARTBEAT_BYTES, MAX_MESSAGE_BYTES, MSG_FEEDBACK, MSG_GOODBYE, MSG_PONG } from '../protocol/handoff'
+import { Heartbeat } from './handoff-heartbeat'
 
 export interface HandoffChannelHooks<T> {
-  /** The channel connected and the peer passed the credentials check. */
-  up (): void
+  /** New connections may go: the channel connected (the peer passed the credentials check), or answers again. */
+  up (why: string): void
   /**
    * No new connections until up() again. connectionsLost: the channel itself closed (the back end process
-   * died or dropped us), so every connection it held is gone; false when the back end only said goodbye.
+   * died or dropped us), so every connection it held is gone; false when the back end said goodbye or stopped
+   * answering (the channel stays open).
    */
   down (err: BatonError, connectionsLost: boolean): void
   feedback (dActive: number, dInactive: number, closed: number): void
@@ -27,7 +38,8 @@ export interface HandoffChannelHooks<T> {
   unsent (item: T, err: BatonError): void
 }
 
-interface Queued<T> { readonly fd: number; readonly meta: Buffer; readonly item: T }
+/** `tick`: the heartbeat tick it was queued at (a client waits at most channelTimeoutMs in the queue). */
+interface Queued<T> { readonly fd: number; readonly meta: Buffer; readonly item: T; readonly tick: number }
 
 const RECONNECT_MIN_MS = 100
 const RECONNECT_MAX_MS = 5000
@@ -40,19 +52,28 @@ export class HandoffChannel<T> {
   readonly #allowedUids: ReadonlySet<number>
   readonly #recvBuf = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
   readonly #recvOut = new Int32Array(2)
+  readonly #timeoutMs: number
+  readonly #hb: Heartbeat
   #fd = -1
   #poller: PollerHandle | undefined
   #queue: Queued<T>[] = []
-  #ready = false
+  #ready = false // connected, not draining and responsive: new connections may be sent
+  #draining = false // the back end said GOODBYE
+  #responsive = false // it answered within channelTimeoutMs
+  #ponged = false // a PONG came on this connection (a back end from before PING never answers)
   #closed = false
   #retryMs = RECONNECT_MIN_MS
   #retryTimer: NodeJS.Timeout | undefined
 
-  constructor (path: string, hooks: HandoffChannelHooks<T>, log: Logger, allowedUids: ReadonlySet<number>) {
+  /** channelTimeoutMs: limits.channelTimeoutMs, the bound on silence and on waiting in the send queue. */
+  constructor (path: string, hooks: HandoffChannelHooks<T>, log: Logger, allowedUids: ReadonlySet<number>,
+    channelTimeoutMs: number) {
     this.path = path
     this.#hooks = hooks
     this.#log = log
     this.#allowedUids = allowedUids
+    this.#timeoutMs = channelTimeoutMs
+    this.#hb = new Heartbeat(channelTimeoutMs, () => this.#onTick())
   }
 
   /** True while new connections may be sent. */
@@ -83,15 +104,20 @@ export class HandoffChannel<T> {
       return
     }
     this.#ready = true
+    this.#draining = false
+    this.#responsive = true
+    this.#ponged = false
     this.#retryMs = RECONNECT_MIN_MS
+    this.#hb.start()
     this.#log.info({ path: this.path }, 'handoff channel up')
-    this.#hooks.up()
+    this.#hooks.up('channel connected')
   }
 
   /**
    * Hands `fd` over. Returns 0 when sent (the channel closed the caller's copy: the back end owns the client),
-   * 1 when queued (the channel owns the fd until sent() or unsent()), or -errno when the channel failed (the
-   * caller still owns the fd; the channel is down now). Hot path.
+   * 1 when queued (the channel owns the fd until sent() or unsent(), at most channelTimeoutMs), or -errno when
+   * the channel failed or is not ready (the caller still owns the fd; the channel is down now). Hot path: the
+   * clock is not read, and a queued client records the heartbeat's tick count.
    */
   send (fd: number, meta: Buffer, metaLen: number, item: T): number {
     if (!this.#ready) return -native.constants.ECONNRESET
@@ -108,7 +134,7 @@ export class HandoffChannel<T> {
       }
       this.#poller!.start(native.constants.READABLE | native.constants.WRITABLE | native.constants.DISCONNECT)
     }
-    this.#queue.push({ fd, meta: Buffer.from(meta.subarray(0, metaLen)), item })
+    this.#queue.push({ fd, meta: Buffer.from(meta.subarray(0, metaLen)), item, tick: this.#hb.tick })
     return 1
   }
 
@@ -122,7 +148,7 @@ export class HandoffChannel<T> {
   #onPoll (status: number, events: number): void {
     if (status < 0) {
       this.#fail(new BatonError('BATON_ERR_CHANNEL_DOWN', `poll ${this.path}: ${native.errnoName(-status)}`,
-        { source: 'backend' }))
+        { source: 'backend', retryable: true }))
       return
     }
     if ((events & native.constants.WRITABLE) !== 0) this.#drain()
@@ -153,7 +179,7 @@ export class HandoffChannel<T> {
       if (n === -native.constants.EAGAIN) return
       if (n <= 0) {
         const why = n === 0 ? 'back end closed the channel' : native.errnoName(-n)
-        this.#fail(new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: ${why}`, { source: 'backend' }))
+        this.#fail(new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: ${why}`, { source: 'backend', retryable: true }))
         return
       }
       this.#onMessage(n)
@@ -164,16 +190,71 @@ export class HandoffChannel<T> {
     const b = this.#recvBuf
     if (b[0] === MSG_FEEDBACK && n === FEEDBACK_BYTES) {
       this.#hooks.feedback(b.readInt32LE(5), b.readInt32LE(9), b.readUInt32LE(1))
+    } else if (b[0] === MSG_PONG && n === HEARTBEAT_BYTES) {
+      this.#ponged = true
+      this.#hb.heard()
+      if (!this.#responsive) this.#answeredAgain()
     } else if (b[0] === MSG_GOODBYE && n === 1) {
-      if (this.#ready) {
-        this.#ready = false
-        this.#hooks.down(new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: back end is draining`,
-          { source: 'backend' }), false)
-      }
+      this.#draining = true
+      this.#notReady(new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: back end is draining`, { source: 'backend' }))
     } else {
       this.#fail(new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: protocol error (type ${b[0]}, ${n} bytes)`,
-        { source: 'backend' }))
+        { source: 'backend', retryable: true }))
     }
+  }
+
+  /** Every channelTimeoutMs / 4 while connected: read what waits (a late tick is not silence), judge, ping. */
+  #onTick (): void {
+    this.#read()
+    if (this.#fd < 0) return
+    const hb = this.#hb
+    if (this.#responsive && hb.silent) {
+      this.#unresponsive(`no answer to a heartbeat in ${this.#timeoutMs} ms` +
+        (this.#ponged ? '' : ' (none ever came on this connection; a baton/backend from before PING never answers)'))
+    } else if (this.#responsive && this.#queue.length > 0 && hb.expired(this.#queue[0]!.tick)) {
+      this.#unresponsive(`a client waited ${this.#timeoutMs} ms in the send queue`)
+    }
+    this.#expireQueued()
+    const rc = hb.ping(this.#fd)
+    if (rc < 0 && rc !== -native.constants.EAGAIN) { // EAGAIN: not sent, so not answered: silence counts on
+      this.#fail(new BatonError('BATON_ERR_CHANNEL_DOWN', `ping ${this.path}: ${native.errnoName(-rc)}`,
+        { source: 'backend', retryable: true }))
+    }
+  }
+
+  #unresponsive (why: string): void {
+    this.#responsive = false
+    const err = new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: ${why}`, { source: 'backend' })
+    this.#log.warn({ path: this.path, err: err.message, code: err.code }, 'handoff channel unresponsive')
+    this.#notReady(err)
+  }
+
+  #answeredAgain (): void {
+    this.#responsive = true
+    this.#log.info({ path: this.path }, 'handoff channel answers again')
+    if (this.#draining) return
+    this.#ready = true
+    this.#hooks.up('back end answers again')
+  }
+
+  /** The channel stays open but takes nothing new (draining or unresponsive). */
+  #notReady (err: BatonError): void {
+    if (!this.#ready) return
+    this.#ready = false
+    this.#hooks.down(err, false)
+  }
+
+  /** Hands back queued clients that waited channelTimeoutMs, unsent: the data path tries another server. */
+  #expireQueued (): void {
+    const q = this.#queue
+    let n = 0
+    while (n < q.length && this.#hb.expired(q[n]!.tick)) n++
+    if (n === 0) return
+    const expired = q.splice(0, n)
+    if (q.length === 0) this.#poller?.start(native.constants.READABLE | native.constants.DISCONNECT)
+    const err = new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: not sent within ${this.#timeoutMs} ms`,
+      { source: 'backend', retryable: true })
+    for (const e of expired) this.#hooks.unsent(e.item, err)
   }
 
   #fail (err: BatonError, reconnect = true): void {
@@ -190,6 +271,7 @@ export class HandoffChannel<T> {
 
   #teardown (): void {
     this.#ready = false
+    this.#hb.stop()
     this.#poller?.close()
     this.#poller = undefined
     if (this.#fd >= 0) native.close(this.#fd)

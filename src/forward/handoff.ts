@@ -37,7 +37,7 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     const sink = this.#sink
     const health = this.#health
     const ch = new HandoffChannel<C>(path, {
-      up: () => { health.channel(server, true, 'channel connected') },
+      up: (why) => { health.channel(server, true, why) },
       down: (err, connectionsLost) => {
         health.channel(server, false, err.message)
         if (connectionsLost) sink.lost(server)
@@ -45,7 +45,7 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
       feedback: (dActive, dInactive, closed) => { sink.feedback(server, dActive, dInactive, closed) },
       sent: (conn) => { sink.handedOff(conn) },
       unsent: (conn, err) => { sink.failed(conn, err) },
-    }, this.#log.child({ svc: server.service, backend: server.id }), this.#allowedUids)
+    }, this.#log.child({ svc: server.service, backend: server.id }), this.#allowedUids, this.#opts.channelTimeoutMs)
     this.#channels.set(server, ch)
     ch.open()
   }

@@ -7,13 +7,29 @@
 //            Counter deltas for the connections this channel handed over, coalesced per event-loop turn:
 //            active = a request in flight, inactive = idle keep-alive. `closed` connections ended.
 //   GOODBYE  u8 type=3   The back end takes no new connections (draining); existing ones continue.
-// Anything else is a protocol error: the receiver closes the channel.
+// Heartbeat (liveness), no fd:
+//   PING     u8 type=4 | u32le seq   dispatcher -> back end, every limits.channelTimeoutMs / 4.
+//   PONG     u8 type=5 | u32le seq   back end -> dispatcher: the PING's seq, sent at once by the code that
+//            reads the channel (never by a timer), so a back end that is stopped, blocked or not reading its
+//            channel does not answer. A back end never sends PONG unasked.
+//
+// Versions: HANDOFF carries PROTOCOL_VERSION; the other messages are known by type and exact length. The
+// dispatcher closes the channel on any message it does not know. The back end reports one it does not know
+// (onError) and reads on, so a message added for the back end does not cut an older back end off.
+// PING/PONG joined version 1 later, and every back end must answer PING: a baton/backend from before them
+// reports each PING as a message without a descriptor and never answers, so a newer dispatcher keeps its
+// channel open but takes it out of rotation as unresponsive. Upgrade back ends before the dispatcher; a
+// newer back end works with an older dispatcher, which never pings.
 
 export const MSG_HANDOFF = 1
 export const MSG_FEEDBACK = 2
 export const MSG_GOODBYE = 3
+export const MSG_PING = 4
+export const MSG_PONG = 5
 export const PROTOCOL_VERSION = 1
 export const FEEDBACK_BYTES = 13
+/** PING and PONG. */
+export const HEARTBEAT_BYTES = 5
 /** Largest message either side sends or expects. */
 export const MAX_MESSAGE_BYTES = 1024
 
@@ -52,6 +68,20 @@ export function encodeFeedback (buf: Buffer, closed: number, dActive: number, dI
   buf.writeInt32LE(dActive | 0, 5)
   buf.writeInt32LE(dInactive | 0, 9)
   return FEEDBACK_BYTES
+}
+
+export function encodePing (buf: Buffer, seq: number): number {
+  buf[0] = MSG_PING
+  buf.writeUInt32LE(seq >>> 0, 1)
+  return HEARTBEAT_BYTES
+}
+
+/** The answer to the PING in ping[0..len): the same seq, or -1 when that is not a PING. */
+export function encodePong (buf: Buffer, ping: Buffer, len: number): number {
+  if (len !== HEARTBEAT_BYTES || ping[0] !== MSG_PING) return -1
+  buf[0] = MSG_PONG
+  buf.writeUInt32LE(ping.readUInt32LE(1), 1)
+  return HEARTBEAT_BYTES
 }
 
 function writeShortString (buf: Buffer, off: number, s: string): number {
