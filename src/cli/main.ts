@@ -112,7 +112,9 @@ function load (file: string): Config | undefined {
       process.stderr.write(`${err.message}\n`)
       return undefined
     }
-    throw err
+    // Not a config issue but a failure while checking one (a bug): still one positioned line, no stack.
+    process.stderr.write(`${file}:1:1: cannot check the configuration: ${err instanceof Error ? err.message : String(err)}\n`)
+    return undefined
   }
 }
 
@@ -149,18 +151,33 @@ function untilSignal (close: () => Promise<void>): Promise<number> {
   })
 }
 
+/** Exits once stdout and stderr have taken everything written (a pipe may still hold queued writes). */
+function exit (code: number): void {
+  let pending = 2
+  const done = (): void => { if (--pending === 0) process.exit(code) }
+  process.stdout.write('', done)
+  process.stderr.write('', done)
+}
+
 main(process.argv.slice(2)).then(
-  (code) => { process.exit(code) },
+  (code) => { exit(code) },
   (err: unknown) => {
     if (err instanceof UsageError) {
       process.stderr.write(`baton: ${err.message}\n\n${USAGE}`)
-      process.exit(2)
+      exit(2)
+      return
     }
     if (err instanceof ConfigError) {
       for (const issue of err.issues) process.stderr.write(`${formatIssue(issue)}\n`)
-      process.exit(2)
+      exit(2)
+      return
+    }
+    if (err instanceof BatonError && err.code === 'BATON_ERR_CONFIG_READ') { // demo's own load
+      process.stderr.write(`${err.message}\n`)
+      exit(2)
+      return
     }
     process.stderr.write(`baton: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
-    process.exit(1)
+    exit(1)
   },
 )

@@ -2,28 +2,22 @@
 // file:line:col. Three passes, all run before reporting: YAML syntax (source.ts), the shape and each value
 // (schema.ts), and the rules between values (checks.ts). Config time only; nothing here listens or logs.
 
-import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { BatonError, ConfigError, type ConfigIssue } from '../errors'
+import { ConfigError, type ConfigIssue } from '../errors'
 import { checkConfig, type ResolvedService } from './checks'
 import { fromZodIssues } from './issues'
 import { configSchema, type ParsedConfig } from './schema'
+import { readConfigText } from './read'
 import { readYaml } from './source'
 import type { Config, RouteConfig, ServerConfig, ServiceConfig } from './types'
 
 /**
  * Reads and parses a config file. Throws BatonError BATON_ERR_CONFIG_READ if the file cannot be read, and
- * ConfigError (BATON_ERR_CONFIG_INVALID) with all issues if it is not a valid config.
+ * ConfigError (BATON_ERR_CONFIG_INVALID) with all issues if it is not a valid config (read.ts: too large,
+ * not UTF-8). Every message starts with `file:line:col: `.
  */
 export function loadConfigFile (file: string): Config {
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message
-    throw new BatonError('BATON_ERR_CONFIG_READ', `${file}: cannot read the configuration (${reason})`, { cause: err, source: 'config' })
-  }
-  return parseConfig(text, file)
+  return parseConfig(readConfigText(file), file)
 }
 
 /**

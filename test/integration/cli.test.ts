@@ -58,7 +58,7 @@ describe('baton check', () => {
   it('exits 1 for a file it cannot read', () => {
     const r = baton('check', 'missing.yaml')
     expect(r.code).toBe(1)
-    expect(r.stderr).toBe('missing.yaml: cannot read the configuration (ENOENT)\n')
+    expect(r.stderr).toBe('missing.yaml:1:1: cannot read the configuration (ENOENT: no such file or directory)\n')
   })
 
   it('passes every example in config/examples', () => {
@@ -86,7 +86,7 @@ describe('baton start', () => {
   it('exits 2 when the default config/baton.yaml is missing', () => {
     const r = baton('start')
     expect(r.code).toBe(2)
-    expect(r.stderr).toBe('config/baton.yaml: cannot read the configuration (ENOENT)\n')
+    expect(r.stderr).toBe('config/baton.yaml:1:1: cannot read the configuration (ENOENT: no such file or directory)\n')
   })
 })
 

@@ -15,7 +15,7 @@ describe('YAML errors', () => {
 
   it('reports a duplicate key', () => {
     expect(issuesOf(yaml(LISTEN, ...SERVICE, 'listen: 127.0.0.1:9090'))).toEqual([
-      'baton.yaml:5:1: YAML: Map keys must be unique',
+      'baton.yaml:5:1: YAML: duplicate key "listen" (map keys must be unique)',
     ])
   })
 
@@ -274,7 +274,7 @@ describe('reporting', () => {
       loadConfigFile('/nonexistent/baton.yaml')
     } catch (err) {
       expect((err as BatonError).code).toBe('BATON_ERR_CONFIG_READ')
-      expect((err as Error).message).toBe('/nonexistent/baton.yaml: cannot read the configuration (ENOENT)')
+      expect((err as Error).message).toBe('/nonexistent/baton.yaml:1:1: cannot read the configuration (ENOENT: no such file or directory)')
     }
   })
 })
