@@ -20,6 +20,7 @@ import { listenJs, listenNative, type Listener } from './dispatcher/listeners'
 import { BatonError } from './errors'
 import { Forwarders } from './forward/forwarders'
 import { resolveTarget } from './forward/method'
+import { NO_CHECKS } from './health/record'
 import { HealthState } from './health/state'
 import { createLogger, type Logger } from './log'
 import { native } from './native/binding'
@@ -140,7 +141,7 @@ export class Baton {
     const cluster = this.#cluster
     cluster.observe({
       added: (s) => {
-        health.track(s, cluster.service(s.service)!, forwarders.reportsLiveness(s))
+        health.track(s, cluster.service(s.service)!, forwarders.reportsLiveness(s), NO_CHECKS)
         forwarders.attach(s)
       },
       removed: (s) => {

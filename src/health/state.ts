@@ -1,40 +1,44 @@
 // The one writer of a real server's `up` flag and effective weight (through Service.applyHealth). Every
 // signal about a server's health reports here, and only this file decides:
 //
-//   channel liveness  (handoff: forwarders report their channel up or down)  decides a channel server;
-//   connect failures  (relays: a passive check, as HAProxy's observe layer4) hold a relayed server down
-//                     for holdDownMs, then it takes new connections again;
-//   the operator's weight (Cluster verbs) is the effective weight while the server is up.
+//   channel liveness  handoff forwarders report their channel up or down (EOF, goodbye, no PONG); a server
+//                     with a channel is down while its channel is;
+//   active checks     health/checker.ts reports each result; `fall` failures in a row take the server down,
+//                     `rise` successes bring it back (HAProxy's rise/fall);
+//   passive signals   failed connects and resets before the first byte (relays): with active checks they
+//                     count as failed checks; without, they hold the server down for holdDownMs;
+//   the operator      admin state up / drain (weight 0, open connections finish) / maint (down, checks
+//                     paused), and the configured weight;
+//   the back end      its reports through baton/backend: ready / drain / maint and a weight percentage.
 //
-// Who may flip what: a channel server goes up only when its channel says so, and a connect failure does
-// not take it down (its channel is the stronger signal); a relayed server has no channel, so only a
-// hold-down and its expiry move it. Reports about servers that left the cluster are ignored.
-// Active checks, drain/maint and back-end reports (later) are more inputs to the same record.
+// Effective weight = configured weight x back-end percentage x slow-start ramp (linear over slowStartMs
+// after the server came up), or 0 while drained, or while failed with `quiescent` (kept in the list with
+// weight 0 instead of down, as ldirectord's quiescent=yes). Reports about servers that left are ignored.
 import type { ServerState } from '../cluster/types'
 import type { Service } from '../cluster/service'
 import type { BatonError } from '../errors'
 import type { HealthInput } from '../forward/types'
 import type { Logger } from '../log'
+import { isUp, newRecord, stateOf, type HealthPolicy, type HealthRecord, type ServerHealth } from './record'
+
+export type { HealthPolicy, ServerHealth } from './record'
+export type AdminState = 'up' | 'drain' | 'maint'
+export type AgentState = 'ready' | 'drain' | 'maint'
 
 export interface HealthOptions {
-  /** How long a relayed server whose connect failed gets no new connections. */
+  /** Without active checks: how long a relayed server whose connect failed gets no new connections. */
   readonly holdDownMs: number
+  /** Slow-start ramp step. */
+  readonly rampStepMs?: number
 }
-
-interface Record {
-  readonly server: ServerState
-  readonly service: Service
-  /** Liveness comes from a channel: undefined for servers without one. */
-  channelUp: boolean | undefined
-  heldDown: NodeJS.Timeout | undefined
-}
-
-export type HealthCause = 'channel-up' | 'channel-down' | 'connect-failed' | 'hold-down-over' | 'weight'
 
 export class HealthState implements HealthInput<ServerState> {
-  readonly #records = new Map<ServerState, Record>()
+  readonly #records = new Map<ServerState, HealthRecord>()
   readonly #opts: HealthOptions
   readonly #log: Logger
+  /** State changes so far, by service, server and new state (for /metrics). */
+  readonly changes = new Map<string, number>()
+  #ramp: NodeJS.Timeout | undefined
 
   constructor (opts: HealthOptions, log: Logger) {
     this.#opts = opts
@@ -42,8 +46,8 @@ export class HealthState implements HealthInput<ServerState> {
   }
 
   /** A server joined. `hasChannel`: it is down until its channel reports up. */
-  track (server: ServerState, service: Service, hasChannel: boolean): void {
-    const rec: Record = { server, service, channelUp: hasChannel ? false : undefined, heldDown: undefined }
+  track (server: ServerState, service: Service, hasChannel: boolean, policy: HealthPolicy): void {
+    const rec = newRecord(server, service, hasChannel, policy)
     this.#records.set(server, rec)
     this.#apply(rec, undefined)
   }
@@ -56,10 +60,12 @@ export class HealthState implements HealthInput<ServerState> {
     this.#records.delete(server)
   }
 
-  /** The operator's weight changed: recompute the effective weight. */
-  refresh (server: ServerState): void {
+  /** The operator's weight or the server's policy changed (reload): recompute. */
+  refresh (server: ServerState, policy?: HealthPolicy): void {
     const rec = this.#records.get(server)
-    if (rec !== undefined) this.#apply(rec, 'weight')
+    if (rec === undefined) return
+    if (policy !== undefined) rec.policy = policy
+    this.#apply(rec, 'weight')
   }
 
   channel (server: ServerState, up: boolean, why: string): void {
@@ -69,9 +75,12 @@ export class HealthState implements HealthInput<ServerState> {
     this.#apply(rec, up ? 'channel-up' : 'channel-down', why)
   }
 
+  /** A passive signal (failed connect, reset before the first byte). */
   connectFailed (server: ServerState, err: BatonError): void {
     const rec = this.#records.get(server)
-    if (rec === undefined || rec.channelUp !== undefined || rec.heldDown !== undefined) return
+    if (rec === undefined) return
+    if (rec.policy.checks) { this.check(server, false, `passive: ${err.message}`); return }
+    if (rec.channelUp !== undefined || rec.heldDown !== undefined) return // a channel is the stronger signal
     rec.heldDown = setTimeout(() => {
       rec.heldDown = undefined
       if (this.#records.get(server) === rec) this.#apply(rec, 'hold-down-over')
@@ -80,7 +89,53 @@ export class HealthState implements HealthInput<ServerState> {
     this.#apply(rec, 'connect-failed', err.message)
   }
 
-  /** Whether health lets the server take new connections (tests, admin). */
+  /** One active check result (health/checker.ts). rise/fall decide when the verdict flips. */
+  check (server: ServerState, ok: boolean, why: string): void {
+    const rec = this.#records.get(server)
+    if (rec === undefined || rec.admin === 'maint') return
+    if (ok) { rec.okRun++; rec.failRun = 0 } else { rec.failRun++; rec.okRun = 0 }
+    if (rec.checkUp && rec.failRun >= rec.policy.fall) rec.checkUp = false
+    else if (!rec.checkUp && rec.okRun >= rec.policy.rise) rec.checkUp = true
+    else return
+    this.#apply(rec, ok ? 'check-passed' : 'check-failed', why)
+  }
+
+  /** True while the last checks disagree with the verdict: the checker uses its fast interval. */
+  isChanging (server: ServerState): boolean {
+    const rec = this.#records.get(server)
+    return rec !== undefined && (rec.checkUp ? rec.failRun > 0 : rec.okRun > 0)
+  }
+
+  /** Whether active checks should run now (not in maint). */
+  wantsChecks (server: ServerState): boolean {
+    const rec = this.#records.get(server)
+    return rec !== undefined && rec.policy.checks && rec.admin !== 'maint'
+  }
+
+  /** The operator: up, drain (weight 0, open connections finish), maint (down, checks paused). */
+  setAdminState (server: ServerState, state: AdminState): void {
+    const rec = this.#records.get(server)
+    if (rec === undefined || rec.admin === state) return
+    rec.admin = state
+    this.#apply(rec, `admin-${state}`)
+  }
+
+  /** The back end's own report (baton/backend handle.setState / setWeight). percent: 0..100, undefined = keep. */
+  agent (server: ServerState, state: AgentState | undefined, percent: number | undefined): void {
+    const rec = this.#records.get(server)
+    if (rec === undefined) return
+    if (state !== undefined) rec.agent = state
+    if (percent !== undefined) rec.agentPercent = Math.max(0, Math.min(100, percent))
+    this.#apply(rec, 'agent')
+  }
+
+  /** The server's health as the admin API shows it. */
+  health (server: ServerState): ServerHealth | undefined {
+    const rec = this.#records.get(server)
+    return rec === undefined ? undefined : { state: stateOf(rec), admin: rec.admin, agent: rec.agent, agentPercent: rec.agentPercent }
+  }
+
+  /** Whether health lets the server take new connections. */
   isUp (server: ServerState): boolean {
     const rec = this.#records.get(server)
     return rec !== undefined && isUp(rec)
@@ -89,20 +144,55 @@ export class HealthState implements HealthInput<ServerState> {
   close (): void {
     for (const rec of this.#records.values()) clearTimeout(rec.heldDown)
     this.#records.clear()
+    clearInterval(this.#ramp)
+    this.#ramp = undefined
   }
 
-  #apply (rec: Record, cause: HealthCause | undefined, why?: string): void {
+  #apply (rec: HealthRecord, cause: string | undefined, why?: string): void {
     const s = rec.server
+    const before = rec.shown
     const up = isUp(rec)
-    const wasUp = s.up
-    rec.service.applyHealth(s, up, s.configWeight)
-    if (cause !== undefined && up !== wasUp) {
-      this.#log.info({ svc: s.service, backend: s.id, up, cause, ...(why !== undefined && { why }) },
-        up ? 'real server up' : 'real server down')
-    }
+    if (up && !s.up && rec.beenUp && rec.policy.slowStartMs > 0) rec.upSince = performance.now()
+    if (up) rec.beenUp = true
+    rec.service.applyHealth(s, up, this.#weight(rec, up))
+    const after = stateOf(rec)
+    rec.shown = after
+    if (cause === undefined || after === before) return
+    const key = `${s.service}\0${s.id}\0${after}`
+    this.changes.set(key, (this.changes.get(key) ?? 0) + 1)
+    this.#log.info({ svc: s.service, backend: s.id, state: after, from: before, cause, ...(why !== undefined && { why }) },
+      `real server ${after}`)
   }
-}
 
-function isUp (rec: Record): boolean {
-  return rec.channelUp !== false && rec.heldDown === undefined
+  /** configWeight x agent percent x slow-start ramp; 0 when drained or quiescently failed. */
+  #weight (rec: HealthRecord, up: boolean): number {
+    const s = rec.server
+    if (rec.admin === 'drain' || rec.agent === 'drain') return 0
+    if (rec.policy.quiescent && !rec.checkUp) return 0
+    let w = s.configWeight * rec.agentPercent / 100
+    if (up && rec.upSince !== undefined) {
+      const f = (performance.now() - rec.upSince) / rec.policy.slowStartMs
+      if (f >= 1) rec.upSince = undefined
+      else {
+        w *= f
+        this.#startRamp()
+      }
+    }
+    return w > 0 ? Math.max(1, Math.round(w)) : 0
+  }
+
+  /** One interval while any server ramps up; it stops itself when none does. */
+  #startRamp (): void {
+    if (this.#ramp !== undefined) return
+    this.#ramp = setInterval(() => {
+      let ramping = false
+      for (const rec of this.#records.values()) {
+        if (rec.upSince === undefined) continue
+        rec.service.applyHealth(rec.server, isUp(rec), this.#weight(rec, isUp(rec)))
+        ramping ||= rec.upSince !== undefined
+      }
+      if (!ramping) { clearInterval(this.#ramp); this.#ramp = undefined }
+    }, this.#opts.rampStepMs ?? 500)
+    this.#ramp.unref()
+  }
 }

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createService, type Service } from '../../../src/cluster/service'
 import type { ServerState } from '../../../src/cluster/types'
 import { BatonError } from '../../../src/errors'
+import { NO_CHECKS } from '../../../src/health/record'
 import { HealthState } from '../../../src/health/state'
 import { silentLogger } from '../../../src/log'
 import { ctx, serverConfig, serviceConfig } from '../schedulers/helpers'
@@ -28,8 +29,8 @@ describe('HealthState', () => {
   })
 
   it('keeps a channel server down until its channel reports up, and follows the channel after', () => {
-    health.track(A, svc, true)
-    health.track(B, svc, false)
+    health.track(A, svc, true, NO_CHECKS)
+    health.track(B, svc, false, NO_CHECKS)
     expect([A.up, B.up]).toEqual([false, true])
     expect(svc.pick(ctx())).toBe(B)
     health.channel(A, true, 'connected')
@@ -40,21 +41,21 @@ describe('HealthState', () => {
   })
 
   it('never lets a connect failure take down a channel server: its channel is the stronger signal', () => {
-    health.track(A, svc, true)
+    health.track(A, svc, true, NO_CHECKS)
     health.channel(A, true, 'connected')
     health.connectFailed(A, refused)
     expect(A.up).toBe(true)
   })
 
   it('ignores channel reports about a server without a channel', () => {
-    health.track(B, svc, false)
+    health.track(B, svc, false, NO_CHECKS)
     health.channel(B, false, 'stray')
     expect(B.up).toBe(true)
   })
 
   it('holds a relayed server down after a failed connect, then lets it take connections again', () => {
-    health.track(A, svc, false)
-    health.track(B, svc, false)
+    health.track(A, svc, false, NO_CHECKS)
+    health.track(B, svc, false, NO_CHECKS)
     health.connectFailed(B, refused)
     expect(B.up).toBe(false)
     expect(health.isUp(B)).toBe(false)
@@ -67,7 +68,7 @@ describe('HealthState', () => {
   })
 
   it('derives the effective weight from the operator weight, and keeps it while the server is down', () => {
-    health.track(A, svc, false)
+    health.track(A, svc, false, NO_CHECKS)
     svc.setConfigWeight(A, 7)
     expect(A.weight).toBe(3)                   // nothing changes until health recomputes
     health.refresh(A)
@@ -77,7 +78,7 @@ describe('HealthState', () => {
   })
 
   it('forgets an untracked server: late reports and timers change nothing', () => {
-    health.track(B, svc, false)
+    health.track(B, svc, false, NO_CHECKS)
     health.connectFailed(B, refused)
     health.untrack(B)
     vi.advanceTimersByTime(HOLD_MS * 2)
@@ -89,7 +90,7 @@ describe('HealthState', () => {
   })
 
   it('leaves no timer behind on close', () => {
-    health.track(A, svc, false)
+    health.track(A, svc, false, NO_CHECKS)
     health.connectFailed(A, refused)
     expect(vi.getTimerCount()).toBe(1)
     health.close()
