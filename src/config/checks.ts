@@ -9,6 +9,7 @@ import { isLoopback } from '../net/ip'
 import { parseAddress } from './address'
 import { DEFAULT_KEY_SPEC, parseKeySpec } from './key'
 import { describe, label } from './issues'
+import { compilePattern } from './pattern'
 import type { PathSegment, RawIssue } from './source'
 import type { KeySpec } from './types'
 
@@ -182,9 +183,9 @@ function checkCaptureKeys (data: Raw, resolved: Array<ResolvedService | undefine
       issues.push(issue(['routes', i], `needs a match.pathRegex with the group of the ${want}`))
       return
     }
-    let groups: RegExpExecArray | null
-    try { groups = new RegExp(`${String(source)}|`).exec('') } catch { return }  // schema.ts reports it
-    const found = typeof key.group === 'number' ? key.group < (groups?.length ?? 0) : key.group in (groups?.groups ?? {})
+    const pattern = typeof source === 'string' ? compilePattern(source) : undefined
+    if (pattern === undefined || typeof pattern === 'string') return  // schema.ts reports it
+    const found = typeof key.group === 'number' ? key.group <= pattern.groupCount : pattern.groupNames.includes(key.group)
     if (!found) issues.push(issue(['routes', i, 'match', 'pathRegex'], `has no group for the ${want}`))
   })
 }

@@ -7,7 +7,7 @@ import type { KeySpec } from './types'
 export const DEFAULT_KEY_SPEC: KeySpec = Object.freeze({ kind: 'path' })
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-const GROUP_NAME = /^[A-Za-z_$][A-Za-z0-9_$]*$/
+const GROUP_NAME = /^[A-Za-z0-9_]+$/                            // an RE2 group name (all digits: a number)
 const KINDS = 'path, host, host+path, header:NAME, cookie:NAME, client-ip, client-ip/NN, capture:N, capture:NAME'
 
 /**

@@ -112,7 +112,7 @@ function buildRoutes (data: ParsedConfig, services: readonly ServiceConfig[]): R
   })
 }
 
-/** Freezes plain objects, arrays and RegExps (non-global ones never write lastIndex, so freezing is safe). */
+/** Freezes objects and arrays by their own enumerable keys (a Pattern's engine is private and stays live). */
 function deepFreeze<T> (value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value)

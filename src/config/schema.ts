@@ -1,5 +1,5 @@
 // The shape of baton.yaml and the rule for each single value, as a zod schema: types, ranges, defaults,
-// unknown keys, and conversions (addresses, regexes, lower-cased hosts). Rules that relate two values
+// unknown keys, and conversions (addresses, RE2 patterns, lower-cased hosts). Rules that relate two values
 // (unique names, handoff xor address, routes naming services) live in checks.ts, so that they run even
 // when some value here is wrong and every issue is reported at once. Messages name the rule, never the
 // value: issues.ts prefixes the path and appends `, got <value>`.
@@ -7,6 +7,7 @@
 import { isAbsolute, resolve } from 'node:path'
 import { z } from 'zod'
 import { parseAddress } from './address'
+import { compilePattern } from './pattern'
 
 const NAME = /^[A-Za-z0-9_.-]+$/
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/                          // RFC 9110 tchar
@@ -64,14 +65,12 @@ function socketPath (baseDir: string) {
   })
 }
 
+/** An RE2 pattern (pattern.ts), compiled here once; the engine's reason when it refuses one. */
 const regex = z.string({ error: 'must be a regular expression' }).transform((v, ctx) => {
-  try {
-    return new RegExp(v)
-  } catch (err) {
-    const reason = (err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '')
-    ctx.issues.push({ code: 'custom', message: `must be a valid regular expression (${reason})`, input: v })
-    return z.NEVER
-  }
+  const pattern = compilePattern(v)
+  if (typeof pattern !== 'string') return pattern
+  ctx.issues.push({ code: 'custom', message: `must be a valid RE2 regular expression (${pattern})`, input: v })
+  return z.NEVER
 })
 
 const urlPath = text('must be a path starting with "/"').startsWith('/', { error: 'must be a path starting with "/"' })

@@ -1,5 +1,6 @@
 // The validated, frozen configuration. src/config/load.ts builds it from YAML; nothing else creates one.
 // Durations are milliseconds unless the name says otherwise; sizes are bytes.
+import type { Pattern } from './pattern'
 
 export interface ListenAddress {
   readonly host: string
@@ -79,15 +80,16 @@ export interface ServiceConfig {
 export interface HeaderMatch {
   /** Lower-cased header name. */
   readonly name: string
-  /** Exact value (case-sensitive) or a regular expression; neither = header present. */
+  /** Exact value (case-sensitive) or an RE2 pattern (config/pattern.ts); neither = header present. */
   readonly value?: string
-  readonly regex?: RegExp
+  readonly regex?: Pattern
 }
 
 export interface RouteMatch {
   readonly path?: string
   readonly pathExact?: string
-  readonly pathRegex?: RegExp
+  /** Tested against the routing path (request/path.ts); its groups feed `capture:` keys. */
+  readonly pathRegex?: Pattern
   /** Lower-cased host names; '*.example.com' matches any subdomain (not example.com itself). */
   readonly host?: readonly string[]
   /** Upper-cased methods. */

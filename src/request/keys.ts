@@ -1,5 +1,6 @@
 // The key of one request for locality and hash schedulers (extractKey, hot path: called once per
 // connection, allocates at most the returned string). What `key:` means is config/key.ts.
+import type { Captures } from '../config/pattern'
 import type { KeySpec } from '../config/types'
 import { maskAddress } from '../net/ip'
 import type { RequestHead } from './types'
@@ -9,10 +10,11 @@ import type { RequestHead } from './types'
  * Host for `host`). header: the first field with that name. cookie: the first cookie of that name in
  * any Cookie field, surrounding double quotes removed. client-ip/NN: the masked IPv4 as a dotted
  * quad ("10.1.2.0"); an IPv4-mapped IPv6 client is treated as IPv4; a native IPv6 client is keyed by its
- * first 64 bits ("2001:db8:1:2::"), the prefix a site usually gets, whatever NN is.
+ * first 64 bits ("2001:db8:1:2::"), the prefix a site usually gets, whatever NN is. capture: the group of
+ * the route's pathRegex match (`captures`, null when the route has none).
  */
 export function extractKey (spec: KeySpec, head: RequestHead, clientAddress: string,
-  captures: RegExpExecArray | null): string | undefined {
+  captures: Captures | null): string | undefined {
   switch (spec.kind) {
     case 'path': return head.path
     case 'host': return head.host === '' ? undefined : head.host
@@ -20,10 +22,7 @@ export function extractKey (spec: KeySpec, head: RequestHead, clientAddress: str
     case 'header': return headerValue(head.headers, spec.name)
     case 'cookie': return cookieValue(head.headers, spec.name)
     case 'client-ip': return spec.prefixLength === undefined ? clientAddress : maskAddress(clientAddress, spec.prefixLength)
-    case 'capture': {
-      if (captures === null) return undefined
-      return typeof spec.group === 'number' ? captures[spec.group] : captures.groups?.[spec.group]
-    }
+    case 'capture': return captures === null ? undefined : captures.group(spec.group)
   }
 }
 

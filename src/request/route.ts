@@ -1,12 +1,14 @@
 // Routes: ordered predicates over the request head -> service; first match wins (KTCPVS). Compiled once per
-// config. match() runs per connection: no allocation except a RegExp exec when a route uses pathRegex.
+// config. match() runs per connection. It allocates nothing for a route without pathRegex; a pathRegex
+// match costs one linear-time RE2 search (config/pattern.ts) and its Captures.
+import type { Captures, Pattern } from '../config/pattern'
 import type { HeaderMatch, RouteConfig } from '../config/types'
 import type { RequestHead } from './types'
 
 export interface RouteMatchResult<S> {
   readonly route: CompiledRoute<S>
-  /** The pathRegex exec result, for `capture:` keys; null when the route has no pathRegex. */
-  readonly captures: RegExpExecArray | null
+  /** The pathRegex match, for `capture:` keys; null when the route has no pathRegex. */
+  readonly captures: Captures | null
 }
 
 export interface CompiledRoute<S> {
@@ -22,30 +24,30 @@ class Route<S> implements CompiledRoute<S> {
   readonly service: S
   readonly config: RouteConfig
   readonly #hosts: readonly HostPattern[] | undefined
-  readonly #methods: readonly string[] | undefined
-  readonly #headers: readonly HeaderMatch[] | undefined
-  readonly #pathRegex: RegExp | undefined
+  readonly #pathRegex: Pattern | undefined
+  /** The result when the route has no pathRegex: made once, returned for every match. */
+  readonly #plain: RouteMatchResult<S>
 
   constructor (config: RouteConfig, service: S) {
     this.name = config.name
     this.service = service
     this.config = config
     this.#hosts = config.match.host?.map(compileHost)
-    this.#methods = config.match.method
-    this.#headers = config.match.header?.map((h) => h.regex === undefined ? h : { ...h, regex: stateless(h.regex) })
-    this.#pathRegex = config.match.pathRegex === undefined ? undefined : stateless(config.match.pathRegex)
+    this.#pathRegex = config.match.pathRegex
+    this.#plain = Object.freeze({ route: this, captures: null })
   }
 
-  /** undefined = no match; null = match without captures; an exec result = match with captures. */
-  test (head: RequestHead): RegExpExecArray | null | undefined {
+  /** The result when every predicate holds, else null. */
+  match (head: RequestHead): RouteMatchResult<S> | null {
     const m = this.config.match
-    if (m.path !== undefined && !head.path.startsWith(m.path)) return undefined
-    if (m.pathExact !== undefined && head.path !== m.pathExact) return undefined
-    if (this.#methods !== undefined && !this.#methods.includes(head.method)) return undefined
-    if (this.#hosts !== undefined && !matchHost(this.#hosts, head.host)) return undefined
-    if (this.#headers !== undefined && !matchHeaders(this.#headers, head.headers)) return undefined
-    if (this.#pathRegex === undefined) return null
-    return this.#pathRegex.exec(head.path) ?? undefined
+    if (m.path !== undefined && !head.path.startsWith(m.path)) return null
+    if (m.pathExact !== undefined && head.path !== m.pathExact) return null
+    if (m.method !== undefined && !m.method.includes(head.method)) return null
+    if (this.#hosts !== undefined && !matchHost(this.#hosts, head.host)) return null
+    if (m.header !== undefined && !matchHeaders(m.header, head.headers)) return null
+    if (this.#pathRegex === undefined) return this.#plain
+    const captures = this.#pathRegex.exec(head.path)
+    return captures === null ? null : { route: this, captures }
   }
 }
 
@@ -59,16 +61,11 @@ export class Router<S> {
   /** The first route that matches, or null (the dispatcher answers 404). */
   match (head: RequestHead): RouteMatchResult<S> | null {
     for (const route of this.#routes) {
-      const captures = route.test(head)
-      if (captures !== undefined) return { route, captures }
+      const result = route.match(head)
+      if (result !== null) return result
     }
     return null
   }
-}
-
-/** A private copy without the g and y flags, so exec()/test() keep no state between connections. */
-function stateless (re: RegExp): RegExp {
-  return new RegExp(re.source, re.flags.replace(/[gy]/g, ''))
 }
 
 function compileHost (pattern: string): HostPattern {

@@ -196,12 +196,29 @@ describe('routes', () => {
       '    service: api',
     )).toEqual([
       'baton.yaml:6:20: routes.0.match.path: must be a path starting with "/", got "static"',
-      'baton.yaml:6:39: routes.0.match.pathRegex: must be a valid regular expression (Unterminated group), got "(a"',
+      'baton.yaml:6:39: routes.0.match.pathRegex: must be a valid RE2 regular expression (missing closing ): `(a`), got "(a"',
       'baton.yaml:8:37: routes.1.match.host.1: must be a host name ("*." allowed only as the first label), got "a.*.example.com"',
       'baton.yaml:8:71: routes.1.match.method.1: must be an HTTP method (token characters only), got "GE T"',
       'baton.yaml:8:95: routes.1.match.header.X-N: must be a string (quote numbers and booleans), got 1',
       'baton.yaml:10:24: routes.2.match.header.0: give value or regex, not both',
       'baton.yaml:10:67: routes.2.match.header.1.name: must be a header name (token characters only), got "a b"',
+    ])
+  })
+
+  it('refuses what RE2 cannot run in linear time, naming the key, the reason and the pattern at its position', () => {
+    expect(routes(
+      '  - match: { pathRegex: "^/(a)\\\\1" }',
+      '    service: api',
+      '  - match: { pathRegex: "^/a(?=b)" }',
+      '    service: api',
+      '  - match: { header: [ { name: X-A, regex: "(?<!x)y" }, { name: X-B, regex: "\\\\u0041" } ] }',
+      '    service: api',
+      '  - { match: { pathRegex: "(?i)^/ok/(?<id>[0-9]+)$" }, service: api }',
+    )).toEqual([
+      'baton.yaml:6:25: routes.0.match.pathRegex: must be a valid RE2 regular expression (invalid escape sequence: `\\1` (RE2 has no backreferences)), got "^/(a)\\\\1"',
+      'baton.yaml:8:25: routes.1.match.pathRegex: must be a valid RE2 regular expression (invalid or unsupported Perl syntax: `(?=` (RE2 has no lookahead)), got "^/a(?=b)"',
+      'baton.yaml:10:44: routes.2.match.header.0.regex: must be a valid RE2 regular expression (lookbehind is not supported: `(?<!x)y`), got "(?<!x)y"',
+      'baton.yaml:10:77: routes.2.match.header.1.regex: must be a valid RE2 regular expression (invalid escape sequence: `\\u` (write \\x{263A} for a code point)), got "\\\\u0041"',
     ])
   })
 

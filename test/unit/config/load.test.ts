@@ -90,9 +90,9 @@ describe('parseConfig: values', () => {
     expect(a).toEqual({ name: 'assets', service: 'static', match: { path: '/static/', host: ['example.com', '*.example.com'], method: ['GET'], header: [{ name: 'x-debug', value: '1' }] } })
     expect(b?.name).toBe('route-1')
     expect(b?.match.pathExact).toBe('/x')
-    expect(b?.match.pathRegex).toBeInstanceOf(RegExp)
-    expect(b?.match.pathRegex?.exec('/u/42')?.[1]).toBe('42')
-    expect(b?.match.header).toEqual([{ name: 'cookie', regex: /sid=/ }, { name: 'x-a' }])
+    expect(b?.match.pathRegex?.source).toBe('^/u/(\\d+)$')
+    expect(b?.match.pathRegex?.exec('/u/42')?.group(1)).toBe('42')
+    expect(b?.match.header?.map((h) => [h.name, h.regex?.source])).toEqual([['cookie', 'sid='], ['x-a', undefined]])
     expect(c).toEqual({ name: 'route-2', match: {}, service: 'static' })
   })
 
@@ -103,7 +103,8 @@ describe('parseConfig: values', () => {
     expect(Object.isFrozen(config.routes[0]?.match.host)).toBe(true)
     expect(Object.isFrozen(config.limits)).toBe(true)
     expect(() => { (config.limits as { maxHeaderBytes: number }).maxHeaderBytes = 1 }).toThrow(TypeError)
-    expect(config.routes[1]?.match.pathRegex?.test('/u/1')).toBe(true)   // a frozen RegExp still matches
+    expect(config.routes[1]?.match.pathRegex?.test('/u/1')).toBe(true)   // a frozen config's pattern still matches
+    expect(config.routes[1]?.match.pathRegex?.test('/u/x')).toBe(false)
   })
 
   it('accepts a non-loopback admin listener with allowRemote', () => {
