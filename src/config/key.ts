@@ -29,6 +29,9 @@ export function parseKeySpec (raw: unknown, path: string): KeySpec {
   const arg = colon < 0 ? '' : raw.slice(colon + 1)
   if (kind === 'header' || kind === 'cookie') {
     if (!TOKEN.test(arg)) return fail(`"${raw}": ${kind} name must be a non-empty token`)
+    if (kind === 'header' && arg.toLowerCase() === 'set-cookie') {
+      return fail(`"${raw}": Set-Cookie is a response header (Node gives the application a list, not a value)`)
+    }
     return kind === 'header' ? { kind, name: arg.toLowerCase() } : { kind, name: arg }
   }
   if (kind === 'capture') {

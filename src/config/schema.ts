@@ -13,6 +13,7 @@ const NAME = /^[A-Za-z0-9_.-]+$/
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/                          // RFC 9110 tchar
 const HOST = /^(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/
 const MAX_INT32 = 2_147_483_647
+const SET_COOKIE = 'must not be Set-Cookie (a response header; Node gives the application a list, not a value)'
 /** sun_path is 108 bytes including the terminating NUL (abstract names: the leading NUL). */
 const MAX_SOCKET_PATH = 107
 
@@ -86,9 +87,11 @@ const method = z.string({ error: 'must be an HTTP method' })
   .regex(TOKEN, { error: 'must be an HTTP method (token characters only)' })
   .transform((v) => v.toUpperCase())
 
+/** Set-Cookie is refused: Node gives the application a request's Set-Cookie fields as a list, not a value. */
 const headerName = z.string({ error: 'must be a header name' })
   .regex(TOKEN, { error: 'must be a header name (token characters only)' })
   .transform((v) => v.toLowerCase())
+  .refine((v) => v !== 'set-cookie', { error: SET_COOKIE })
 
 const headerValue = z.string({ error: 'must be a string (quote numbers and booleans)' })
 
@@ -99,7 +102,10 @@ const headers = z.union([
   z.record(z.string(), headerValue, { error: 'must be a map of header: value or a list of { name, value, regex }' })
     .transform((map, ctx) => Object.entries(map).map(([key, value]) => {
       const parsed = headerName.safeParse(key)
-      if (!parsed.success) ctx.issues.push({ code: 'custom', message: 'header names must be tokens', input: key, path: [key] })
+      if (!parsed.success) {
+        const message = parsed.error.issues[0]?.message === SET_COOKIE ? SET_COOKIE : 'header names must be tokens'
+        ctx.issues.push({ code: 'custom', message, input: key, path: [key] })
+      }
       return { name: key.toLowerCase(), value, regex: undefined }
     })),
 ], { error: 'must be a map of header: value or a list of { name, value, regex }' })

@@ -80,7 +80,10 @@ export interface ServiceConfig {
 export interface HeaderMatch {
   /** Lower-cased header name. */
   readonly name: string
-  /** Exact value (case-sensitive) or an RE2 pattern (config/pattern.ts); neither = header present. */
+  /**
+   * Exact value (case-sensitive) or an RE2 pattern, tested against the value Node gives the application
+   * (request/headers.ts); neither = header present.
+   */
   readonly value?: string
   readonly regex?: Pattern
 }

@@ -24,6 +24,7 @@ async function main (): Promise<void> {
       method: req.method,
       url: req.url,
       host: req.headers.host,
+      headers: req.headers,
       client: `${req.socket.remoteAddress}:${req.socket.remotePort}`,
       via: info !== undefined ? `handoff (service ${info.service}, route ${info.route}, conn ${info.connId})` : 'tcp',
       requestsServed: requests,

@@ -1,17 +1,19 @@
 // The key of one request for locality and hash schedulers (extractKey, hot path: called once per
-// connection, allocates at most the returned string). What `key:` means is config/key.ts.
+// connection, allocates at most the returned string and the joined value of a repeated header). What
+// `key:` means is config/key.ts.
 import type { Captures } from '../config/pattern'
 import type { KeySpec } from '../config/types'
 import { maskAddress } from '../net/ip'
+import { headerValueAsNode } from './headers'
 import type { RequestHead } from './types'
 
 /**
  * The request's key, or undefined when it is missing (no such header, cookie or capture group; no
- * Host for `host`). header: the first field with that name. cookie: the first cookie of that name in
- * any Cookie field, surrounding double quotes removed. client-ip/NN: the masked IPv4 as a dotted
- * quad ("10.1.2.0"); an IPv4-mapped IPv6 client is treated as IPv4; a native IPv6 client is keyed by its
- * first 64 bits ("2001:db8:1:2::"), the prefix a site usually gets, whatever NN is. capture: the group of
- * the route's pathRegex match (`captures`, null when the route has none).
+ * Host for `host`). header: the value Node gives the application (headers.ts: the first field for some
+ * names, all of them joined for the rest). cookie: see cookieValue. client-ip/NN: the masked IPv4 as a
+ * dotted quad ("10.1.2.0"); an IPv4-mapped IPv6 client is treated as IPv4; a native IPv6 client is keyed
+ * by its first 64 bits ("2001:db8:1:2::"), the prefix a site usually gets, whatever NN is. capture: the
+ * group of the route's pathRegex match (`captures`, null when the route has none).
  */
 export function extractKey (spec: KeySpec, head: RequestHead, clientAddress: string,
   captures: Captures | null): string | undefined {
@@ -19,38 +21,20 @@ export function extractKey (spec: KeySpec, head: RequestHead, clientAddress: str
     case 'path': return head.path
     case 'host': return head.host === '' ? undefined : head.host
     case 'host+path': return head.host + head.path
-    case 'header': return headerValue(head.headers, spec.name)
+    case 'header': return headerValueAsNode(head.headers, spec.name)
     case 'cookie': return cookieValue(head.headers, spec.name)
     case 'client-ip': return spec.prefixLength === undefined ? clientAddress : maskAddress(clientAddress, spec.prefixLength)
     case 'capture': return captures === null ? undefined : captures.group(spec.group)
   }
 }
 
-/** ASCII case-insensitive equality of `field` with the lower-case `lower`, no allocation. */
-function nameIs (field: string, lower: string): boolean {
-  if (field.length !== lower.length) return false
-  for (let i = 0; i < field.length; i++) {
-    let c = field.charCodeAt(i)
-    if (c >= 65 && c <= 90) c += 32
-    if (c !== lower.charCodeAt(i)) return false
-  }
-  return true
-}
-
-export function headerValue (headers: readonly string[], lowerName: string): string | undefined {
-  for (let i = 0; i + 1 < headers.length; i += 2) {
-    if (nameIs(headers[i]!, lowerName)) return headers[i + 1]
-  }
-  return undefined
-}
-
+/**
+ * The first cookie named `name` in the Cookie value the application sees (every Cookie field joined with
+ * '; ', as Node does), surrounding double quotes removed; the `cookie` package also keeps the first.
+ */
 export function cookieValue (headers: readonly string[], name: string): string | undefined {
-  for (let i = 0; i + 1 < headers.length; i += 2) {
-    if (!nameIs(headers[i]!, 'cookie')) continue
-    const v = findCookie(headers[i + 1]!, name)
-    if (v !== undefined) return v
-  }
-  return undefined
+  const joined = headerValueAsNode(headers, 'cookie')
+  return joined === undefined ? undefined : findCookie(joined, name)
 }
 
 /** Scans `a=1; b=2` pairs in place; only the returned value is sliced out. */

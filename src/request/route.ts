@@ -1,8 +1,10 @@
 // Routes: ordered predicates over the request head -> service; first match wins (KTCPVS). Compiled once per
 // config. match() runs per connection. It allocates nothing for a route without pathRegex; a pathRegex
-// match costs one linear-time RE2 search (config/pattern.ts) and its Captures.
+// match costs one linear-time RE2 search (config/pattern.ts) and its Captures. Header predicates read the
+// value Node gives the application (headers.ts), which allocates only for a repeated, joined field.
 import type { Captures, Pattern } from '../config/pattern'
 import type { HeaderMatch, RouteConfig } from '../config/types'
+import { headerValueAsNode } from './headers'
 import type { RequestHead } from './types'
 
 export interface RouteMatchResult<S> {
@@ -84,19 +86,15 @@ function matchHost (patterns: readonly HostPattern[], host: string): boolean {
   return false
 }
 
-/** Every header predicate must hold. Header names compare case-insensitively; any one instance may match. */
+/**
+ * Every header predicate must hold, on the value Node gives the application for that name (the first
+ * field, or all of them joined: headers.ts), so a repeated field cannot route one way and act another.
+ */
 function matchHeaders (predicates: readonly HeaderMatch[], headers: readonly string[]): boolean {
   for (const p of predicates) {
-    let found = false
-    for (let i = 0; i < headers.length && !found; i += 2) {
-      const name = headers[i]!
-      if (name.length !== p.name.length || name.toLowerCase() !== p.name) continue
-      const value = headers[i + 1]!
-      if (p.value !== undefined) found = value === p.value
-      else if (p.regex !== undefined) found = p.regex.test(value)
-      else found = true
-    }
-    if (!found) return false
+    const value = headerValueAsNode(headers, p.name)
+    if (value === undefined) return false
+    if (p.value !== undefined ? value !== p.value : p.regex !== undefined && !p.regex.test(value)) return false
   }
   return true
 }

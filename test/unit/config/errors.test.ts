@@ -222,6 +222,16 @@ describe('routes', () => {
     ])
   })
 
+  it('refuses Set-Cookie in header predicates: Node gives the application a list', () => {
+    expect(routes(
+      '  - { match: { header: { Set-Cookie: x } }, service: api }',
+      '  - { match: { header: [ { name: set-cookie } ] }, service: api }',
+    )).toEqual([
+      'baton.yaml:6:38: routes.0.match.header.Set-Cookie: must not be Set-Cookie (a response header; Node gives the application a list, not a value), got "x"',
+      'baton.yaml:7:34: routes.1.match.header.0.name: must not be Set-Cookie (a response header; Node gives the application a list, not a value), got "set-cookie"',
+    ])
+  })
+
   it('needs routes to name defined services', () => {
     expect(routes('  - { service: nope }')).toEqual(['baton.yaml:6:16: routes.0.service: no service named "nope"'])
     expect(routes('  - { match: { path: / } }')).toEqual(['baton.yaml:6:5: routes.0.service: is required'])

@@ -23,7 +23,7 @@ describe('parseKeySpec', () => {
     expect(parseKeySpec('capture:2', 'k')).toEqual({ kind: 'capture', group: 2 })
     expect(parseKeySpec('capture:tenant', 'k')).toEqual({ kind: 'capture', group: 'tenant' })
   })
-  it.each([['url'], ['header:'], ['cookie:a b'], ['client-ip/33'], ['capture:'], ['capture:1-x'], [42]])('rejects %j at its path', (raw) => {
+  it.each([['url'], ['header:'], ['cookie:a b'], ['client-ip/33'], ['capture:'], ['capture:1-x'], ['header:Set-Cookie'], [42]])('rejects %j at its path', (raw) => {
     try {
       parseKeySpec(raw, 'services.1.key')
       throw new Error('accepted')
@@ -47,7 +47,13 @@ describe('extractKey', () => {
     expect(extractKey({ kind: 'header', name: 'x-user' }, h, '', null)).toBe('alice')
     expect(extractKey({ kind: 'header', name: 'x-none' }, h, '', null)).toBeUndefined()
   })
-  it('cookies with spaces, quotes and several Cookie fields; missing -> undefined', () => {
+  it('a repeated header is keyed as Node gives it: joined, or the first field for first-wins names', () => {
+    const r = head(['X-User', 'alice', 'x-user', 'bob', 'User-Agent', 'curl', 'user-agent', 'evil', 'X-E', '', 'x-e', ''])
+    expect(extractKey({ kind: 'header', name: 'x-user' }, r, '', null)).toBe('alice, bob')
+    expect(extractKey({ kind: 'header', name: 'user-agent' }, r, '', null)).toBe('curl')
+    expect(extractKey({ kind: 'header', name: 'x-e' }, r, '', null)).toBe(', ')
+  })
+  it('cookies with spaces, quotes and several Cookie fields (joined with "; " as Node does); missing -> undefined', () => {
     expect(extractKey({ kind: 'cookie', name: 'a' }, h, '', null)).toBe('1')
     expect(extractKey({ kind: 'cookie', name: 'sid' }, h, '', null)).toBe('xyz')
     expect(extractKey({ kind: 'cookie', name: 'b' }, h, '', null)).toBe('2')
@@ -55,6 +61,8 @@ describe('extractKey', () => {
     expect(extractKey({ kind: 'cookie', name: 's' }, h, '', null)).toBeUndefined()
     expect(extractKey({ kind: 'cookie', name: 'sid' }, head([]), '', null)).toBeUndefined()
     expect(extractKey({ kind: 'cookie', name: 'x' }, head(['Cookie', 'x=']), '', null)).toBe('')
+    expect(extractKey({ kind: 'cookie', name: 'sid' }, head(['Cookie', 'sid=1', 'Cookie', 'sid=2']), '', null)).toBe('1')
+    expect(extractKey({ kind: 'cookie', name: 'sid' }, head(['Cookie', '', 'Cookie', 'sid=2']), '', null)).toBe('2')
   })
   it('client-ip with and without a prefix', () => {
     expect(extractKey({ kind: 'client-ip' }, h, '10.1.2.3', null)).toBe('10.1.2.3')

@@ -1,5 +1,6 @@
 // Router: ordered routes, first match wins; every predicate kind alone and combined; pathRegex captures;
-// host wildcards; header predicates (repeated fields); stateless RE2 patterns; configs from the real loader.
+// host wildcards; header predicates on the value Node gives the application (first-wins and joined fields);
+// stateless RE2 patterns; configs from the real loader.
 import { describe, expect, it } from 'vitest'
 import { parseConfig } from '../../../src/config/load'
 import { compilePattern, type Pattern } from '../../../src/config/pattern'
@@ -194,15 +195,28 @@ describe('Router: headers', () => {
     expect(hits(m, head({}, ['X-A', '', 'X-B', '2', 'X-C', 'x']))).toBe(false)
   })
 
-  it('a repeated header: each field is tested on its own and any one may match (values are not joined)', () => {
+  it('a repeated header is matched on the joined value Node gives the application, never on one field', () => {
     const fields = ['Accept', 'text/html', 'X-Tag', 'blue', 'x-tag', 'green']
-    expect(hits({ header: [{ name: 'x-tag', value: 'blue' }] }, head({}, fields))).toBe(true)
-    expect(hits({ header: [{ name: 'x-tag', value: 'green' }] }, head({}, fields))).toBe(true)
-    expect(hits({ header: [{ name: 'x-tag', value: 'blue, green' }] }, head({}, fields))).toBe(false)
-    expect(hits({ header: [{ name: 'x-tag', regex: re('^green$') }] }, head({}, fields))).toBe(true)
-    expect(hits({ header: [{ name: 'x-tag', regex: re('blue.*green') }] }, head({}, fields))).toBe(false)
-    // Two predicates on the same name may be satisfied by different fields.
-    expect(hits({ header: [{ name: 'x-tag', value: 'blue' }, { name: 'x-tag', value: 'green' }] }, head({}, fields))).toBe(true)
+    expect(hits({ header: [{ name: 'x-tag', value: 'blue' }] }, head({}, fields))).toBe(false)
+    expect(hits({ header: [{ name: 'x-tag', value: 'green' }] }, head({}, fields))).toBe(false)
+    expect(hits({ header: [{ name: 'x-tag', value: 'blue, green' }] }, head({}, fields))).toBe(true)
+    expect(hits({ header: [{ name: 'x-tag', regex: re('^green$') }] }, head({}, fields))).toBe(false)
+    expect(hits({ header: [{ name: 'x-tag', regex: re('^blue, green$') }] }, head({}, fields))).toBe(true)
+    expect(hits({ header: [{ name: 'x-canary', value: 'yes' }] }, head({}, ['X-Canary', 'no', 'X-Canary', 'yes']))).toBe(false)
+  })
+
+  it('a repeated first-wins header (Content-Type, Authorization, ...) is matched on its first field only', () => {
+    const fields = ['Content-Type', 'application/json', 'content-type', 'multipart/form-data; boundary=z']
+    expect(hits({ header: [{ name: 'content-type', regex: re('^multipart/') }] }, head({}, fields))).toBe(false)
+    expect(hits({ header: [{ name: 'content-type', value: 'application/json' }] }, head({}, fields))).toBe(true)
+    const auth = ['Authorization', 'Bearer a', 'Authorization', 'Bearer b']
+    expect(hits({ header: [{ name: 'authorization', value: 'Bearer b' }] }, head({}, auth))).toBe(false)
+  })
+
+  it('Cookie fields are joined with "; "', () => {
+    const fields = ['Cookie', 'a=1', 'cookie', 'b=2']
+    expect(hits({ header: [{ name: 'cookie', value: 'a=1; b=2' }] }, head({}, fields))).toBe(true)
+    expect(hits({ header: [{ name: 'cookie', regex: re('(^|; )b=2') }] }, head({}, fields))).toBe(true)
   })
 })
 
