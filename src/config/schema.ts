@@ -74,7 +74,11 @@ const regex = z.string({ error: 'must be a regular expression' }).transform((v, 
   return z.NEVER
 })
 
+/** request/path.ts drops `;` parameters and refuses empty segments: a route path with either never matches. */
 const urlPath = text('must be a path starting with "/"').startsWith('/', { error: 'must be a path starting with "/"' })
+  .refine((v) => !/;|%3b|\/\//i.test(v), {
+    error: 'must not hold ";", "%3B" or "//" (requests are routed without path parameters; "//" is refused)',
+  })
 
 const host = z.string({ error: 'must be a host name' }).transform((v, ctx) => {
   const lower = v.toLowerCase()

@@ -1,14 +1,16 @@
 // Request-target and authority parsing for routing: split the target into path and query, normalise the
-// path the one way every RFC 3986 router agrees on (decode unreserved escapes only), and read a Host value.
-// Anything a back end could resolve differently (dot segments, encoded '/' or '\', NUL, bad escapes) is
-// refused here rather than guessed at: the caller answers 400. Hot path: no regex, allocation only for
-// the strings returned. docs/request-validation.md lists the rules.
+// path (decode unreserved escapes only, drop `;` path parameters), and read a Host value. Anything a back
+// end could resolve differently (dot segments, also with parameters; empty segments; encoded '/' or '\';
+// NUL; bad escapes) is refused here rather than guessed at: the caller answers 400. Hot path: no regex,
+// allocation only for the strings returned. docs/request-validation.md lists the rules.
 
 const SLASH = 0x2f
 const PERCENT = 0x25
 const DOT = 0x2e
 const QMARK = 0x3f
 const COLON = 0x3a
+const SEMICOLON = 0x3b
+const BACKSLASH = 0x5c
 const HEX_UPPER = '0123456789ABCDEF'
 
 // Character classes, one bit each, indexed by char code (< 256).
@@ -40,49 +42,62 @@ function hexVal (c: number): number {
 /**
  * The path used for routing, or null when it must be refused (400). Accepts an origin-form path (starts
  * with '/', no query). Percent-escapes of unreserved characters are decoded, every other escape is kept
- * with upper-case hex; raw characters outside pchar and '/' are refused, as are dot segments ('.', '..',
- * also when encoded), %2F, %5C, %00 and malformed escapes. Returns `raw` itself when nothing changes.
+ * with upper-case hex; raw characters outside pchar and '/' are refused, as are %2F, %5C, %00 and
+ * malformed escapes. Each segment is `name[;parameters]`: parameters start at ';' or %3B and are dropped
+ * (Tomcat, Jetty and Spring route `/a;v=1/b` as `/a/b`). A name of '.' or '..' (also encoded, also with
+ * parameters) and an empty name before a '/' ('//', '/;x/') are refused: back ends resolve or merge them
+ * differently. Returns `raw` itself when nothing changes. Hot path: allocates only when it rewrites.
  */
 export function normalizePath (raw: string): string | null {
   const n = raw.length
   if (n === 0 || raw.charCodeAt(0) !== SLASH) return null
   let out = ''
   let copied = 0 // raw[copied, i) is not yet in out
-  let dots = 0 // length of the current segment while it holds only dots; -1 once it holds anything else
-  for (let i = 1; i < n;) {
-    const c = raw.charCodeAt(i)
+  let dots = 0 // length of the segment's name while it holds only dots (0 = empty); -1 once it holds more
+  let params = false // inside the segment's parameters: nothing is copied until the next '/'
+  for (let i = 1, width = 1; i < n; i += width) {
+    let c = raw.charCodeAt(i)
+    width = 1
+    if (c === PERCENT) {
+      c = escapeAt(raw, i)
+      if (c <= 0 || c === SLASH || c === BACKSLASH) return null
+      width = 3
+    } else if (c !== SLASH && (cls(c) & PCHAR) === 0) {
+      return null
+    }
     if (c === SLASH) {
-      if (dots === 1 || dots === 2) return null
+      if (dots >= 0 && dots <= 2) return null
+      if (params) { copied = i; params = false }
       dots = 0
-      i++
-      continue
-    }
-    if (c !== PERCENT) {
-      if ((cls(c) & PCHAR) === 0) return null
+    } else if (c === SEMICOLON) {
+      if (params) continue
+      if (dots === 1 || dots === 2) return null
+      out += raw.slice(copied, i)
+      params = true
+    } else if (!params) {
       dots = c === DOT && dots >= 0 ? dots + 1 : -1
-      i++
-      continue
+      const rewritten = width === 3 ? canonicalEscape(raw, i, c) : null
+      if (rewritten !== null) { out += raw.slice(copied, i) + rewritten; copied = i + 3 }
     }
-    const h = i + 2 < n ? hexVal(raw.charCodeAt(i + 1)) : -1
-    const l = h >= 0 ? hexVal(raw.charCodeAt(i + 2)) : -1
-    if (l < 0) return null
-    const v = h * 16 + l
-    if (v === 0 || v === SLASH || v === 0x5c) return null
-    if ((cls(v) & UNRESERVED) !== 0) {
-      out += raw.slice(copied, i) + String.fromCharCode(v)
-      copied = i + 3
-      dots = v === DOT && dots >= 0 ? dots + 1 : -1
-    } else {
-      if (raw.charCodeAt(i + 1) !== HEX_UPPER.charCodeAt(h) || raw.charCodeAt(i + 2) !== HEX_UPPER.charCodeAt(l)) {
-        out += raw.slice(copied, i) + '%' + HEX_UPPER[h]! + HEX_UPPER[l]!
-        copied = i + 3
-      }
-      dots = -1
-    }
-    i += 3
   }
   if (dots === 1 || dots === 2) return null
+  if (params) copied = n
   return copied === 0 ? raw : out + raw.slice(copied)
+}
+
+/** The byte of the escape at raw[i] ('%'), or -1 when it is malformed. */
+function escapeAt (raw: string, i: number): number {
+  const h = i + 2 < raw.length ? hexVal(raw.charCodeAt(i + 1)) : -1
+  const l = h >= 0 ? hexVal(raw.charCodeAt(i + 2)) : -1
+  return l < 0 ? -1 : h * 16 + l
+}
+
+/** How the escape raw[i, i + 3) of byte v is written in the routing path, or null when it stays as sent. */
+function canonicalEscape (raw: string, i: number, v: number): string | null {
+  if ((cls(v) & UNRESERVED) !== 0) return String.fromCharCode(v)
+  const hi = HEX_UPPER[v >> 4]!
+  const lo = HEX_UPPER[v & 15]!
+  return raw[i + 1] === hi && raw[i + 2] === lo ? null : `%${hi}${lo}`
 }
 
 /** True when raw[from, to) is a valid query (after the '?'): QCHAR bytes and well-formed escapes. */
@@ -138,7 +153,7 @@ export function parseTarget (target: string, out: TargetParts): string | null {
   const rawPath = start === 0 && q < 0 ? target : start === end ? '/' : target.slice(start, end)
   if (q >= 0 && !isValidQuery(target, q + 1, target.length)) return 'invalid character or escape in query'
   const path = normalizePath(rawPath)
-  if (path === null) return 'path has a dot segment, encoded / \\ or NUL, a bad escape or an invalid character'
+  if (path === null) return 'path has a dot or empty segment (parameters included), encoded / \\ or NUL, a bad escape or an invalid character'
   out.path = path
   out.query = q < 0 ? '' : target.slice(q)
   return null

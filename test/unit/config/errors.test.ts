@@ -232,6 +232,18 @@ describe('routes', () => {
     ])
   })
 
+  it('refuses path parameters and empty segments in path and pathExact: requests are routed without them', () => {
+    expect(routes(
+      '  - { match: { path: "/a;v=1/" }, service: api }',
+      '  - { match: { pathExact: "/a//b" }, service: api }',
+      '  - { match: { path: "/a%3bb" }, service: api }',
+    )).toEqual([
+      'baton.yaml:6:22: routes.0.match.path: must not hold ";", "%3B" or "//" (requests are routed without path parameters; "//" is refused), got "/a;v=1/"',
+      'baton.yaml:7:27: routes.1.match.pathExact: must not hold ";", "%3B" or "//" (requests are routed without path parameters; "//" is refused), got "/a//b"',
+      'baton.yaml:8:22: routes.2.match.path: must not hold ";", "%3B" or "//" (requests are routed without path parameters; "//" is refused), got "/a%3bb"',
+    ])
+  })
+
   it('needs routes to name defined services', () => {
     expect(routes('  - { service: nope }')).toEqual(['baton.yaml:6:16: routes.0.service: no service named "nope"'])
     expect(routes('  - { match: { path: / } }')).toEqual(['baton.yaml:6:5: routes.0.service: is required'])

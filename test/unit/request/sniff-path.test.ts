@@ -5,13 +5,17 @@ describe('normalizePath', () => {
   const table: ReadonlyArray<readonly [string, string | null]> = [
     ['/', '/'],
     ['/a/b/c', '/a/b/c'],
-    ['//a//b/', '//a//b/'], // empty segments are kept: the back end sees them too
+    ['/a/b/', '/a/b/'],
+    ['//a', null], // empty segments: nginx, Tomcat and find-my-way merge them, Node keeps them; new URL() reads a host
+    ['/a//b', null],
+    ['/a/b//', null],
     ['/%7euser', '/~user'], // unreserved escapes are decoded
     ['/%41%62%2D%5f%2E%7E%30', '/Ab-_.~0'],
     ['/a%20b', '/a%20b'], // other escapes stay encoded
     ['/a%2ab%3f', '/a%2Ab%3F'], // ...with upper-case hex
     ['/%c3%a9t%C3%A9', '/%C3%A9t%C3%A9'],
-    ["/!$&'()*+,;=:@", "/!$&'()*+,;=:@"], // pchar
+    ["/!$&'()*+,=:@", "/!$&'()*+,=:@"], // pchar
+    ["/a!$&'()*+,;=:@/b", "/a!$&'()*+,/b"], // pchar, the ';' parameters dropped
     ['/.well-known/x', '/.well-known/x'],
     ['/a/...', '/a/...'],
     ['/a/.b', '/a/.b'],
@@ -52,6 +56,53 @@ describe('normalizePath', () => {
   ]
   for (const [raw, want] of table) {
     it(`${JSON.stringify(raw)} -> ${JSON.stringify(want)}`, () => {
+      expect(normalizePath(raw)).toBe(want)
+    })
+  }
+
+  // Path parameters (`;...` or `%3B...` up to the next '/') are dropped, as Tomcat, Jetty and Spring do; a
+  // segment whose name is '.' or '..' (decoded) is refused with parameters too, and so is an empty name.
+  const params: ReadonlyArray<readonly [string, string | null]> = [
+    ['/a;v=1/b', '/a/b'],
+    ['/a;v=1;w=2/b;x', '/a/b'],
+    ['/login;jsessionid=0A1B2C', '/login'],
+    ['/a%3Bv=1/b', '/a/b'],
+    ['/a%3bv/b', '/a/b'],
+    ['/a;%2e%2e/b', '/a/b'], // dots in the parameters are not a dot segment
+    ['/a;../b', '/a/b'],
+    ['/a;%41/%7e', '/a/~'], // escapes after the parameters are still decoded
+    ['/...;x/b', '/.../b'],
+    ['/.a;x', '/.a'],
+    ['/a/;x', '/a/'],
+    ['/;x', '/'],
+    ['/a;x%2Fy', null], // the parameters are still checked
+    ['/a;x%00', null],
+    ['/a;x y', null],
+    ['/a;x\\y', null],
+    ['/a;x%zz', null],
+    ['/public/..;/admin/x', null],
+    ['/public/..;jsessionid=1/admin/x', null],
+    ['/public/.;/admin/x', null],
+    ['/public/.;x=1/admin', null],
+    ['/public/%2e%2e;/admin', null],
+    ['/public/%2E%2E;/admin', null],
+    ['/public/.%2e;/admin', null],
+    ['/public/%2e.;x/admin', null],
+    ['/public/%2e;/admin', null],
+    ['/public/..%3B/admin', null],
+    ['/public/..%3b/admin', null],
+    ['/public/%2e%2e%3b/admin', null],
+    ['/public/..%3Bx=1', null],
+    ['/public/..;', null], // at the end
+    ['/public/.;', null],
+    ['/public/..;a;b', null],
+    ['/..;/admin', null],
+    ['/;x/admin', null], // an empty name: Tomcat reads //admin, then merges it to /admin
+    ['/a/;x/b', null],
+    ['/a/%3Bx/b', null],
+  ]
+  for (const [raw, want] of params) {
+    it(`parameters: ${JSON.stringify(raw)} -> ${JSON.stringify(want)}`, () => {
       expect(normalizePath(raw)).toBe(want)
     })
   }
