@@ -36,8 +36,8 @@ function best (f: () => unknown, n = 200_000): number {
   return min
 }
 
-/** Heap bytes per call over `n` calls, around a forced collection; NaN without --expose-gc. */
-function bytesPer (f: () => unknown, n = 100_000): number {
+/** Heap bytes per call over `n` calls (few enough that no scavenge runs), after a forced collection; NaN without --expose-gc. */
+function bytesPer (f: () => unknown, n = 10_000): number {
   const gc = (globalThis as { gc?: () => void }).gc
   if (gc === undefined) return NaN
   gc()
