@@ -19,20 +19,23 @@ static Napi::Value baton__fdpass_fail(Napi::Env env, int fd, const char* syscall
   return baton__throw_errno(env, syscall, err);
 }
 
-// baton_seqpacket_listen(path, backlog) -> fd. Unlinks a stale socket file (only a socket) first.
-// File permissions are the caller's policy. Throws Error{errno, code, syscall}.
+// baton_seqpacket_listen(path, backlog, mode) -> fd. A file path gets fchmod(fd, mode) BEFORE bind(), so
+// the socket file is created with mode & ~umask and is never, even for an instant, reachable with wider
+// permissions (Linux takes the new inode's mode from the socket inode). An abstract '@name' has no file
+// and no mode. Never unlinks anything: an existing path fails with EADDRINUSE, and whether it is a stale
+// file that may be removed is the caller's policy. Throws Error{errno, code, syscall}.
 static Napi::Value baton_seqpacket_listen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>().Utf8Value();
   int backlog = info[1].As<Napi::Number>().Int32Value();
+  mode_t mode = static_cast<mode_t>(info[2].As<Napi::Number>().Uint32Value());
   if (env.IsExceptionPending()) return env.Undefined();
   struct sockaddr_un sun;
   int len = baton__sockaddr_unix(path, &sun);
   if (len < 0) return baton__throw_errno(env, "bind", -len);
-  struct stat st;
-  if (path[0] != '@' && lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return baton__fdpass_fail(env, -1, "socket", errno);
+  if (path[0] != '@' && fchmod(fd, mode) != 0) return baton__fdpass_fail(env, fd, "fchmod", errno);
   if (bind(fd, reinterpret_cast<struct sockaddr*>(&sun), static_cast<socklen_t>(len)) != 0) {
     return baton__fdpass_fail(env, fd, "bind", errno);
   }

@@ -7,21 +7,28 @@
 // server answers the client directly and sees its real address. Only peers running as this process's uid, as
 // root, or as a uid in `allowUids` may connect. Without the native addon the back end listens on a Unix stream
 // socket at `path` instead and reads the client address from a PROXY v2 header (the dispatcher relays then).
+// Socket files: created with their final mode before anyone can reach them, never taken from a live back
+// end, a dead one's stale file replaced, removed on close() (net/unix-socket.ts); '@name' stays abstract.
 import type http from 'node:http'
 import net from 'node:net'
-import fs from 'node:fs'
-import { BatonError } from '../errors'
+import { BatonError, BatonNativeError } from '../errors'
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
 import { BackendChannel, kConn, type ConnRecord } from './channel'
 import { listenRelayFallback } from './relay-fallback'
+import { fileId, isAbstract, reclaimStale, unlinkIfSame, type FileId } from '../net/unix-socket'
+import { attachError, attachFailure } from './attach-error'
+import { ensureTracking } from './tracking'
 
 export interface AcceptHandoffsOptions {
-  /** The channel socket path; '@name' = Linux abstract namespace. A stale socket file is replaced. */
+  /**
+   * The channel socket path; '@name' = Linux abstract namespace (no file). A stale socket file (its back end
+   * is gone: connecting is refused) is replaced; a live back end's is not (BATON_ERR_BACKEND_ATTACH).
+   */
   readonly path: string
   /** Extra uids allowed to connect (this process's uid and root always are). */
   readonly allowUids?: readonly number[]
-  /** Permission bits of the socket file (default 0o600). */
+  /** Permission bits of the socket file (default 0o600), masked by the umask, set before it can be reached. */
   readonly mode?: number
   /** Called for problems that concern one peer or one connection; default: process.emitWarning. */
   readonly onError?: (err: Error) => void
@@ -46,17 +53,22 @@ export function handoffInfo (socket: net.Socket): HandoffInfo | undefined {
 
 export async function acceptHandoffs (server: http.Server, options: AcceptHandoffsOptions): Promise<HandoffHandle> {
   const onError = options.onError ?? ((err: Error) => process.emitWarning(err.message, 'BatonBackendWarning'))
-  await ensureTracking(server, options.path)
-  if (!native.available) return listenRelayFallback(server, options, onError)
-
-  const allowed = new Set<number>([0, process.getuid?.() ?? 0, ...(options.allowUids ?? [])])
-  let listenFd: number
+  const mode = options.mode ?? 0o600
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw attachError(options.path, `mode must be an integer 0..0o777, got ${String(mode)}`)
+  const untrack = await ensureTracking(server, options.path)
   try {
-    listenFd = native.seqpacketListen(options.path, 128)
-    if (!options.path.startsWith('@')) fs.chmodSync(options.path, options.mode ?? 0o600)
+    if (!native.available) return await listenRelayFallback(server, options.path, mode, onError)
+    return await listenHandoff(server, options, mode, onError)
   } catch (err) {
-    throw new BatonError('BATON_ERR_BACKEND_ATTACH', `cannot listen on ${options.path}: ${(err as Error).message}`, { cause: err })
+    await untrack?.()
+    throw err
   }
+}
+
+async function listenHandoff (server: http.Server, options: AcceptHandoffsOptions, mode: number,
+  onError: (err: Error) => void): Promise<HandoffHandle> {
+  const { listenFd, id } = await bindSeqpacket(options.path, mode)
+  const allowed = new Set<number>([0, process.getuid?.() ?? 0, ...(options.allowUids ?? [])])
   const channels = new Set<BackendChannel>()
   const host = {
     adopt: (socket: net.Socket) => server.emit('connection', socket),
@@ -70,9 +82,8 @@ export async function acceptHandoffs (server: http.Server, options: AcceptHandof
     rec.channel.requestStarted(rec)
     res.once('close', () => rec.channel.requestEnded(rec))
   }
-  server.on('request', onRequest)
 
-  const poller: PollerHandle = native.createPoller(listenFd, () => {
+  const onReadable = (): void => {
     for (;;) {
       const fd = native.accept(listenFd)
       if (fd < 0) return
@@ -85,8 +96,18 @@ export async function acceptHandoffs (server: http.Server, options: AcceptHandof
       }
       channels.add(new BackendChannel(fd, host))
     }
-  })
-  poller.start(native.constants.READABLE)
+  }
+  let poller: PollerHandle | undefined
+  try {
+    poller = native.createPoller(listenFd, onReadable)
+    poller.start(native.constants.READABLE)
+  } catch (err) {
+    poller?.close()
+    unlinkIfSame(options.path, id)
+    native.close(listenFd)
+    throw attachError(options.path, (err as Error).message, err)
+  }
+  server.on('request', onRequest)
 
   let closed = false
   return {
@@ -97,8 +118,8 @@ export async function acceptHandoffs (server: http.Server, options: AcceptHandof
       if (closed) return
       closed = true
       poller.close()
+      unlinkIfSame(options.path, id) // before the fd closes: the name can then never be a successor's
       native.close(listenFd)
-      if (!options.path.startsWith('@')) fs.rmSync(options.path, { force: true })
       for (const ch of channels) ch.goodbye()
       server.off('request', onRequest)
     },
@@ -106,19 +127,21 @@ export async function acceptHandoffs (server: http.Server, options: AcceptHandof
 }
 
 /**
- * Node's http.Server tracks connections (headersTimeout, requestTimeout, closeIdleConnections) only once it
- * is listening. A server that listens nowhere else gets a private Unix socket next to the handoff path.
+ * Binds the SEQPACKET listener: the addon sets the file's mode before bind(). A path in use is probed
+ * once (reclaimStale) and, if it was a dead back end's file, bound again. Rejects with
+ * BATON_ERR_BACKEND_ATTACH naming the path. The caller owns listenFd; id names the file it created.
  */
-async function ensureTracking (server: http.Server, path: string): Promise<void> {
-  if (server.listening) return
-  const privatePath = `${path}.http` // '@name' stays abstract: '@name.http'
-  if (!privatePath.startsWith('@')) fs.rmSync(privatePath, { force: true })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen({ path: privatePath, exclusive: true }, () => {
-      server.off('error', reject)
-      if (!privatePath.startsWith('@')) fs.chmodSync(privatePath, 0o600)
-      resolve()
-    })
-  })
+async function bindSeqpacket (path: string, mode: number): Promise<{ listenFd: number, id: FileId | undefined }> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const listenFd = native.seqpacketListen(path, 128, mode)
+      return { listenFd, id: isAbstract(path) ? undefined : fileId(path) }
+    } catch (err) {
+      const inUse = err instanceof BatonNativeError && err.errnoCode === 'EADDRINUSE'
+      if (!inUse) throw attachError(path, (err as Error).message, err)
+      if (isAbstract(path)) throw attachError(path, 'another socket is bound to this abstract name', err)
+      if (attempt > 0) throw attachError(path, 'the path was taken again while a stale file was being replaced', err)
+      await reclaimStale(path, attachFailure(path))
+    }
+  }
 }

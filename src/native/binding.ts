@@ -155,10 +155,11 @@ function makeApi (raw: any): NativeApi {
       return raw.baton_fd_dup(fd)
     },
 
-    seqpacketListen (p: string, backlog: number): number {
+    seqpacketListen (p: string, backlog: number, mode = 0o600): number {
       assertPath(p)
       assertInt(backlog, 0, 65535, 'backlog')
-      return mapErrors(() => raw.baton_seqpacket_listen(p, backlog))
+      assertInt(mode, 0, 0o777, 'mode')
+      return mapErrors(() => raw.baton_seqpacket_listen(p, backlog, mode))
     },
 
     seqpacketConnect (p: string): number {

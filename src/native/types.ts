@@ -69,8 +69,12 @@ export interface NativeApi {
   /** F_DUPFD_CLOEXEC: a new fd the caller owns, or -errno. */
   dup (fd: number): number
 
-  /** AF_UNIX SOCK_SEQPACKET listener; unlinks a stale socket file first. '@name' = abstract. */
-  seqpacketListen (path: string, backlog: number): number
+  /**
+   * AF_UNIX SOCK_SEQPACKET listener. '@name' = abstract (no file, no mode). A file path is created with
+   * `mode` (default 0o600) & ~umask, fixed before bind(); an existing file fails with EADDRINUSE (nothing
+   * is ever unlinked here: telling a stale file from a live one is the back end's policy).
+   */
+  seqpacketListen (path: string, backlog: number, mode?: number): number
   /** Connected channel fd; throws BatonNativeError (ENOENT, ECONNREFUSED, ...). */
   seqpacketConnect (path: string): number
   /** accept4 on a SEQPACKET listener: fd, or -errno (-EAGAIN). */

@@ -22,7 +22,13 @@ describe.runIf(process.platform === 'linux' && native.available)('baton/backend'
     // Not listening anywhere: acceptHandoffs must still get Node's connection tracking going.
     server = http.createServer({ headersTimeout: 300, requestTimeout: 600, connectionsCheckingInterval: 50 },
       (req, res) => { res.setHeader('x-baton-backend', 'inproc'); res.end(`${req.url}\n`) })
-    handle = await acceptHandoffs(server, { path: h.sock('inproc'), mode: 0o666, onError: (e) => errors.push(e) })
+    // The mode is masked by the umask (fixed before bind, never widened later): 0o666 needs umask 0.
+    const umask = process.umask(0)
+    try {
+      handle = await acceptHandoffs(server, { path: h.sock('inproc'), mode: 0o666, onError: (e) => errors.push(e) })
+    } finally {
+      process.umask(umask)
+    }
     const b = await h.baton(`
 listen: 127.0.0.1:0
 services: [ { name: s, scheduler: rr, servers: [ { name: inproc, handoff: ${h.sock('inproc')} } ] } ]

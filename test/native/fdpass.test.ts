@@ -60,11 +60,14 @@ describe.runIf(process.platform === 'linux' && native.available)('native fd pass
     return { client, fd }
   }
 
-  it('listens on a filesystem path (replacing a stale socket), connects, accepts', () => {
+  it('listens on a filesystem path, connects, accepts; never replaces an existing file', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-'))
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }))
     const file = path.join(dir, 'be.sock')
     native.close(native.seqpacketListen(file, 4)) // leaves a stale socket file
+    // Telling a stale file from a live one is the back end's policy (backend/socket-path.ts), not the addon's.
+    expect(thrown(() => native.seqpacketListen(file, 4))).toMatchObject({ syscall: 'bind', errnoCode: 'EADDRINUSE' })
+    fs.rmSync(file)
     const lfd = closeLater(native.seqpacketListen(file, 4))
     expect(native.accept(lfd)).toBe(-native.constants.EAGAIN)
     const tx = closeLater(native.seqpacketConnect(file))
@@ -75,10 +78,47 @@ describe.runIf(process.platform === 'linux' && native.available)('native fd pass
     expect(native.recvMsg(rx, buf, out)).toBe(2)
     expect(Array.from(out)).toEqual([-1, 0])
     expect(native.recvMsg(rx, buf, out)).toBe(-native.constants.EAGAIN)
+    expect(thrown(() => native.seqpacketListen(file, 4))).toMatchObject({ errnoCode: 'EADDRINUSE' }) // a live one
 
     fs.writeFileSync(path.join(dir, 'plain'), 'not a socket')
     expect(thrown(() => native.seqpacketListen(path.join(dir, 'plain'), 4))).toMatchObject({ errnoCode: 'EADDRINUSE' })
     expect(fs.readFileSync(path.join(dir, 'plain'), 'utf8')).toBe('not a socket')
+  })
+
+  it('creates the socket file with its mode already set (fchmod before bind), masked by the umask, never widened', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-'))
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const modeOf = (f: string): number => fs.statSync(f).mode & 0o777
+    const umask = process.umask(0)
+    try {
+      closeLater(native.seqpacketListen(path.join(dir, 'default.sock'), 4))
+      closeLater(native.seqpacketListen(path.join(dir, 'group.sock'), 4, 0o660))
+      closeLater(native.seqpacketListen(path.join(dir, 'none.sock'), 4, 0))
+      process.umask(0o027)
+      closeLater(native.seqpacketListen(path.join(dir, 'masked.sock'), 4, 0o666))
+    } finally {
+      process.umask(umask)
+    }
+    expect(modeOf(path.join(dir, 'default.sock'))).toBe(0o600) // umask 0 and still 0600
+    expect(modeOf(path.join(dir, 'group.sock'))).toBe(0o660)
+    expect(modeOf(path.join(dir, 'none.sock'))).toBe(0)
+    expect(modeOf(path.join(dir, 'masked.sock'))).toBe(0o640)
+    expect(() => native.seqpacketListen(path.join(dir, 'x.sock'), 4, 0o1777)).toThrow(/mode must be an int/)
+  })
+
+  it('binds an abstract name without creating any file', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-'))
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const name = `@baton-abstract-${process.pid}-${++seq}`
+    const cwd = process.cwd()
+    process.chdir(dir)
+    try {
+      closeLater(native.seqpacketListen(name, 4, 0o666))
+    } finally {
+      process.chdir(cwd)
+    }
+    expect(fs.readdirSync(dir)).toEqual([])
+    expect(fs.readFileSync('/proc/net/unix', 'utf8').split('\n').some((l) => l.endsWith(` ${name}`))).toBe(true)
   })
 
   it('throws BatonNativeError when connecting to nothing', () => {
