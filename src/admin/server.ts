@@ -1,13 +1,13 @@
 // The admin API: read-only, on loopback or a Unix socket (the config refuses other addresses unless
 // admin.allowRemote). GET /servers is `ipvsadm -L -n` as JSON; GET /metrics is Prometheus text with
 // bounded labels (service, server, outcome: never paths); GET /healthz answers 200 while the switch runs.
-import fs from 'node:fs'
 import http from 'node:http'
 import type net from 'node:net'
 import type { ServerSnapshot } from '../cluster/types'
 import type { AdminConfig } from '../config/types'
 import type { PendingCounts } from '../dispatcher/pending'
 import type { Logger } from '../log'
+import { listenUnix, unlinkIfSame, type FileId } from '../net/unix-socket'
 
 export interface AdminSource {
   servers (): readonly ServerSnapshot[]
@@ -32,22 +32,25 @@ export async function startAdmin (cfg: AdminConfig, src: AdminSource, log: Logge
     if (path === '/healthz') return send(res, 200, 'text/plain', 'ok\n')
     send(res, 404, 'text/plain', 'not found: try /servers, /metrics, /healthz\n')
   })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    if (cfg.socket !== undefined) {
-      if (!cfg.socket.startsWith('@')) fs.rmSync(cfg.socket, { force: true })
-      server.listen({ path: cfg.socket }, () => resolve())
-    } else {
+  // A socket file is 0600 from its creation, '@name' stays abstract, a live socket is never taken and a
+  // stale one is replaced (net/unix-socket.ts); the caller wraps a failure in BATON_ERR_ADMIN_LISTEN.
+  const socket = cfg.socket
+  let id: FileId | undefined
+  if (socket !== undefined) {
+    id = await listenUnix(server, socket, 0o600, (reason, cause) => new Error(`cannot listen on ${socket}: ${reason}`, { cause }))
+  } else {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
       server.listen({ host: cfg.listen!.host, port: cfg.listen!.port }, () => resolve())
-    }
-  })
-  if (cfg.socket !== undefined && !cfg.socket.startsWith('@')) fs.chmodSync(cfg.socket, 0o600)
-  const a = server.address()
-  const address = typeof a === 'string' ? a : `${(a as net.AddressInfo).address}:${(a as net.AddressInfo).port}`
+    })
+  }
+  const a = server.address() as net.AddressInfo
+  const address = socket ?? `${a.address}:${a.port}`
   log.info({ admin: address }, 'admin API listening')
   return {
     address,
     close: () => new Promise<void>((resolve) => {
+      if (socket !== undefined) unlinkIfSame(socket, id) // only the file this server created
       server.closeAllConnections()
       server.close(() => resolve())
     }),
