@@ -4,13 +4,12 @@
 // socket is never taken, and nothing is left behind: no file, no directory, no descriptor, no timer.
 import { execFile, fork, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { native } from '../../src/native/binding'
-import { encodeProxyV2 } from '../../src/protocol/proxy'
 import { exchange, harness, ROOT, waitFor, type Harness } from '../helpers/cluster'
+import { boundNames, getRelayed, unixNames } from '../helpers/unix-sockets'
 
 const linux = process.platform === 'linux'
 let seq = 0
@@ -170,20 +169,6 @@ describe.runIf(linux)('back-end sockets', () => {
     return body
   }
 
-  const unixNames = (): string[] => fs.readFileSync('/proc/net/unix', 'utf8').split('\n').slice(1)
-    .map((l) => l.trim().split(/\s+/)[7]).filter((p): p is string => p !== undefined)
-
-  /** Every name the process's Unix sockets are bound to ('@...' = abstract), from its fds and /proc/net/unix. */
-  function boundNames (pid: number): string[] {
-    const inodes = new Set<string>()
-    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`))
-      if (m !== null) inodes.add(m[1]!)
-    }
-    return fs.readFileSync('/proc/net/unix', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/))
-      .filter((f) => f[7] !== undefined && inodes.has(f[6]!)).map((f) => f[7]!)
-  }
-
   /** No way in for another process: each name is the handoff's own, or a path no longer on disk. */
   function expectOnlyReachableAt (pid: number, handoff: string): void {
     for (const name of boundNames(pid)) {
@@ -295,19 +280,3 @@ Promise.all(names.map((n) => new Promise((resolve) => { const s = net.connect(n.
     for (const b of be) await closeChild(b)
   })
 })
-
-/** GET / over a relay back end's stream socket, as the dispatcher's pipe forwarder would send it. */
-function getRelayed (where: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(where.startsWith('@') ? `\0${where.slice(1)}` : where)
-    let data = ''
-    s.on('connect', () => {
-      s.write(encodeProxyV2({ clientAddress: '192.0.2.7', clientPort: 4242, localAddress: '127.0.0.1', localPort: 80 }))
-      s.write('GET / HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n')
-    })
-    s.on('data', (d) => { data += d.toString() })
-    s.on('end', () => { s.destroy(); resolve(data.slice(data.indexOf('\r\n\r\n') + 4)) })
-    s.on('error', reject)
-  })
-}
-
