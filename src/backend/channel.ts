@@ -5,7 +5,8 @@
 // loop is blocked, or whose process is stopped, does not answer, and the dispatcher takes it out of rotation.
 import net from 'node:net'
 import {
-  decodeHandoff, encodeFeedback, encodePong, FEEDBACK_BYTES, MAX_MESSAGE_BYTES, MSG_GOODBYE, type HandoffMeta,
+  decodeHandoff, encodeFeedback, encodeHello, encodePong, encodeReport, FEEDBACK_BYTES, MAX_MESSAGE_BYTES, MSG_GOODBYE,
+  type CheckAddress, type HandoffMeta, type ReportState,
 } from '../protocol/handoff'
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
@@ -31,6 +32,10 @@ export interface BackendChannelHost {
   /** The channel closed and none of its connections remain. */
   closed (ch: BackendChannel): void
   error (err: Error): void
+  /** Where the http.Server answers, for the dispatcher's health checks (undefined: nowhere to say). */
+  checkAddress (): CheckAddress | undefined
+  /** The back end's own state and weight percentage (handle.setState / setWeight), undefined = not set. */
+  report (): { readonly state: ReportState | undefined; readonly percent: number | undefined }
 }
 
 export class BackendChannel {
@@ -40,10 +45,14 @@ export class BackendChannel {
   readonly #buf = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
   readonly #out = new Int32Array(2)
   readonly #msg = Buffer.allocUnsafe(FEEDBACK_BYTES)
+  /** HELLO and REPORT (rare: not the feedback buffer, which a pending flush may hold). */
+  readonly #out2 = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
   #dActive = 0
   #dInactive = 0
   #closedConns = 0
   #flushScheduled = false
+  /** The dispatcher pinged: it knows HELLO and REPORT (an older one, which never pings, would not). */
+  #pinged = false
   #open = 0
   #eof = false
   #released = false
@@ -120,7 +129,20 @@ export class BackendChannel {
     const len = encodePong(this.#msg, this.#buf, n)
     if (len < 0) return false
     native.sendMsg(this.fd, this.#msg, len)
+    if (!this.#pinged) {
+      this.#pinged = true
+      const addr = this.#host.checkAddress()
+      if (addr !== undefined) native.sendMsg(this.fd, this.#out2, encodeHello(this.#out2, addr))
+      this.sendReport()
+    }
     return true
+  }
+
+  /** Sends the back end's current report, if it set one and the dispatcher understands reports. */
+  sendReport (): void {
+    const r = this.#host.report()
+    if (!this.#pinged || this.#released || (r.state === undefined && r.percent === undefined)) return
+    native.sendMsg(this.fd, this.#out2, encodeReport(this.#out2, r.state, r.percent))
   }
 
   #adopt (fd: number, meta: HandoffMeta): void {

@@ -14,7 +14,8 @@ import net from 'node:net'
 import { BatonError, BatonNativeError } from '../errors'
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
-import { BackendChannel, kConn, type ConnRecord } from './channel'
+import type { CheckAddress, ReportState } from '../protocol/handoff'
+import { BackendChannel, kConn, type BackendChannelHost, type ConnRecord } from './channel'
 import { listenRelayFallback } from './relay-fallback'
 import { fileId, isAbstract, reclaimStale, unlinkIfSame, type FileId } from '../net/unix-socket'
 import { attachError, attachFailure } from './attach-error'
@@ -40,6 +41,14 @@ export interface HandoffHandle {
   readonly mode: 'handoff' | 'relay'
   /** Connected dispatchers. */
   readonly channels: number
+  /**
+   * The back end's own word to every connected dispatcher (HAProxy's agent-check), applied at once:
+   * 'ready' (take connections), 'drain' (no new connections; open ones finish), 'maint' (out of rotation).
+   * Kept and sent again to dispatchers that connect later. No effect in relay mode (no addon).
+   */
+  setState (state: 'ready' | 'drain' | 'maint'): void
+  /** This back end's share of its configured weight, 0..100 percent (load shedding); 100 = all of it. */
+  setWeight (percent: number): void
   /** Stops taking connections (dispatchers are told to send nothing new); connections in progress go on. */
   close (): Promise<void>
 }
@@ -70,11 +79,14 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
   const { listenFd, id } = await bindSeqpacket(options.path, mode)
   const allowed = new Set<number>([0, process.getuid?.() ?? 0, ...(options.allowUids ?? [])])
   const channels = new Set<BackendChannel>()
-  const host = {
+  const report: { state: ReportState | undefined; percent: number | undefined } = { state: undefined, percent: undefined }
+  const host: BackendChannelHost = {
     adopt: (socket: net.Socket) => server.emit('connection', socket),
     allowHalfOpen: (server as unknown as { allowHalfOpen?: boolean }).allowHalfOpen ?? true,
     closed: (ch: BackendChannel) => { channels.delete(ch) },
     error: onError,
+    checkAddress: () => checkAddressOf(server),
+    report: () => report,
   }
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const rec = (req.socket as unknown as Record<symbol, ConnRecord | undefined>)[kConn]
@@ -114,6 +126,16 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
     path: options.path,
     mode: 'handoff',
     get channels () { return channels.size },
+    setState: (state) => {
+      if (state !== 'ready' && state !== 'drain' && state !== 'maint') throw new TypeError(`state must be ready, drain or maint, got ${String(state)}`)
+      report.state = state
+      for (const ch of channels) ch.sendReport()
+    },
+    setWeight: (percent) => {
+      if (!Number.isFinite(percent) || percent < 0 || percent > 100) throw new TypeError(`percent must be 0..100, got ${String(percent)}`)
+      report.percent = Math.round(percent)
+      for (const ch of channels) ch.sendReport()
+    },
     close: async () => {
       if (closed) return
       closed = true
@@ -124,6 +146,15 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
       server.off('request', onRequest)
     },
   }
+}
+
+/** Where the server answers HTTP itself (its own listener or the private tracking socket), for health checks. */
+function checkAddressOf (server: http.Server): CheckAddress | undefined {
+  const a = server.address()
+  if (a === null) return undefined
+  if (typeof a === 'string') return { path: a }
+  const host = a.address === '0.0.0.0' ? '127.0.0.1' : a.address === '::' ? '::1' : a.address
+  return { host, port: a.port }
 }
 
 /**

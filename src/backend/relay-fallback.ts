@@ -30,6 +30,8 @@ export async function listenRelayFallback (server: http.Server, socketPath: stri
     path: socketPath,
     mode: 'relay',
     get channels () { return 0 },
+    setState: () => {},
+    setWeight: () => {},
     close: async () => {
       if (closed) return
       closed = true

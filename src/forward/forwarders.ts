@@ -3,6 +3,7 @@
 // method a server uses. A method's forwarder is created when its first server attaches (the splice relay
 // starts its thread only then).
 import type { Logger } from '../log'
+import type { CheckAddress } from '../protocol/handoff'
 import { HandoffForwarder } from './handoff'
 import { createPipeForwarder } from './pipe'
 import { createSpliceForwarder } from './splice'
@@ -38,6 +39,9 @@ export class Forwarders<C extends ForwardConn<S>, S extends ForwardServer> {
 
   attach (server: S): void { this.#of(server).attach(server) }
   detach (server: S): void { this.#byMethod.get(server.target.method)?.detach(server) }
+
+  /** Where active checks reach the server; undefined until a handoff back end said. */
+  checkAddress (server: S): CheckAddress | undefined { return this.#of(server).checkAddress(server) }
 
   /** Hot path: one Map lookup, then the method's forward(). */
   forward (conn: C): void {

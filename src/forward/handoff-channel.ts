@@ -19,7 +19,10 @@ import { BatonError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
-import { FEEDBACK_BYTES, HEARTBEAT_BYTES, MAX_MESSAGE_BYTES, MSG_FEEDBACK, MSG_GOODBYE, MSG_PONG } from '../protocol/handoff'
+import {
+  decodeHello, decodeReport, FEEDBACK_BYTES, HEARTBEAT_BYTES, MAX_MESSAGE_BYTES, MSG_FEEDBACK, MSG_GOODBYE, MSG_HELLO,
+  MSG_PONG, MSG_REPORT, type CheckAddress, type ReportState,
+} from '../protocol/handoff'
 import { Heartbeat } from './handoff-heartbeat'
 
 export interface HandoffChannelHooks<T> {
@@ -32,6 +35,10 @@ export interface HandoffChannelHooks<T> {
    */
   down (err: BatonError, connectionsLost: boolean): void
   feedback (dActive: number, dInactive: number, closed: number): void
+  /** The back end said where its http.Server answers (for active health checks). */
+  hello (addr: CheckAddress): void
+  /** The back end's own word on its state and weight (undefined = unchanged). */
+  report (state: ReportState | undefined, percent: number | undefined): void
   /** A queued client was sent after all: the back end owns it now and the channel closed our copy. */
   sent (item: T): void
   /** A queued client could not be sent: it is the dispatcher's again (its fd is still open). */
@@ -194,6 +201,11 @@ export class HandoffChannel<T> {
       this.#ponged = true
       this.#hb.heard()
       if (!this.#responsive) this.#answeredAgain()
+    } else if (b[0] === MSG_REPORT && decodeReport(b, n) !== null) {
+      const r = decodeReport(b, n)!
+      this.#hooks.report(r.state, r.percent)
+    } else if (b[0] === MSG_HELLO && decodeHello(b, n) !== null) {
+      this.#hooks.hello(decodeHello(b, n)!)
     } else if (b[0] === MSG_GOODBYE && n === 1) {
       this.#draining = true
       this.#notReady(new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: back end is draining`, { source: 'backend' }))

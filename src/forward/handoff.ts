@@ -5,7 +5,7 @@
 import { BatonError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
-import { encodeHandoff, MAX_MESSAGE_BYTES } from '../protocol/handoff'
+import { encodeHandoff, MAX_MESSAGE_BYTES, type CheckAddress } from '../protocol/handoff'
 import { HandoffChannel } from './handoff-channel'
 import type { ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, HealthInput } from './types'
 
@@ -19,6 +19,8 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   readonly #opts: ForwarderOptions
   readonly #allowedUids: ReadonlySet<number>
   readonly #channels = new Map<S, HandoffChannel<C>>()
+  /** Where each back end said its http.Server answers (HELLO), for active checks. */
+  readonly #checkAddresses = new Map<S, CheckAddress>()
   readonly #meta = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
 
   /** Channels accept peers running as root or as this process's uid (SO_PEERCRED). */
@@ -43,6 +45,8 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
         if (connectionsLost) sink.lost(server)
       },
       feedback: (dActive, dInactive, closed) => { sink.feedback(server, dActive, dInactive, closed) },
+      hello: (addr) => { this.#checkAddresses.set(server, addr) },
+      report: (state, percent) => { health.agent(server, state, percent) },
       sent: (conn) => { sink.handedOff(conn) },
       unsent: (conn, err) => { sink.failed(conn, err) },
     }, this.#log.child({ svc: server.service, backend: server.id }), this.#allowedUids, this.#opts.channelTimeoutMs)
@@ -55,8 +59,12 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     const ch = this.#channels.get(server)
     if (ch === undefined) return
     this.#channels.delete(server)
+    this.#checkAddresses.delete(server)
     ch.close()
   }
+
+  /** Where the back end's own http.Server answers, once it said so over its channel. */
+  checkAddress (server: S): CheckAddress | undefined { return this.#checkAddresses.get(server) }
 
   /** Hot path. Sent: handedOff() now. Queued (EAGAIN): handedOff() or failed() later. Failed: failed() now. */
   forward (conn: C): void {

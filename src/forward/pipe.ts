@@ -10,7 +10,8 @@ import { BatonError } from '../errors'
 import type { Logger } from '../log'
 import { ERRNO, errnoName, errnoOf } from '../native/errno'
 import { targetName } from './method'
-import { connectError, proxyPrefix } from './relay'
+import type { CheckAddress } from '../protocol/handoff'
+import { connectError, proxyPrefix, relayCheckAddress } from './relay'
 import type { ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, ForwardStats, HealthInput } from './types'
 
 class PipeForwarder<C extends ForwardConn<S>, S extends ForwardServer> implements Forwarder<C, S> {
@@ -34,6 +35,7 @@ class PipeForwarder<C extends ForwardConn<S>, S extends ForwardServer> implement
 
   attach (): void {}
   detach (): void {}
+  checkAddress (server: S): CheckAddress { return relayCheckAddress(server.target) }
 
   get active (): number {
     return this.#relays.size

@@ -2,6 +2,7 @@
 // protocol header a target asks for.
 import { BatonError, BatonNativeError } from '../errors'
 import { errnoName } from '../native/errno'
+import type { CheckAddress } from '../protocol/handoff'
 import { encodeProxyV1, encodeProxyV2 } from '../protocol/proxy'
 import type { ForwardConn, ForwardTarget } from './types'
 
@@ -21,6 +22,11 @@ export function connectError (errno: number, target: string): BatonError {
     return new BatonError('BATON_ERR_CONNECT_TIMEOUT', `connect to ${target} timed out`, { cause, source, retryable })
   }
   return new BatonError('BATON_ERR_CONNECT_FAILED', `connect to ${target} failed: ${name}`, { cause, source, retryable })
+}
+
+/** Where a relayed server answers: its target. */
+export function relayCheckAddress (target: ForwardTarget): CheckAddress {
+  return target.path !== undefined ? { path: target.path } : { host: target.host, port: target.port }
 }
 
 /** The PROXY header for a target, if it wants one. */

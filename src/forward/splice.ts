@@ -16,7 +16,8 @@ import { native } from '../native/binding'
 import { errnoName } from '../native/errno'
 import type { NativeRelay, RelayStats } from '../native/splice-relay'
 import { targetName } from './method'
-import { connectError, proxyPrefix } from './relay'
+import type { CheckAddress } from '../protocol/handoff'
+import { connectError, proxyPrefix, relayCheckAddress } from './relay'
 import type { ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, ForwardTarget, HealthInput } from './types'
 
 const DEFAULT_PIPE_SIZE = 256 * 1024
@@ -61,6 +62,7 @@ export class SpliceForwarder<C extends ForwardConn<S>, S extends ForwardServer> 
 
   attach (): void {}
   detach (): void {}
+  checkAddress (server: S): CheckAddress { return relayCheckAddress(server.target) }
 
   /**
    * The sink is never called inside forward(). The client must be a native fd (method.ts picks splice only

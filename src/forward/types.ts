@@ -7,6 +7,7 @@
 import type { Socket } from 'node:net'
 import type { ForwardMethod } from '../config/types'
 import type { BatonError } from '../errors'
+import type { CheckAddress } from '../protocol/handoff'
 
 export type { ForwardMethod }
 
@@ -80,8 +81,10 @@ export interface ForwardSink<C extends ForwardConn<S>, S extends ForwardServer> 
 export interface HealthInput<S extends ForwardServer> {
   /** A liveness channel (handoff) came up or went down; `why` is for the log. */
   channel (server: S, up: boolean, why: string): void
-  /** A passive signal: connecting to the server failed before any byte reached the client. */
+  /** A passive signal: connecting to the server failed, or it reset the connection before its first byte. */
   connectFailed (server: S, err: BatonError): void
+  /** The back end's own report (handoff channel): ready / drain / maint and a weight percentage. */
+  agent (server: S, state: 'ready' | 'drain' | 'maint' | undefined, percent: number | undefined): void
 }
 
 export interface Forwarder<C extends ForwardConn<S>, S extends ForwardServer> {
@@ -97,6 +100,8 @@ export interface Forwarder<C extends ForwardConn<S>, S extends ForwardServer> {
   detach (server: S): void
   /** Forward conn to conn.server. Never calls the sink synchronously for relays; see ForwardSink. Hot path. */
   forward (conn: C): void
+  /** Where active health checks reach the server (relays: its target; handoff: what the back end said). */
+  checkAddress (server: S): CheckAddress | undefined
   /** Relayed connections open now (0 for methods that keep nothing). */
   readonly active: number
   /** Stops taking work; connects in flight fail (not retryable), relays are reset, threads joined. */

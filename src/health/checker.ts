@@ -8,14 +8,9 @@ import net from 'node:net'
 import { Client } from 'undici'
 import type { ServerState } from '../cluster/types'
 import type { Logger } from '../log'
+import type { CheckAddress } from '../protocol/handoff'
 import type { HealthState } from './state'
 
-export interface CheckAddress {
-  /** TCP host and port, or a Unix socket path. */
-  readonly host?: string
-  readonly port?: number
-  readonly path?: string
-}
 
 export interface HttpCheck {
   readonly method: string

@@ -12,6 +12,13 @@
 //   PONG     u8 type=5 | u32le seq   back end -> dispatcher: the PING's seq, sent at once by the code that
 //            reads the channel (never by a timer), so a back end that is stopped, blocked or not reading its
 //            channel does not answer. A back end never sends PONG unasked.
+// Back-end reports, no fd, sent only to a dispatcher that has pinged (an older one would close the channel):
+//   HELLO    u8 type=6 | u8 kind (1 = TCP, 2 = Unix path) | u16le port | u8 n | host or path (n bytes)
+//            Where the back end's own http.Server answers, for the dispatcher's active health checks.
+//            Sent once, after the first PING.
+//   REPORT   u8 type=7 | u8 state (0 = unchanged, 1 = ready, 2 = drain, 3 = maint) | u8 percent (0..100,
+//            255 = unchanged)   The back end's own word on its state and weight (HAProxy's agent-check);
+//            the latest is sent after the first PING and on every change.
 //
 // Versions: HANDOFF carries PROTOCOL_VERSION; the other messages are known by type and exact length. The
 // dispatcher closes the channel on any message it does not know. The back end reports one it does not know
@@ -26,6 +33,11 @@ export const MSG_FEEDBACK = 2
 export const MSG_GOODBYE = 3
 export const MSG_PING = 4
 export const MSG_PONG = 5
+export const MSG_HELLO = 6
+export const MSG_REPORT = 7
+export const REPORT_BYTES = 3
+export const REPORT_STATES = ['', 'ready', 'drain', 'maint'] as const
+export type ReportState = 'ready' | 'drain' | 'maint'
 export const PROTOCOL_VERSION = 1
 export const FEEDBACK_BYTES = 13
 /** PING and PONG. */
@@ -82,6 +94,40 @@ export function encodePong (buf: Buffer, ping: Buffer, len: number): number {
   buf[0] = MSG_PONG
   buf.writeUInt32LE(ping.readUInt32LE(1), 1)
   return HEARTBEAT_BYTES
+}
+
+/** Where the back end answers HTTP: a TCP host and port, or a Unix socket path. */
+export interface CheckAddress {
+  readonly host?: string
+  readonly port?: number
+  readonly path?: string
+}
+
+export function encodeHello (buf: Buffer, addr: CheckAddress): number {
+  buf[0] = MSG_HELLO
+  buf[1] = addr.path !== undefined ? 2 : 1
+  buf.writeUInt16LE(addr.port ?? 0, 2)
+  return writeShortString(buf, 4, addr.path ?? addr.host ?? '')
+}
+
+export function decodeHello (buf: Buffer, len: number): CheckAddress | null {
+  if (len < 5 || buf[0] !== MSG_HELLO || 5 + buf[4]! !== len) return null
+  const text = buf.toString('utf8', 5, len)
+  if (buf[1] === 2) return { path: text }
+  return buf[1] === 1 ? { host: text, port: buf.readUInt16LE(2) } : null
+}
+
+/** state/percent undefined = unchanged. */
+export function encodeReport (buf: Buffer, state: ReportState | undefined, percent: number | undefined): number {
+  buf[0] = MSG_REPORT
+  buf[1] = state === undefined ? 0 : REPORT_STATES.indexOf(state)
+  buf[2] = percent === undefined ? 255 : Math.max(0, Math.min(100, Math.round(percent)))
+  return REPORT_BYTES
+}
+
+export function decodeReport (buf: Buffer, len: number): { state: ReportState | undefined; percent: number | undefined } | null {
+  if (len !== REPORT_BYTES || buf[0] !== MSG_REPORT || buf[1]! > 3 || (buf[2]! > 100 && buf[2] !== 255)) return null
+  return { state: buf[1] === 0 ? undefined : REPORT_STATES[buf[1]!] as ReportState, percent: buf[2] === 255 ? undefined : buf[2] }
 }
 
 function writeShortString (buf: Buffer, off: number, s: string): number {

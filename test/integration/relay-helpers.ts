@@ -56,6 +56,7 @@ class RecordingSink implements ForwardSink<TestConn, TestServer>, HealthInput<Te
   lost (): void {}
   channel (server: TestServer, up: boolean): void { server.rec.health.push(up ? 'channel-up' : 'channel-down') }
   connectFailed (server: TestServer): void { server.rec.health.push('connect-failed') }
+  agent (): void {}
 }
 
 const sink = new RecordingSink()
