@@ -20,7 +20,8 @@ import { listenJs, listenNative, type Listener } from './dispatcher/listeners'
 import { BatonError } from './errors'
 import { Forwarders } from './forward/forwarders'
 import { resolveTarget } from './forward/method'
-import { NO_CHECKS } from './health/record'
+import { HealthChecker } from './health/checker'
+import { checkSpecOf, policyOf } from './health/policy'
 import { HealthState } from './health/state'
 import { createLogger, type Logger } from './log'
 import { native } from './native/binding'
@@ -40,6 +41,7 @@ export class Baton {
   readonly #nativeOk: boolean
   readonly #cluster: Cluster
   readonly #health: HealthState
+  readonly #checker: HealthChecker
   readonly #forwarders: Forwarders<Conn, ServerState>
   readonly #path: DataPath
   readonly #listeners: Listener[] = []
@@ -58,6 +60,7 @@ export class Baton {
     this.#config = config
     this.#cluster = new Cluster(config.services, (cfg) => resolveTarget(cfg, nativeOk))
     this.#health = new HealthState({ holdDownMs: RELAY_HOLDDOWN_MS }, log)
+    this.#checker = new HealthChecker(this.#health, log)
     const { connectTimeoutMs, idleTimeoutMs, channelTimeoutMs } = config.limits
     const relay = { connectTimeoutMs, idleTimeoutMs, channelTimeoutMs }
     let forwarders: Forwarders<Conn, ServerState> | undefined
@@ -76,8 +79,10 @@ export class Baton {
   get admin (): string | undefined { return this.#admin?.address }
   get config (): Config { return this.#config }
 
-  /** Every real server's state, in config order (ipvsadm -L -n, in short). */
-  servers (): ServerSnapshot[] { return this.#cluster.snapshot() }
+  /** Every real server's state, in config order (ipvsadm -L -n, in short), with health's view. */
+  servers (): ServerSnapshot[] {
+    return this.#cluster.snapshot((s) => ({ state: this.#health.health(s)?.state ?? 'down' }))
+  }
   /** Connections the dispatcher owns now (heads arriving, answers draining) and how many were shed. */
   pending (): PendingCounts { return this.#path.pending }
 
@@ -139,17 +144,32 @@ export class Baton {
     const health = this.#health
     const forwarders = this.#forwarders
     const cluster = this.#cluster
+    const checker = this.#checker
     cluster.observe({
       added: (s) => {
-        health.track(s, cluster.service(s.service)!, forwarders.reportsLiveness(s), NO_CHECKS)
+        const svc = cluster.service(s.service)!
+        health.track(s, svc, forwarders.reportsLiveness(s), policyOf(svc, s))
         forwarders.attach(s)
+        this.#startChecks(s)
       },
       removed: (s) => {
+        checker.remove(s)
         health.untrack(s)
         forwarders.detach(s)
       },
-      changed: (s) => { health.refresh(s) },
+      changed: (s) => {
+        health.refresh(s, policyOf(cluster.service(s.service)!, s))
+        this.#startChecks(s)
+      },
     })
+  }
+
+  /** (Re)starts the server's active checks as its config says; none when it has no `health:`. */
+  #startChecks (s: ServerState): void {
+    const h = s.config.health
+    if (h === undefined) { this.#checker.remove(s); return }
+    const fixed = h.address
+    this.#checker.add(s, checkSpecOf(h), fixed !== undefined ? () => fixed : () => this.#forwarders.checkAddress(s))
   }
 
   async #listen (): Promise<void> {
@@ -167,9 +187,10 @@ export class Baton {
   async #startAdmin (): Promise<void> {
     try {
       this.#admin = await startAdmin(this.#config.admin!, {
-        servers: () => this.#cluster.snapshot(),
+        servers: () => this.servers(),
         outcomes: () => this.#path.outcomes,
         pending: () => this.#path.pending,
+        stateChanges: () => this.#health.changes,
       }, this.#log)
     } catch (err) {
       throw new BatonError('BATON_ERR_ADMIN_LISTEN', `admin API: ${(err as Error).message}`, { cause: err })
@@ -182,6 +203,7 @@ export class Baton {
     await this.#admin?.close()
     await Promise.all(this.#listeners.map((l) => l.close()))
     this.#path.close()
+    this.#checker.close()
     this.#health.close()
     await this.#forwarders.close()
     this.#cluster.close()

@@ -15,6 +15,8 @@ export interface AdminSource {
   outcomes (): ReadonlyMap<string, number>
   /** Connections the dispatcher owns now (heads arriving, answers draining) and how many were shed. */
   pending (): PendingCounts
+  /** Health state changes so far, keyed `service\0server\0state`. */
+  stateChanges (): ReadonlyMap<string, number>
 }
 
 export interface AdminServer {
@@ -78,6 +80,13 @@ function metrics (src: AdminSource): string {
   lines.push('# HELP baton_connections_total connections the dispatcher finished with, by outcome',
     '# TYPE baton_connections_total counter')
   for (const [outcome, n] of src.outcomes()) lines.push(`baton_connections_total{outcome=${quote(outcome)}} ${n}`)
+  gauge('baton_server_state', '1 for the state the real server is in (up, down, drain, maint)',
+    servers.flatMap((s) => (['up', 'down', 'drain', 'maint'] as const).map((st): [string, number] => [`${l(s)},state=${quote(st)}`, s.state === st ? 1 : 0])))
+  lines.push('# HELP baton_server_state_changes_total health state changes, by the state entered', '# TYPE baton_server_state_changes_total counter')
+  for (const [key, n] of src.stateChanges()) {
+    const [service, server, state] = key.split('\0') as [string, string, string]
+    lines.push(`baton_server_state_changes_total{service=${quote(service)},server=${quote(server)},state=${quote(state)}} ${n}`)
+  }
   const p = src.pending()
   lines.push('# HELP baton_pending_connections connections the dispatcher owns: heads arriving, answers draining',
     '# TYPE baton_pending_connections gauge',

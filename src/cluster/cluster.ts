@@ -44,20 +44,21 @@ export class Cluster {
   observe (observer: ClusterObserver): void {
     assert(this.#observer === undefined, 'the cluster has one observer')
     this.#observer = observer
-    for (const svc of this.#services.values()) for (const s of svc.servers) observer.added(s)
+    for (const svc of this.#services.values()) for (const s of membersOf(svc)) observer.added(s)
   }
 
   service (name: string): Service | undefined { return this.#services.get(name) }
   get services (): Iterable<Service> { return this.#services.values() }
 
   /** Every server's state, in config order (ipvsadm -L -n). */
-  snapshot (): ServerSnapshot[] {
+  snapshot (extra?: (s: ServerState) => Partial<ServerSnapshot>): ServerSnapshot[] {
     const rows: ServerSnapshot[] = []
     for (const svc of this.#services.values()) {
-      for (const s of svc.servers) {
+      for (const s of membersOf(svc)) {
         rows.push({
           service: svc.name, id: s.id, method: s.target.method, up: s.up, weight: s.weight,
           configWeight: s.configWeight, overloaded: s.overloaded, active: s.conns.active, inactive: s.conns.inactive,
+          fallback: s === svc.fallback, ...extra?.(s),
         })
       }
     }
@@ -97,6 +98,8 @@ export class Cluster {
     for (const [name, svc] of this.#services) {
       if (wanted.has(name)) continue
       for (const s of svc.servers) this.#remove(svc, s, diff)
+      const { removed } = svc.replaceFallback(undefined)
+      if (removed !== undefined) this.#observer?.removed(removed)
       svc.close()
       this.#services.delete(name)
     }
@@ -105,11 +108,12 @@ export class Cluster {
       if (svc === undefined) {
         const created = createService(cfg, this.#now, this.#targetOf)
         this.#services.set(cfg.name, created)
-        for (const s of created.servers) this.#added(s, diff)
+        for (const s of membersOf(created)) this.#added(s, diff)
         continue
       }
       svc.reconfigure(cfg)
       this.#applyServers(svc, cfg, diff)
+      this.#applyFallback(svc, cfg, diff)
     }
     return diff
   }
@@ -141,6 +145,17 @@ export class Cluster {
     }
   }
 
+  /** A changed fallback server is replaced whole (it holds no locality or persistence state). */
+  #applyFallback (svc: Service, cfg: ServiceConfig, diff: { added: string[]; removed: string[] }): void {
+    if (JSON.stringify(svc.fallback?.config) === JSON.stringify(cfg.fallback)) return
+    const { removed, added } = svc.replaceFallback(cfg.fallback)
+    if (removed !== undefined) {
+      diff.removed.push(`${svc.name}/${removed.id}`)
+      this.#observer?.removed(removed)
+    }
+    if (added !== undefined) this.#added(added, diff)
+  }
+
   #added (s: ServerState, diff: { added: string[] }): void {
     diff.added.push(`${s.service}/${s.id}`)
     this.#observer?.added(s)
@@ -163,6 +178,11 @@ export class Cluster {
     if (s === undefined) throw verbError(`service ${svc.name} has no server ${name}`)
     return s
   }
+}
+
+/** The servers health and forwarders know of: the regular ones and the fallback. */
+function membersOf (svc: Service): ServerState[] {
+  return svc.fallback === undefined ? [...svc.servers] : [...svc.servers, svc.fallback]
 }
 
 function verbError (message: string): BatonError {

@@ -20,6 +20,8 @@ export class Service {
   readonly name: string
   #config: ServiceConfig
   #servers: RealServerState[]
+  /** The sorry server: not in the scheduler's list; used only while no regular server is up. */
+  #fallback: RealServerState | undefined
   #scheduler: Scheduler
   #persistence: PersistenceTable | undefined
   /** Whether the scheduler or persistence reads the request key: otherwise the data path never computes it. */
@@ -33,6 +35,7 @@ export class Service {
     this.#now = now
     this.#targetOf = targetOf
     this.#servers = cfg.servers.map((s, i) => new RealServerState(s, i, cfg.name, targetOf(s)))
+    this.#fallback = cfg.fallback === undefined ? undefined : new RealServerState(cfg.fallback, -1, cfg.name, targetOf(cfg.fallback))
     this.#scheduler = this.#createScheduler(cfg)
     this.#persistence = cfg.persistent === undefined ? undefined : new PersistenceTable(cfg.persistent)
     this.#usesKey = getScheduler(cfg.scheduler)?.usesKey ?? false
@@ -42,6 +45,26 @@ export class Service {
   /** In config order. A new array whenever the set changes (safe to iterate while servers change). */
   get servers (): readonly ServerState[] { return this.#servers }
   get key (): KeySpec { return this.#config.key }
+  get fallback (): ServerState | undefined { return this.#fallback }
+
+  /**
+   * Hot path, after pick() found nothing: the fallback server, if the service has one, it is up, and no
+   * regular server is up (a service that is only busy or drained answers 503 instead).
+   */
+  pickFallback (avoid: ReadonlySet<string> | undefined): ServerState | null {
+    const f = this.#fallback
+    if (f === undefined || !f.up || avoid?.has(f.id) === true) return null
+    for (const s of this.#servers) if (s.up) return null
+    return f
+  }
+
+  /** Reload: a new fallback server (or none); the old one is detached and returned. */
+  replaceFallback (cfg: ServerConfig | undefined): { removed: ServerState | undefined; added: ServerState | undefined } {
+    const old = this.#fallback
+    if (old !== undefined) old.attached = false
+    this.#fallback = cfg === undefined ? undefined : new RealServerState(cfg, -1, this.name, this.#targetOf(cfg))
+    return { removed: old, added: this.#fallback }
+  }
   get usesKey (): boolean { return this.#usesKey }
 
   /** Hot path. A live template wins; otherwise the scheduler, and its answer becomes the template. */
@@ -174,7 +197,7 @@ export class Service {
 
   #own (server: ServerState): RealServerState {
     const s = server as RealServerState
-    if (s.service !== this.name || (s.attached && this.#servers[s.index] !== s)) {
+    if (s.service !== this.name || (s.attached && s !== this.#fallback && this.#servers[s.index] !== s)) {
       assert.fail(`server ${server.id} does not belong to service ${this.name}`)
     }
     return s

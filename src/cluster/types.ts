@@ -26,4 +26,8 @@ export interface ServerSnapshot {
   readonly overloaded: boolean
   readonly active: number
   readonly inactive: number
+  /** The service's sorry server (used only while no regular server is up). */
+  readonly fallback: boolean
+  /** Health's view: up, down, drain or maint (Baton.servers() fills it). */
+  readonly state?: 'up' | 'down' | 'drain' | 'maint'
 }

@@ -45,6 +45,12 @@ export function checkConfig (data: unknown): CheckResult {
     services[i] = resolveService(svc, path, issues)
     checkUnique(list(svc.servers), [...path, 'servers'], 'server', issues)
     list(svc.servers).forEach((srv, j) => { if (isMap(srv)) checkServer(srv, [...path, 'servers', j], issues) })
+    const fallback = svc.fallback
+    if (isMap(fallback)) {
+      checkServer(fallback, [...path, 'fallback'], issues)
+      const clash = list(svc.servers).some((s) => isMap(s) && s.name === fallback.name)
+      if (clash) issues.push(issue([...path, 'fallback', 'name'], `"${String(fallback.name)}" is also a regular server of this service`))
+    }
   })
   checkRoutes(data, issues)
   checkCaptureKeys(data, services, issues)

@@ -9,7 +9,7 @@ import { fromZodIssues } from './issues'
 import { configSchema, type ParsedConfig } from './schema'
 import { readConfigText } from './read'
 import { readYaml } from './source'
-import type { Config, RouteConfig, ServerConfig, ServiceConfig } from './types'
+import type { Config, HealthCheckConfig, RouteConfig, ServerConfig, ServiceConfig } from './types'
 
 /**
  * Reads and parses a config file. Throws BatonError BATON_ERR_CONFIG_READ if the file cannot be read, and
@@ -50,7 +50,10 @@ function build (data: ParsedConfig, resolved: ReadonlyArray<ResolvedService | un
       schedulerOptions: r.schedulerOptions,
       key: r.key,
       ...(svc.persistent === undefined ? {} : { persistent: svc.persistent }),
-      servers: svc.servers.map(buildServer),
+      slowStartS: svc.slowStartS,
+      quiescent: svc.quiescent,
+      ...(svc.fallback === undefined ? {} : { fallback: buildServer(svc.fallback, undefined) }),
+      servers: svc.servers.map((srv) => buildServer(srv, svc.health)),
     }
   })
   const { admin } = data
@@ -73,8 +76,12 @@ function build (data: ParsedConfig, resolved: ReadonlyArray<ResolvedService | un
   }
 }
 
-function buildServer (srv: ParsedConfig['services'][number]['servers'][number]): ServerConfig {
+type ParsedServer = ParsedConfig['services'][number]['servers'][number]
+type ParsedHealth = Exclude<ParsedServer['health'], false | undefined>
+
+function buildServer (srv: ParsedServer, serviceHealth: ParsedHealth | undefined): ServerConfig {
   const { name, handoff, address, weight, maxConns, minConns, proxyProtocol } = srv
+  const health = buildHealth(serviceHealth, srv.health)
   return {
     name,
     ...(handoff === undefined ? {} : { handoff }),
@@ -84,7 +91,32 @@ function buildServer (srv: ParsedConfig['services'][number]['servers'][number]):
     maxConns,
     minConns,
     ...(proxyProtocol === undefined ? {} : { proxyProtocol }),
+    ...(health === undefined ? {} : { health }),
   }
+}
+
+/** The server's keys over the service's, then the defaults; `health: false` on the server = no checks. */
+function buildHealth (svc: ParsedHealth | undefined, own: ParsedHealth | false | undefined): HealthCheckConfig | undefined {
+  if (own === false || (svc === undefined && own === undefined)) return undefined
+  const h = { ...svc, ...own }
+  const intervalMs = h.intervalMs ?? 2000
+  // `tcp: true` at a level means a connect check there, whatever `http` says beside it or above it.
+  const http = own?.tcp === true ? undefined : own?.http ?? (svc?.tcp === true ? undefined : svc?.http)
+  return {
+    ...(http === undefined ? {} : { http: dropUndefined(http) }),
+    ...(h.address === undefined ? {} : { address: h.address }),
+    intervalMs,
+    fastIntervalMs: h.fastIntervalMs ?? Math.min(intervalMs, 500),
+    timeoutMs: h.timeoutMs ?? Math.min(intervalMs, 1000),
+    rise: h.rise ?? 2,
+    fall: h.fall ?? 3,
+  }
+}
+
+type Defined<T> = { [K in keyof T]: Exclude<T[K], undefined> }
+
+function dropUndefined<T extends object> (o: T): Defined<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Defined<T>
 }
 
 /** No routes: everything goes to the first service (there is always one). */

@@ -125,6 +125,24 @@ const match = strict({
 
 const route = strict({ name: name.optional(), match: match.optional(), service: name })
 
+/** Active health checks; every key optional here, defaults filled per server in load.ts. */
+const health = strict({
+  http: strict({
+    path: urlPath.default('/'),
+    method: method.default('GET'),
+    host: z.string({ error: 'must be a host name' }).min(1).optional(),
+    expect: z.array(intIn(100, 599), { error: 'must be a list of HTTP statuses' }).min(1).optional(),
+    body: z.string({ error: 'must be a string' }).optional(),
+  }, 'a map of HTTP check settings').optional(),
+  tcp: z.boolean({ error: 'must be true or false' }).optional(),
+  address: address(1).optional(),
+  intervalMs: intIn(10, 86_400_000).optional(),
+  fastIntervalMs: intIn(10, 86_400_000).optional(),
+  timeoutMs: intIn(1, 600_000).optional(),
+  rise: intIn(1, 1000).optional(),
+  fall: intIn(1, 1000).optional(),
+}, 'a map of health check settings')
+
 function server (baseDir: string) {
   return strict({
     name,
@@ -135,6 +153,7 @@ function server (baseDir: string) {
     maxConns: intIn(0, MAX_INT32).default(0),
     minConns: intIn(0, MAX_INT32).default(0),
     proxyProtocol: z.enum(['v1', 'v2'], { error: 'must be v1 or v2' }).optional(),
+    health: z.union([z.literal(false), health], { error: 'must be false or a map of health check settings' }).optional(),
   })
 }
 
@@ -149,6 +168,10 @@ function service (baseDir: string) {
     scheduler: z.unknown().optional(),                    // checks.ts: registry + parseOptions
     key: z.unknown().optional(),                          // checks.ts: parseKeySpec
     persistent,
+    health: health.optional(),
+    slowStartS: intIn(0, 86_400).default(0),
+    quiescent: z.boolean({ error: 'must be true or false' }).default(false),
+    fallback: server(baseDir).optional(),
     servers: z.array(server(baseDir), { error: 'must be a list of servers' })
       .min(1, { error: 'must list at least one server' }),
   })

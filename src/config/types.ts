@@ -48,6 +48,29 @@ export interface ServerConfig {
   readonly minConns: number
   /** Relayed servers only: prefix each connection with a PROXY protocol header. */
   readonly proxyProtocol?: 'v1' | 'v2'
+  /** The active check of this server: the service's `health:` with the server's own keys over it; none if absent. */
+  readonly health?: HealthCheckConfig
+}
+
+/** One server's active health check, defaults filled (see docs/config.md, `health`). */
+export interface HealthCheckConfig {
+  /** An HTTP check; absent = a TCP connect check. */
+  readonly http?: {
+    readonly method: string
+    readonly path: string
+    readonly host?: string
+    /** Accepted statuses; absent = any 2xx or 3xx. */
+    readonly expect?: readonly number[]
+    readonly body?: string
+  }
+  /** Where to check instead of the server's own address (handoff servers: what the back end reports). */
+  readonly address?: ListenAddress
+  readonly intervalMs: number
+  /** While a server is changing state (HAProxy's fastinter). */
+  readonly fastIntervalMs: number
+  readonly timeoutMs: number
+  readonly rise: number
+  readonly fall: number
 }
 
 /** What locality and hash schedulers hash or remember (see src/schedulers/keys.ts). */
@@ -74,6 +97,12 @@ export interface ServiceConfig {
   readonly schedulerOptions: unknown
   readonly key: KeySpec
   readonly persistent?: PersistenceConfig
+  /** Ramp a recovered server's weight up linearly over this many seconds (0 = at once). */
+  readonly slowStartS: number
+  /** A failed server stays listed with weight 0 instead of going down (ldirectord's quiescent). */
+  readonly quiescent: boolean
+  /** The sorry server: used only while no regular server of the service is up. */
+  readonly fallback?: ServerConfig
   readonly servers: readonly ServerConfig[]
 }
 

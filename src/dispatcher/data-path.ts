@@ -151,7 +151,8 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
     ctx.hashKey = conn.hashKey
     ctx.avoid = conn.avoid
     ctx.now = performance.now()
-    const server = conn.svc!.pick(ctx)
+    const svc = conn.svc!
+    const server = svc.pick(ctx) ?? svc.pickFallback(conn.avoid)
     ctx.avoid = undefined
     if (server === null) { this.#noServer(conn); return }
     conn.server = server

@@ -17,6 +17,7 @@ const REASONS: Record<number, string> = {
 }
 
 const cache = new Map<string, Buffer>()
+const RETRY_AFTER_S = 1
 
 /** The full response bytes for a status and error code, built once per pair. */
 export function responseBytes (status: number, code: string): Buffer {
@@ -25,8 +26,10 @@ export function responseBytes (status: number, code: string): Buffer {
   if (b === undefined) {
     const reason = REASONS[status] ?? 'Error'
     const body = `${status} ${reason}\n`
+    // 503: nothing can serve now; a client may try again shortly (a server recovers, a channel reconnects).
+    const retry = status === 503 ? `Retry-After: ${RETRY_AFTER_S}\r\n` : ''
     b = Buffer.from(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
-      `Content-Length: ${body.length}\r\nConnection: close\r\nX-Baton-Error: ${code}\r\n\r\n${body}`, 'latin1')
+      `Content-Length: ${body.length}\r\nConnection: close\r\n${retry}X-Baton-Error: ${code}\r\n\r\n${body}`, 'latin1')
     cache.set(k, b)
   }
   return b

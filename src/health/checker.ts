@@ -17,8 +17,8 @@ export interface HttpCheck {
   readonly path: string
   /** Host header; default the server's address. */
   readonly host: string | undefined
-  /** Accepted statuses. */
-  readonly expect: readonly number[]
+  /** Accepted statuses; undefined = any 2xx or 3xx. */
+  readonly expect: readonly number[] | undefined
   /** The body must contain this. */
   readonly body: string | undefined
 }
@@ -125,7 +125,8 @@ async function httpProbe (addr: CheckAddress, http: HttpCheck, timeoutMs: number
       headers: { host: http.host ?? (addr.path !== undefined ? 'localhost' : `${addr.host}:${addr.port}`), 'user-agent': 'baton-check' },
     })
     const body = await res.body.text()
-    if (!http.expect.includes(res.statusCode)) return `status ${res.statusCode}, expected ${http.expect.join('/')}`
+    const ok = http.expect === undefined ? res.statusCode >= 200 && res.statusCode < 400 : http.expect.includes(res.statusCode)
+    if (!ok) return `status ${res.statusCode}, expected ${http.expect?.join('/') ?? '2xx or 3xx'}`
     if (http.body !== undefined && !body.includes(http.body)) return `body does not contain ${JSON.stringify(http.body)}`
     return ''
   } catch (err) {
