@@ -67,15 +67,16 @@ export async function acceptHandoffs (server: http.Server, options: AcceptHandof
   const untrack = await ensureTracking(server, options.path)
   try {
     if (!native.available) return await listenRelayFallback(server, options.path, mode, onError)
-    return await listenHandoff(server, options, mode, onError)
+    return await listenHandoff(server, options, mode, onError, untrack === undefined)
   } catch (err) {
     await untrack?.()
     throw err
   }
 }
 
+/** ownListener: the server listens where the application put it (else only on the unreachable tracking socket). */
 async function listenHandoff (server: http.Server, options: AcceptHandoffsOptions, mode: number,
-  onError: (err: Error) => void): Promise<HandoffHandle> {
+  onError: (err: Error) => void, ownListener: boolean): Promise<HandoffHandle> {
   const { listenFd, id } = await bindSeqpacket(options.path, mode)
   const allowed = new Set<number>([0, process.getuid?.() ?? 0, ...(options.allowUids ?? [])])
   const channels = new Set<BackendChannel>()
@@ -85,7 +86,8 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
     allowHalfOpen: (server as unknown as { allowHalfOpen?: boolean }).allowHalfOpen ?? true,
     closed: (ch: BackendChannel) => { channels.delete(ch) },
     error: onError,
-    checkAddress: () => checkAddressOf(server),
+    // The tracking socket has no name left (tracking.ts): no one can check there, so say nothing.
+    checkAddress: () => (ownListener ? checkAddressOf(server) : undefined),
     report: () => report,
   }
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -148,7 +150,7 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
   }
 }
 
-/** Where the server answers HTTP itself (its own listener or the private tracking socket), for health checks. */
+/** Where the server answers HTTP on its own listener (TCP or a Unix socket path), for the dispatcher's health checks. */
 function checkAddressOf (server: http.Server): CheckAddress | undefined {
   const a = server.address()
   if (a === null) return undefined

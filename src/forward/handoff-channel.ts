@@ -116,6 +116,9 @@ export class HandoffChannel<T> {
     this.#ponged = false
     this.#retryMs = RECONNECT_MIN_MS
     this.#hb.start()
+    // A PING at once, not a tick later: the back end answers it with HELLO and REPORT, so active checks know
+    // its address, and a drained back end's word holds, from the start. EAGAIN cannot happen on a new socket.
+    this.#hb.ping(this.#fd)
     this.#log.info({ path: this.path }, 'handoff channel up')
     this.#hooks.up('channel connected')
   }

@@ -15,7 +15,8 @@
 // Back-end reports, no fd, sent only to a dispatcher that has pinged (an older one would close the channel):
 //   HELLO    u8 type=6 | u8 kind (1 = TCP, 2 = Unix path) | u16le port | u8 n | host or path (n bytes)
 //            Where the back end's own http.Server answers, for the dispatcher's active health checks.
-//            Sent once, after the first PING.
+//            Sent once per channel, after its first PING (the dispatcher pings as it connects); never by a
+//            back end that listens nowhere but on its handoff socket: its checks then fail.
 //   REPORT   u8 type=7 | u8 state (0 = unchanged, 1 = ready, 2 = drain, 3 = maint) | u8 percent (0..100,
 //            255 = unchanged)   The back end's own word on its state and weight (HAProxy's agent-check);
 //            the latest is sent after the first PING and on every change.
