@@ -41,7 +41,9 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     const ch = new HandoffChannel<C>(path, {
       up: (why) => { health.channel(server, true, why) },
       down: (err, connectionsLost) => {
-        health.channel(server, false, err.message)
+        // A closed channel: the process that said HELLO and REPORT may be gone; the next one says its own.
+        if (connectionsLost) this.#checkAddresses.delete(server)
+        health.channel(server, false, err.message, connectionsLost)
         if (connectionsLost) sink.lost(server)
       },
       feedback: (dActive, dInactive, closed) => { sink.feedback(server, dActive, dInactive, closed) },

@@ -79,8 +79,11 @@ export interface ForwardSink<C extends ForwardConn<S>, S extends ForwardServer> 
 
 /** Health's inputs from forwarders (src/health/state.ts implements it). */
 export interface HealthInput<S extends ForwardServer> {
-  /** A liveness channel (handoff) came up or went down; `why` is for the log. */
-  channel (server: S, up: boolean, why: string): void
+  /**
+   * A liveness channel (handoff) came up or went down; `why` is for the log. `gone`: the channel itself closed,
+   * so what the process behind it said (its REPORT) no longer holds.
+   */
+  channel (server: S, up: boolean, why: string, gone?: boolean): void
   /** A passive signal: connecting to the server failed, or it reset the connection before its first byte. */
   connectFailed (server: S, err: BatonError): void
   /** The back end's own report (handoff channel): ready / drain / maint and a weight percentage. */

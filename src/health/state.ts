@@ -68,9 +68,15 @@ export class HealthState implements HealthInput<ServerState> {
     this.#apply(rec, 'weight')
   }
 
-  channel (server: ServerState, up: boolean, why: string): void {
+  /** `gone`: the channel closed, and the back end's report with it (a restarted back end says its own). */
+  channel (server: ServerState, up: boolean, why: string, gone = false): void {
     const rec = this.#records.get(server)
-    if (rec === undefined || rec.channelUp === undefined || rec.channelUp === up) return
+    if (rec === undefined || rec.channelUp === undefined) return
+    if (gone) {
+      rec.agent = 'ready'
+      rec.agentPercent = 100
+    }
+    if (rec.channelUp === up && !gone) return
     rec.channelUp = up
     this.#apply(rec, up ? 'channel-up' : 'channel-down', why)
   }
@@ -152,8 +158,10 @@ export class HealthState implements HealthInput<ServerState> {
     const s = rec.server
     const before = rec.shown
     const up = isUp(rec)
-    if (up && !s.up && rec.beenUp && rec.policy.slowStartMs > 0) rec.upSince = performance.now()
-    if (up) rec.beenUp = true
+    // Slow start after a failure or maint, read from the state shown (a quiescent server's `up` never drops).
+    const serving = up && rec.checkUp
+    if (serving && rec.beenUp && (before === 'down' || before === 'maint') && rec.policy.slowStartMs > 0) rec.upSince = performance.now()
+    if (serving) rec.beenUp = true
     rec.service.applyHealth(s, up, this.#weight(rec, up))
     const after = stateOf(rec)
     rec.shown = after
@@ -174,7 +182,7 @@ export class HealthState implements HealthInput<ServerState> {
       const f = (performance.now() - rec.upSince) / rec.policy.slowStartMs
       if (f >= 1) rec.upSince = undefined
       else {
-        w *= f
+        w = w > 0 ? Math.max(1, w * f) : 0 // at least 1 from the first instant: up at weight 0 would take nothing
         this.#startRamp()
       }
     }
