@@ -16,8 +16,10 @@ function fromZodIssue (issue: ZodIssue, data: unknown, path: PathSegment[]): Raw
     return issue.keys.map((key) => ({ path: [...path, key], key: true, message: `${label([...path, key])}: ${unknownKey(key, valid)}` }))
   }
   if (issue.code === 'invalid_union') {
-    // The branch whose top-level type matched (its first issue is deeper, or not a type error) explains best.
-    const branch = issue.errors.find((errs) => errs.length > 0 && errs.every((e) => e.path.length > 0 || e.code !== 'invalid_type'))
+    // The branch whose top-level type matched (its issues are deeper, or not a type or literal mismatch)
+    // explains best: `health: { rise: 0 }` is about rise, not about `false`, the other branch.
+    const matched = (e: ZodIssue): boolean => e.path.length > 0 || (e.code !== 'invalid_type' && e.code !== 'invalid_value')
+    const branch = issue.errors.find((errs) => errs.length > 0 && errs.every(matched))
     if (branch !== undefined) return fromZodIssues(branch, data, path)
   }
   const value = valueAt(data, path)
