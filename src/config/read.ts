@@ -5,8 +5,8 @@
 import { closeSync, openSync, readSync } from 'node:fs'
 import { BatonError, ConfigError } from '../errors'
 
-/** Larger files are refused before parsing (yaml takes about a second per MiB). */
-export const MAX_CONFIG_BYTES = 4 * 1024 * 1024
+/** Larger files are refused before parsing: yaml needs ~2 s and ~500 MB for a MiB of tiny keys. */
+export const MAX_CONFIG_BYTES = 1024 * 1024
 
 /**
  * The file's text. Throws BatonError BATON_ERR_CONFIG_READ if it cannot be read (missing, a directory,
@@ -25,6 +25,21 @@ export function readConfigText (file: string): string {
     throw new ConfigError([{ path: '', message: `the file is larger than ${MAX_CONFIG_BYTES / 1024 / 1024} MiB; a configuration is never that big`, file, line: 1, col: 1 }])
   }
   return decodeUtf8(buf, file)
+}
+
+/** A token file is a line, not a document: larger ones are refused. */
+const MAX_TOKEN_FILE_BYTES = 4096
+
+/** The admin token in `file`, surrounding whitespace removed; or why it could not be read. */
+export function readTokenFile (file: string): { ok: true, value: string } | { ok: false, reason: string } {
+  try {
+    const buf = readAtMost(file, MAX_TOKEN_FILE_BYTES + 1)
+    if (buf.length > MAX_TOKEN_FILE_BYTES) return { ok: false, reason: `must be a file of at most ${MAX_TOKEN_FILE_BYTES} bytes (${file})` }
+    return { ok: true, value: buf.toString('utf8').trim() }
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    return { ok: false, reason: `cannot read ${file} (${e.code === undefined ? e.message : `${e.code}: ${describeErrno(e)}`})` }
+  }
 }
 
 function readAtMost (file: string, limit: number): Buffer {

@@ -1,7 +1,7 @@
 // The YAML side of config loading: parse text into plain data, report syntax errors with their positions,
 // and map a dotted config path back to the line:col of the node it names. Knows nothing of Baton's keys.
 
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type YAMLError } from 'yaml'
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair, type YAMLMap } from 'yaml'
 import type { ConfigIssue } from '../errors'
 import { checkExpansion, MAX_ALIAS_EXPANSION } from './expansion'
 
@@ -29,8 +29,9 @@ export function readYaml (text: string, file: string): YamlSource {
     const { line, col } = lineCounter.linePos(offset)
     return { path: '', message, file, line, col }
   }
+  const index = new WeakMap<MapNode, Map<string, PairNode>>()
   const locateIn = (doc: Document | undefined) => (issue: RawIssue): ConfigIssue => {
-    const node = doc === undefined ? undefined : findNode(doc, issue.path, issue.key === true)
+    const node = doc === undefined ? undefined : findNode(doc, issue.path, issue.key === true, index)
     return { ...at(node?.range?.[0] ?? 0, issue.message), path: issue.path.join('.') }
   }
   const issues: ConfigIssue[] = []
@@ -38,11 +39,13 @@ export function readYaml (text: string, file: string): YamlSource {
   if (bad !== null) issues.push(at(bad.index, `YAML: character ${codePoint(bad[0])} is not allowed in YAML (write it as an escape in a double-quoted string)`))
   let doc: Document
   try {
-    doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, merge: true })
+    // uniqueKeys: yaml compares each new key with every earlier one (a MiB of keys: hours).
+    doc = parseDocument(text, { prettyErrors: false, uniqueKeys: false, merge: true })
   } catch (err) {
     return { data: undefined, syntaxIssues: [...issues, at(0, `YAML: ${thrownMessage(err)}`)], locate: locateIn(undefined) }
   }
-  for (const err of doc.errors) issues.push(at(err.pos[0], `YAML: ${yamlMessage(err, text)}`))
+  for (const err of doc.errors) issues.push(at(err.pos[0], `YAML: ${thrownMessage(err)}`))
+  for (const dup of duplicateKeys(doc)) issues.push(at(dup.offset, `YAML: duplicate key ${dup.key} (map keys must be unique)`))
   if (issues.length === 0) {
     const limit = checkExpansion(doc)
     if (limit !== undefined) issues.push(at(limit.offset, limit.message))
@@ -74,13 +77,26 @@ function countLines (text: string): LineCounter {
   return lc
 }
 
-/** yaml's message, first line only, with the key named for a duplicate and plain words for a stack overflow. */
-function yamlMessage (err: YAMLError, text: string): string {
-  if (err.code === 'DUPLICATE_KEY') {
-    const key = /^("(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*'|[^\n]*?)[ \t]*:(?:[ \t\n]|$)/.exec(text.slice(err.pos[0], err.pos[0] + 256))?.[1]
-    return key === undefined || key === '' ? 'duplicate key (map keys must be unique)' : `duplicate key ${/^["']/.test(key) ? key : JSON.stringify(key)} (map keys must be unique)`
+/** Repeated scalar keys in any map, in one pass with a Set per map (no recursion: any depth). */
+function duplicateKeys (doc: Document): Array<{ offset: number, key: string }> {
+  const out: Array<{ offset: number, key: string }> = []
+  const stack: unknown[] = [doc.contents]
+  for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
+    if (isMap(node)) {
+      const seen = new Set<string>()
+      for (const pair of node.items) {
+        stack.push(pair.value, pair.key)
+        const k = pair.key
+        if (!isScalar(k) || typeof k.value === 'symbol' || (k.value === '<<' && k.type === 'PLAIN')) continue
+        const name = String(k.value)
+        if (seen.has(name)) out.push({ offset: k.range?.[0] ?? 0, key: JSON.stringify(name) })
+        seen.add(name)
+      }
+    } else if (isSeq(node)) {
+      for (const item of node.items) stack.push(item)
+    }
   }
-  return thrownMessage(err)
+  return out
 }
 
 function thrownMessage (err: unknown): string {
@@ -101,15 +117,33 @@ function firstAlias (text: string): number {
   return m === null ? 0 : m.index + m[1]!.length
 }
 
+type MapNode = YAMLMap<unknown, unknown>
+type PairNode = Pair<unknown, unknown>
+
+/** A map's pairs by key, built once per map: locating one issue per key of a huge map stays linear. */
+function pairsOf (index: WeakMap<MapNode, Map<string, PairNode>>, node: MapNode): Map<string, PairNode> {
+  let byKey = index.get(node)
+  if (byKey === undefined) {
+    byKey = new Map()
+    for (const p of node.items) {
+      const k = String(isScalar(p.key) ? p.key.value : p.key)
+      if (!byKey.has(k)) byKey.set(k, p) // the first of duplicates, as yaml reports them
+    }
+    index.set(node, byKey)
+  }
+  return byKey
+}
+
 /** The deepest node along `path`; with `wantKey`, the key node of the last segment if it exists. */
-function findNode (doc: Document, path: readonly PathSegment[], wantKey: boolean): Node | undefined {
+function findNode (doc: Document, path: readonly PathSegment[], wantKey: boolean,
+  index: WeakMap<MapNode, Map<string, PairNode>>): Node | undefined {
   let node: Node | undefined = doc.contents ?? undefined
   for (let i = 0; i < path.length && node !== undefined; i++) {
     const seg = path[i]
     const last = i === path.length - 1
     let next: Node | undefined
     if (isMap(node)) {
-      const pair = node.items.find((p) => (isScalar(p.key) ? String(p.key.value) : p.key) === String(seg))
+      const pair = pairsOf(index, node).get(String(seg))
       if (pair === undefined) return node
       const key = pair.key as Node | undefined
       const value = pair.value as Node | null
