@@ -128,13 +128,13 @@ export class BackendChannel {
   #pong (n: number): boolean {
     const len = encodePong(this.#msg, this.#buf, n)
     if (len < 0) return false
-    native.sendMsg(this.fd, this.#msg, len)
-    if (!this.#pinged) {
+    if (!this.#pinged) { // HELLO and REPORT go before the first PONG: with it, the dispatcher has heard them
       this.#pinged = true
       const addr = this.#host.checkAddress()
       if (addr !== undefined) native.sendMsg(this.fd, this.#out2, encodeHello(this.#out2, addr))
       this.sendReport()
     }
+    native.sendMsg(this.fd, this.#msg, len)
     return true
   }
 

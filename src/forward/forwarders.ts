@@ -40,8 +40,8 @@ export class Forwarders<C extends ForwardConn<S>, S extends ForwardServer> {
   attach (server: S): void { this.#of(server).attach(server) }
   detach (server: S): void { this.#byMethod.get(server.target.method)?.detach(server) }
 
-  /** Where active checks reach the server; undefined until a handoff back end said. */
-  checkAddress (server: S): CheckAddress | undefined { return this.#of(server).checkAddress(server) }
+  /** Where active checks reach the server; for handoff, what the back end said ('pending': not yet; see handoff.ts). */
+  checkAddress (server: S): CheckAddress | 'pending' | undefined { return this.#of(server).checkAddress(server) }
 
   /** Hot path: one Map lookup, then the method's forward(). */
   forward (conn: C): void {

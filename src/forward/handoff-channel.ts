@@ -85,6 +85,8 @@ export class HandoffChannel<T> {
 
   /** True while new connections may be sent. */
   get ready (): boolean { return this.#ready }
+  /** The back end answered a PING on this connection: what it says first (HELLO, REPORT) has arrived. */
+  get answered (): boolean { return this.#ponged }
   get queued (): number { return this.#queue.length }
 
   /** Connects now; on failure the channel stays down and retries with backoff. */

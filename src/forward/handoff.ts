@@ -65,8 +65,15 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     ch.close()
   }
 
-  /** Where the back end's own http.Server answers, once it said so over its channel. */
-  checkAddress (server: S): CheckAddress | undefined { return this.#checkAddresses.get(server) }
+  /**
+   * Where the back end's own http.Server answers, once it said so over its channel; 'pending' until it answered
+   * its first PING (its HELLO comes before that PONG); then undefined if it said nothing (nowhere to check).
+   */
+  checkAddress (server: S): CheckAddress | 'pending' | undefined {
+    const addr = this.#checkAddresses.get(server)
+    if (addr !== undefined) return addr
+    return this.#channels.get(server)?.answered === false ? 'pending' : undefined
+  }
 
   /** Hot path. Sent: handedOff() now. Queued (EAGAIN): handedOff() or failed() later. Failed: failed() now. */
   forward (conn: C): void {

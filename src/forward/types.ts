@@ -104,7 +104,7 @@ export interface Forwarder<C extends ForwardConn<S>, S extends ForwardServer> {
   /** Forward conn to conn.server. Never calls the sink synchronously for relays; see ForwardSink. Hot path. */
   forward (conn: C): void
   /** Where active health checks reach the server (relays: its target; handoff: what the back end said). */
-  checkAddress (server: S): CheckAddress | undefined
+  checkAddress (server: S): CheckAddress | 'pending' | undefined
   /** Relayed connections open now (0 for methods that keep nothing). */
   readonly active: number
   /** Stops taking work; connects in flight fail (not retryable), relays are reset, threads joined. */

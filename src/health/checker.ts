@@ -34,8 +34,11 @@ export interface CheckSpec {
 interface Checked {
   readonly server: ServerState
   readonly spec: CheckSpec
-  /** Where to check now; undefined = not known yet (a handoff back end that has not said): a failed check. */
-  readonly address: () => CheckAddress | undefined
+  /**
+   * Where to check now. undefined = nowhere (a handoff back end that answered its first PING without a HELLO,
+   * or whose channel is down): a failed check. 'pending' = it has not answered yet: no check, none counted.
+   */
+  readonly address: () => CheckAddress | 'pending' | undefined
   timer: NodeJS.Timeout | undefined
   running: boolean
 }
@@ -52,7 +55,7 @@ export class HealthChecker {
   }
 
   /** Starts checking `server`; its first check comes at a random point of its first interval. */
-  add (server: ServerState, spec: CheckSpec, address: () => CheckAddress | undefined): void {
+  add (server: ServerState, spec: CheckSpec, address: () => CheckAddress | 'pending' | undefined): void {
     this.remove(server)
     const c: Checked = { server, spec, address, timer: undefined, running: false }
     this.#checked.set(server, c)
@@ -81,15 +84,16 @@ export class HealthChecker {
 
   async #run (c: Checked): Promise<void> {
     c.timer = undefined
-    if (this.#health.wantsChecks(c.server)) {
-      const addr = c.address()
-      const why = addr === undefined ? 'no address to check yet' : await probe(addr, c.spec)
+    const addr = c.address()
+    if (this.#health.wantsChecks(c.server) && addr !== 'pending') {
+      const why = addr === undefined ? 'no address to check' : await probe(addr, c.spec)
       if (this.#closed || this.#checked.get(c.server) !== c) return
       this.#health.check(c.server, why === '', why === '' ? 'check passed' : why)
       if (why !== '') this.#log.debug({ svc: c.server.service, backend: c.server.id, why }, 'health check failed')
     }
     if (this.#closed || this.#checked.get(c.server) !== c) return
-    this.#schedule(c, this.#health.isChanging(c.server) ? c.spec.fastIntervalMs : c.spec.intervalMs)
+    const fast = addr === 'pending' || this.#health.isChanging(c.server)
+    this.#schedule(c, fast ? c.spec.fastIntervalMs : c.spec.intervalMs)
   }
 }
 

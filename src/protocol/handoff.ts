@@ -15,11 +15,12 @@
 // Back-end reports, no fd, sent only to a dispatcher that has pinged (an older one would close the channel):
 //   HELLO    u8 type=6 | u8 kind (1 = TCP, 2 = Unix path) | u16le port | u8 n | host or path (n bytes)
 //            Where the back end's own http.Server answers, for the dispatcher's active health checks.
-//            Sent once per channel, after its first PING (the dispatcher pings as it connects); never by a
-//            back end that listens nowhere but on its handoff socket: its checks then fail.
+//            Sent once per channel, in answer to its first PING (the dispatcher pings as it connects) and
+//            before that PONG: a dispatcher with the PONG knows whether a HELLO came. Never sent by a back end
+//            that listens nowhere but on its handoff socket: its checks then fail.
 //   REPORT   u8 type=7 | u8 state (0 = unchanged, 1 = ready, 2 = drain, 3 = maint) | u8 percent (0..100,
 //            255 = unchanged)   The back end's own word on its state and weight (HAProxy's agent-check);
-//            the latest is sent after the first PING and on every change.
+//            the latest is sent before the first PONG (if the back end set one) and on every change.
 //
 // Versions: HANDOFF carries PROTOCOL_VERSION; the other messages are known by type and exact length. The
 // dispatcher closes the channel on any message it does not know. The back end reports one it does not know

@@ -104,6 +104,19 @@ describe('health checks', () => {
     health.close()
   })
 
+  it('waits, uncounted, while the address is pending; fails a server with no address to check', async () => {
+    const { health, checker, s } = setup()
+    let addr: 'pending' | undefined = 'pending'
+    checker.add(s, { ...httpSpec(), intervalMs: 200, fastIntervalMs: 20 }, () => addr)
+    await new Promise((r) => setTimeout(r, 400)) // ~20 rounds at the fast interval: none counted
+    expect(s.up).toBe(true)
+    expect(health.isChanging(s)).toBe(false)
+    addr = undefined
+    await waitFor(() => !s.up, 3000)
+    checker.close()
+    health.close()
+  })
+
   it('spreads first checks over the interval and leaves no timer after close', async () => {
     const svc = createService(serviceConfig('rr', Array.from({ length: 50 }, (_, i) => serverConfig(`s${i}`))))
     const health = new HealthState({ holdDownMs: 1000 }, silentLogger())

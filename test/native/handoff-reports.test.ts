@@ -1,6 +1,7 @@
 // The back end's reports on a real SEQPACKET channel: the dispatcher PINGs as it connects (not a heartbeat
 // tick later), so HELLO (where the back end's http.Server answers) and REPORT (its state and weight) arrive
-// before any active check or connection needs them; the hooks get them decoded.
+// before any active check or connection needs them; the hooks get them decoded, and `answered` tells the
+// checks when the back end has had its say.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -45,12 +46,13 @@ describe.runIf(process.platform === 'linux' && native.available)('HandoffChannel
     const buf = Buffer.alloc(MAX_MESSAGE_BYTES)
     const n = native.recvMsg(rx, buf, new Int32Array(2)) // at once: the heartbeat's first tick is 15 s away
     expect([n, buf[0]]).toEqual([HEARTBEAT_BYTES, MSG_PING])
-    const out = Buffer.alloc(MAX_MESSAGE_BYTES)
-    expect(native.sendMsg(rx, out, encodePong(out, buf, n))).toBe(0)
+    expect(ch.answered).toBe(false) // health checks wait ('pending') rather than fail
+    const out = Buffer.alloc(MAX_MESSAGE_BYTES) // as baton/backend answers: HELLO and REPORT, then the PONG
     expect(native.sendMsg(rx, out, encodeHello(out, { host: '127.0.0.1', port: 8081 }))).toBe(0)
     expect(native.sendMsg(rx, out, encodeReport(out, 'drain', undefined))).toBe(0)
     expect(native.sendMsg(rx, out, encodeReport(out, undefined, 50))).toBe(0)
-    for (let i = 0; i < 200 && ev.report.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(native.sendMsg(rx, out, encodePong(out, buf, n))).toBe(0)
+    for (let i = 0; i < 200 && !ch.answered; i++) await new Promise((resolve) => setTimeout(resolve, 5))
     expect(ev.hello).toEqual([{ host: '127.0.0.1', port: 8081 }])
     expect(ev.report).toEqual([['drain', undefined], [undefined, 50]])
     expect(ch.ready).toBe(true)
