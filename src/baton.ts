@@ -8,6 +8,7 @@
 //   baton.reload(loadConfigFile('baton.yaml'))    // apply a new config as a diff
 //   await baton.close()                          // connections already handed off are not affected
 import assert from 'node:assert'
+import { ConfigReloader, restartOnlyChanges, type ReloadOutcome, type ReloadTrigger } from './admin/reload'
 import { startAdmin, type AdminServer } from './admin/server'
 import { Cluster, type ClusterDiff } from './cluster/cluster'
 import type { ServerSnapshot, ServerState } from './cluster/types'
@@ -17,12 +18,13 @@ import type { Conn } from './dispatcher/conn'
 import { DataPath, type Routing } from './dispatcher/data-path'
 import type { PendingCounts } from './dispatcher/pending'
 import { listenJs, listenNative, type Listener } from './dispatcher/listeners'
+import { waitForQuiet } from './dispatcher/shutdown'
 import { BatonError } from './errors'
 import { Forwarders } from './forward/forwarders'
 import { resolveTarget } from './forward/method'
 import { HealthChecker } from './health/checker'
 import { checkSpecOf, policyOf } from './health/policy'
-import { HealthState } from './health/state'
+import { HealthState, type AdminState } from './health/state'
 import { createLogger, type Logger } from './log'
 import { native } from './native/binding'
 import { Router } from './request/route'
@@ -45,6 +47,9 @@ export class Baton {
   readonly #forwarders: Forwarders<Conn, ServerState>
   readonly #path: DataPath
   readonly #listeners: Listener[] = []
+  readonly #reloader: ConfigReloader
+  /** The config listen and admin were bound with (a reload does not rebind them). */
+  readonly #bound: Config
   #config: Config
   #admin: AdminServer | undefined
   #tick: NodeJS.Timeout | undefined
@@ -58,6 +63,8 @@ export class Baton {
     this.#log = log
     this.#nativeOk = nativeOk
     this.#config = config
+    this.#bound = config
+    this.#reloader = new ConfigReloader(config.file, (c) => this.reload(c), log)
     this.#cluster = new Cluster(config.services, (cfg) => resolveTarget(cfg, nativeOk))
     this.#health = new HealthState({ holdDownMs: RELAY_HOLDDOWN_MS }, log)
     this.#checker = new HealthChecker(this.#health, log)
@@ -104,6 +111,7 @@ export class Baton {
     }
     this.#tick = setInterval(() => { this.#cluster.tick() }, TICK_MS)
     this.#tick.unref()
+    this.#reloader.watch(this.#config.watch)
     this.#log.info({ listen: this.#listeners.map((l) => `${l.host}:${l.port}`), native: this.#nativeOk,
       services: this.#config.services.length }, 'baton started')
     this.#log.flush() // process managers and scripts wait for this line on a pipe
@@ -120,8 +128,18 @@ export class Baton {
     this.#path.setRouting(this.#routingFor(config))
     this.#config = config
     this.#log.info({ ...diff }, 'config applied')
+    for (const key of restartOnlyChanges(this.#bound, config)) {
+      this.#log.warn({ key }, `config reload: ${key} changed; it takes a restart (kept as at start)`)
+    }
+    if (this.#started && this.#closing === undefined) this.#reloader.watch(config.watch)
     return diff
   }
+
+  /**
+   * Reads, validates and applies the config file this Baton was built from (SIGHUP, the admin API, the file
+   * watch). Never throws: a file with issues changes nothing; they are logged and returned.
+   */
+  reloadFile (trigger: ReloadTrigger = 'api'): ReloadOutcome { return this.#reloader.reload(trigger) }
 
   /** ipvsadm -a. Throws BATON_ERR_CLUSTER_VERB (unknown service, name in use). */
   addServer (service: string, cfg: ServerConfig): void { this.#cluster.addServer(service, cfg) }
@@ -129,6 +147,43 @@ export class Baton {
   removeServer (service: string, name: string): void { this.#cluster.removeServer(service, name) }
   /** ipvsadm -e -w: 0 drains (no new connections; open ones finish). */
   setWeight (service: string, name: string, weight: number): void { this.#cluster.setWeight(service, name, weight) }
+  /**
+   * The operator's state of a server (or fallback server): up, drain (no new connections; open ones finish) or
+   * maint (down, checks paused). Throws BATON_ERR_CLUSTER_VERB for an unknown service, server or state.
+   */
+  setState (service: string, name: string, state: AdminState): void {
+    if (state !== 'up' && state !== 'drain' && state !== 'maint') {
+      throw new BatonError('BATON_ERR_CLUSTER_VERB', `state must be up, drain or maint, got ${String(state)}`)
+    }
+    const svc = this.#cluster.service(service)
+    if (svc === undefined) throw new BatonError('BATON_ERR_CLUSTER_VERB', `no service named ${service}`)
+    const s = svc.server(name) ?? (svc.fallback?.id === name ? svc.fallback : undefined)
+    if (s === undefined) throw new BatonError('BATON_ERR_CLUSTER_VERB', `service ${service} has no server ${name}`)
+    this.#health.setAdminState(s, state)
+  }
+
+  /**
+   * Graceful stop (SIGTERM): stops accepting at once, then waits until every connection already accepted is
+   * answered or forwarded (heads still arriving keep their own deadline) and relayed connections end, for at
+   * most `timeoutMs` (limits.shutdownTimeoutMs) for the relays; then closes like close(). Handed-off
+   * connections belong to their back ends and are never touched.
+   */
+  shutdown (timeoutMs = this.#config.limits.shutdownTimeoutMs): Promise<void> {
+    this.#closing ??= (async () => {
+      const stopping = this.#listeners.splice(0).map((l) => l.close())
+      this.#reloader.close()
+      this.#log.info({ pending: this.#path.pending, relays: this.#forwarders.active, timeoutMs },
+        'shutting down: not accepting; finishing the connections already accepted')
+      this.#log.flush()
+      const left = await waitForQuiet(this.#path, () => this.#forwarders.active, timeoutMs, this.#config.limits)
+      if (left.relaysLeft + left.ownedLeft > 0) this.#log.warn({ ...left, timeoutMs }, 'shutdown timeout: closing what is left')
+      await this.#teardown()
+      await Promise.all(stopping)
+      this.#log.info('baton stopped')
+      this.#log.flush()
+    })()
+    return this.#closing
+  }
 
   /** Stops listening, closes channels and relays; connections already handed off are not affected. */
   close (): Promise<void> {
@@ -191,7 +246,8 @@ export class Baton {
         outcomes: () => this.#path.outcomes,
         pending: () => this.#path.pending,
         stateChanges: () => this.#health.changes,
-      }, this.#log)
+        reloads: () => this.#reloader.counts,
+      }, this.#log, this)
     } catch (err) {
       throw new BatonError('BATON_ERR_ADMIN_LISTEN', `admin API: ${(err as Error).message}`, { cause: err })
     }
@@ -200,6 +256,7 @@ export class Baton {
   /** Stops everything started so far, in the reverse order of start-up; failed starts and close() alike. */
   async #teardown (): Promise<void> {
     clearInterval(this.#tick)
+    this.#reloader.close()
     await this.#admin?.close()
     await Promise.all(this.#listeners.map((l) => l.close()))
     this.#path.close()

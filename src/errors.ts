@@ -31,6 +31,8 @@ export const CODES = {
   BATON_ERR_CLUSTER_VERB: 'a cluster change named an unknown service or server, a name in use, or a bad weight',
   // admin API
   BATON_ERR_ADMIN_LISTEN: 'the admin API could not listen on its address or socket',
+  BATON_ERR_ADMIN_AUTH: 'an admin write was refused: no or a wrong bearer token, or a browser request',
+  BATON_ERR_ADMIN_REQUEST: 'an admin request could not be taken: unknown route, wrong method, or a bad or too large body',
   // back-end module
   BATON_ERR_BACKEND_ATTACH: 'acceptHandoffs could not attach to the handoff socket',
 } as const

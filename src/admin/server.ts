@@ -1,6 +1,7 @@
-// The admin API: read-only, on loopback or a Unix socket (the config refuses other addresses unless
-// admin.allowRemote). GET /servers is `ipvsadm -L -n` as JSON; GET /metrics is Prometheus text with
-// bounded labels (service, server, outcome: never paths); GET /healthz answers 200 while the switch runs.
+// The admin API, on loopback or a Unix socket (the config refuses other addresses unless
+// admin.allowRemote, and then requires admin.token). Writes (POST, PUT, DELETE) go to write.ts.
+// GET /servers is `ipvsadm -L -n` as JSON; GET /metrics is Prometheus text with bounded labels (service,
+// server, outcome: never paths); GET /healthz answers 200 while the switch runs.
 import http from 'node:http'
 import type net from 'node:net'
 import type { ServerSnapshot } from '../cluster/types'
@@ -8,6 +9,7 @@ import type { AdminConfig } from '../config/types'
 import type { PendingCounts } from '../dispatcher/pending'
 import type { Logger } from '../log'
 import { listenUnix, unlinkIfSame, type FileId } from '../net/unix-socket'
+import { createWriteHandler, type AdminControl } from './write'
 
 export interface AdminSource {
   servers (): readonly ServerSnapshot[]
@@ -17,6 +19,8 @@ export interface AdminSource {
   pending (): PendingCounts
   /** Health state changes so far, keyed `service\0server\0state`. */
   stateChanges (): ReadonlyMap<string, number>
+  /** Config reloads so far, by result (ok, invalid). */
+  reloads? (): ReadonlyMap<string, number>
 }
 
 export interface AdminServer {
@@ -25,9 +29,11 @@ export interface AdminServer {
   close (): Promise<void>
 }
 
-export async function startAdmin (cfg: AdminConfig, src: AdminSource, log: Logger): Promise<AdminServer> {
+/** `control`: the write routes (write.ts); without it every write is 405. */
+export async function startAdmin (cfg: AdminConfig, src: AdminSource, log: Logger, control?: AdminControl): Promise<AdminServer> {
+  const write = control === undefined ? undefined : createWriteHandler(control, cfg.token, log)
   const server = http.createServer((req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'GET only\n')
+    if (req.method !== 'GET' && req.method !== 'HEAD') return write !== undefined ? write(req, res) : send(res, 405, 'text/plain', 'GET only\n')
     const path = (req.url ?? '/').split('?')[0]
     if (path === '/servers') return send(res, 200, 'application/json', JSON.stringify(src.servers(), null, 2) + '\n')
     if (path === '/metrics') return send(res, 200, 'text/plain; version=0.0.4', metrics(src))
@@ -93,6 +99,8 @@ function metrics (src: AdminSource): string {
     `baton_pending_connections{state="head"} ${p.head}`, `baton_pending_connections{state="drain"} ${p.drain}`,
     '# HELP baton_pending_shed_total connections closed unanswered because limits.maxPendingConns was reached',
     '# TYPE baton_pending_shed_total counter', `baton_pending_shed_total ${p.shed}`)
+  lines.push('# HELP baton_config_reloads_total config reloads (SIGHUP, admin, watch), by result', '# TYPE baton_config_reloads_total counter')
+  for (const [result, n] of src.reloads?.() ?? []) lines.push(`baton_config_reloads_total{result=${quote(result)}} ${n}`)
   return lines.join('\n') + '\n'
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `baton` command: the only place that reads process.argv or calls process.exit.
-// Exit codes: 0 ok, 1 `check` found issues or the switch failed to start, 2 usage or (start/demo) bad config.
+// Exit codes: 0 ok, 1 `check` found issues, the switch failed to start, a second stop signal, or `ctl` was
+// refused or could not reach the admin API; 2 usage or (start/demo) bad config.
 
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -15,8 +16,11 @@ const DEFAULT_CONFIG = 'config/baton.yaml'
 const USAGE = `Usage: baton <command> [options]
 
 Commands:
-  start [-c FILE]     run the switch (default config: ${DEFAULT_CONFIG})
+  start [-c FILE]     run the switch (default config: ${DEFAULT_CONFIG}); SIGHUP reloads the file,
+                      SIGTERM or SIGINT stops gracefully (a second one exits at once)
   check FILE          validate a config; print each issue as file:line:col: message
+  ctl COMMAND ...     change a running switch through its admin API (baton ctl --help)
+  schema              print the config's JSON Schema (for editors: see the README)
   demo [-c FILE]      run the built-in demo: back ends and the switch (default: ${DEFAULT_CONFIG})
   help                show this help
 
@@ -31,6 +35,10 @@ Options:
 class UsageError extends Error {}
 
 async function main (argv: readonly string[]): Promise<number> {
+  if (argv[0] === 'ctl') {
+    const { ctl } = await import('./ctl')
+    return ctl(argv.slice(1), process.env, (s) => { process.stdout.write(s) }, (s) => { process.stderr.write(s) })
+  }
   let parsed
   try {
     parsed = parseArgs({
@@ -62,6 +70,9 @@ async function main (argv: readonly string[]): Promise<number> {
     case 'demo':
       noArgs(rest, command)
       return demo(file ?? DEFAULT_CONFIG)
+    case 'schema':
+      noArgs(rest, command)
+      return schema()
     case undefined:
       throw new UsageError('missing command')
     default:
@@ -129,7 +140,13 @@ async function start (file: string): Promise<number> {
   if (config === undefined) return 2
   const { startBaton } = await import('../baton')
   const instance = await startBaton(config)
-  return untilSignal(() => instance.close())
+  process.on('SIGHUP', () => { instance.reloadFile('SIGHUP') }) // never throws: a bad file is logged
+  return untilSignal(() => instance.shutdown())
+}
+
+async function schema (): Promise<number> {
+  const { configJsonSchema } = await import('../config/json-schema')
+  return print(`${JSON.stringify(configJsonSchema(), null, 2)}\n`)
 }
 
 async function demo (file: string): Promise<number> {
@@ -164,6 +181,11 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof UsageError) {
       process.stderr.write(`baton: ${err.message}\n\n${USAGE}`)
+      exit(2)
+      return
+    }
+    if (err instanceof Error && err.name === 'CtlUsageError') {
+      process.stderr.write(`baton ctl: ${err.message}\n\nRun baton ctl --help for the commands.\n`)
       exit(2)
       return
     }

@@ -137,7 +137,7 @@ export class Cluster {
     for (const c of cfg.servers) {
       const s = svc.server(c.name)
       if (s === undefined) this.#added(svc.add(c), diff)
-      else if (JSON.stringify(s.config) !== JSON.stringify(c)) {
+      else if (JSON.stringify(s.config) !== JSON.stringify(c) || s.configWeight !== c.weight) { // the file's weight wins over setWeight
         svc.edit(s, c)
         diff.changed.push(`${svc.name}/${s.id}`)
         this.#observer?.changed(s)

@@ -114,7 +114,7 @@ function collect<T> (parse: () => T, issues: RawIssue[]): T | undefined {
   }
 }
 
-function checkServer (srv: Raw, path: PathSegment[], issues: RawIssue[]): void {
+export function checkServer (srv: Raw, path: PathSegment[], issues: RawIssue[]): void {
   const { handoff, address, forward, proxyProtocol, minConns, maxConns } = srv
   if ((handoff === undefined) === (address === undefined)) {
     issues.push(issue(path, `server "${String(srv.name)}" needs exactly one of handoff: <socket path> or address: "host:port"`))
@@ -135,6 +135,12 @@ function checkAdmin (admin: unknown, issues: RawIssue[]): void {
   if (!isMap(admin)) return
   if ((admin.listen === undefined) === (admin.socket === undefined)) {
     issues.push(issue(['admin'], 'needs exactly one of listen: "host:port" or socket: <path>'))
+  }
+  if (admin.token !== undefined && admin.tokenFile !== undefined) {
+    issues.push(issue(['admin', 'tokenFile'], 'give token or tokenFile, not both'))
+  }
+  if (admin.allowRemote === true && admin.token === undefined && admin.tokenFile === undefined) {
+    issues.push(issue(['admin', 'allowRemote'], 'needs admin.token or admin.tokenFile: the write routes would be open to the network'))
   }
   if (typeof admin.listen !== 'string' || admin.allowRemote === true) return
   const addr = parseAddress(admin.listen, 0)

@@ -52,6 +52,7 @@ function build (data: ParsedConfig, resolved: ReadonlyArray<ResolvedService | un
       ...(svc.persistent === undefined ? {} : { persistent: svc.persistent }),
       slowStartS: svc.slowStartS,
       quiescent: svc.quiescent,
+      ...(svc.health === undefined ? {} : { health: buildHealth(svc.health, undefined)! }),
       ...(svc.fallback === undefined ? {} : { fallback: buildServer(svc.fallback, undefined) }),
       servers: svc.servers.map((srv) => buildServer(srv, svc.health)),
     }
@@ -67,8 +68,11 @@ function build (data: ParsedConfig, resolved: ReadonlyArray<ResolvedService | un
             ...(admin.listen === undefined ? {} : { listen: admin.listen }),
             ...(admin.socket === undefined ? {} : { socket: admin.socket }),
             ...(admin.allowRemote === undefined ? {} : { allowRemote: admin.allowRemote }),
+            ...(admin.token === undefined ? {} : { token: admin.token }),
+            ...(admin.tokenFile === undefined ? {} : { token: admin.tokenFile.token, tokenFile: admin.tokenFile.path }),
           },
         }),
+    watch: data.watch,
     limits: data.limits,
     log: data.log,
     services,
@@ -76,10 +80,10 @@ function build (data: ParsedConfig, resolved: ReadonlyArray<ResolvedService | un
   }
 }
 
-type ParsedServer = ParsedConfig['services'][number]['servers'][number]
+export type ParsedServer = ParsedConfig['services'][number]['servers'][number]
 type ParsedHealth = Exclude<ParsedServer['health'], false | undefined>
 
-function buildServer (srv: ParsedServer, serviceHealth: ParsedHealth | undefined): ServerConfig {
+export function buildServer (srv: ParsedServer, serviceHealth: ParsedHealth | undefined): ServerConfig {
   const { name, handoff, address, weight, maxConns, minConns, proxyProtocol } = srv
   const health = buildHealth(serviceHealth, srv.health)
   return {

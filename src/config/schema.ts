@@ -8,6 +8,7 @@ import { isAbsolute, resolve } from 'node:path'
 import { z } from 'zod'
 import { parseAddress } from './address'
 import { compilePattern } from './pattern'
+import { readTokenFile } from './read'
 
 const NAME = /^[A-Za-z0-9_.-]+$/
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/                          // RFC 9110 tchar
@@ -16,6 +17,10 @@ const MAX_INT32 = 2_147_483_647
 const SET_COOKIE = 'must not be Set-Cookie (a response header; Node gives the application a list, not a value)'
 /** sun_path is 108 bytes including the terminating NUL (abstract names: the leading NUL). */
 const MAX_SOCKET_PATH = 107
+/** 16 to 512 visible ASCII characters: what fits an Authorization header and is not guessed. */
+const ADMIN_TOKEN = /^[\x21-\x7e]{16,512}$/
+const TOKEN_CHARS = '16 to 512 visible ASCII characters (no spaces)'
+const TOKEN_RULE = `must be ${TOKEN_CHARS}`
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export const FORWARD_METHODS = ['handoff', 'splice', 'pipe'] as const
@@ -185,7 +190,22 @@ const limits = strict({
   drainTimeoutMs: intIn(1, 60_000).default(1_000),
   maxPendingConns: intIn(1, 1_048_576).default(4_096),
   channelTimeoutMs: intIn(100, 600_000).default(2_000),
+  shutdownTimeoutMs: intIn(0, 3_600_000).default(10_000),
 })
+
+/** The admin API's bearer token: long enough not to be guessed, printable, no spaces. */
+const adminToken = z.string({ error: TOKEN_RULE }).regex(ADMIN_TOKEN, { error: TOKEN_RULE })
+
+/** A file holding the token (its surrounding whitespace ignored), read at load time so a bad one stops start-up. */
+function tokenFile (baseDir: string) {
+  return text('must be a file path').transform((v, ctx) => {
+    const full = isAbsolute(v) ? v : resolve(baseDir, v)
+    const token = readTokenFile(full)
+    if (token.ok && ADMIN_TOKEN.test(token.value)) return { path: full, token: token.value }
+    ctx.issues.push({ code: 'custom', message: token.ok ? `must hold a token of ${TOKEN_CHARS} (${full})` : token.reason, input: v })
+    return z.NEVER
+  })
+}
 
 /** The whole document. `baseDir` resolves relative socket paths. Build one per parse (cheap). */
 export function configSchema (baseDir: string) {
@@ -195,7 +215,10 @@ export function configSchema (baseDir: string) {
       listen: address(0).optional(),
       socket: socketPath(baseDir).optional(),
       allowRemote: z.boolean({ error: 'must be true or false' }).optional(),
+      token: adminToken.optional(),
+      tokenFile: tokenFile(baseDir).optional(),
     }).optional(),
+    watch: z.boolean({ error: 'must be true or false' }).default(false),
     limits: limits.prefault({}),
     log: strict({ level: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info') }).prefault({}),
     services: z.array(service(baseDir), { error: 'must be a list of services' })
@@ -207,3 +230,6 @@ export function configSchema (baseDir: string) {
 }
 
 export type ParsedConfig = z.output<ReturnType<typeof configSchema>>
+
+/** One real server, as in `services[].servers[]` (the admin API validates servers added at run time with it). */
+export const serverSchema = server

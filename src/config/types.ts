@@ -29,6 +29,8 @@ export interface LimitsConfig {
   readonly maxPendingConns: number
   /** A handoff back end that does not answer its channel's heartbeat within this is taken out of rotation (default 2000). */
   readonly channelTimeoutMs: number
+  /** Graceful shutdown (SIGTERM, SIGINT): how long relayed connections may go on after listening stopped (default 10000). */
+  readonly shutdownTimeoutMs: number
 }
 
 export type ForwardMethod = 'handoff' | 'splice' | 'pipe'
@@ -101,6 +103,8 @@ export interface ServiceConfig {
   readonly slowStartS: number
   /** A failed server stays listed with weight 0 instead of going down (ldirectord's quiescent). */
   readonly quiescent: boolean
+  /** The service's own `health:` check with defaults filled (servers added at run time get it); none if absent. */
+  readonly health?: HealthCheckConfig
   /** The sorry server: used only while no regular server of the service is up. */
   readonly fallback?: ServerConfig
   readonly servers: readonly ServerConfig[]
@@ -139,8 +143,12 @@ export interface RouteConfig {
 export interface AdminConfig {
   readonly listen?: ListenAddress
   readonly socket?: string
-  /** A non-loopback `listen` is refused unless this is true. */
+  /** A non-loopback `listen` is refused unless this is true (and then a token is required). */
   readonly allowRemote?: boolean
+  /** Bearer token the write routes require (`admin.token`, or the content of `admin.tokenFile`). */
+  readonly token?: string
+  /** Where the token was read from, when it came from a file (absolute). */
+  readonly tokenFile?: string
 }
 
 export interface Config {
@@ -148,6 +156,8 @@ export interface Config {
   readonly file: string
   readonly listen: readonly ListenAddress[]
   readonly admin?: AdminConfig
+  /** Reload when the file changes (fs.watch on its directory, debounced). */
+  readonly watch: boolean
   readonly limits: LimitsConfig
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
   readonly services: readonly ServiceConfig[]

@@ -71,6 +71,8 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
   #waitBuf: Buffer
   #nextId = 1
   #lastNoServerLog = 0
+  /** Connections given to a forwarder that has not completed yet (a handoff queued on a busy channel, a connect). */
+  #forwarding = 0
 
   /** makeForwarder builds the forwarder set with this data path as its sink. */
   constructor (log: Logger, cluster: Cluster, routing: Routing,
@@ -91,6 +93,9 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
   get pending (): PendingCounts { return this.#pending.counts }
 
   get routing (): Routing { return this.#routing }
+
+  /** Connections with a forwarder and no completion yet (graceful shutdown waits for them). */
+  get forwarding (): number { return this.#forwarding }
 
   /** Reload: routes and limits for every connection accepted from now on. Connections in flight keep theirs. */
   setRouting (routing: Routing): void {
@@ -156,18 +161,21 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
     ctx.avoid = undefined
     if (server === null) { this.#noServer(conn); return }
     conn.server = server
+    this.#forwarding++
     this.#forwarder.forward(conn)
   }
 
   // ForwardSink: completions of every forwarding method.
 
   handedOff (conn: Conn): void {
+    this.#forwarding--
     conn.release()
     conn.svc!.bind(conn.server!)
     this.#connLog.finish(conn, conn.server!.target.method)
   }
 
   taken (conn: Conn): void {
+    this.#forwarding--
     conn.release()
     conn.svc!.bind(conn.server!)
   }
@@ -179,6 +187,7 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
 
   /** Forwarding to conn.server failed before the client saw a byte: try another server, or answer. */
   failed (conn: Conn, err: BatonError): void {
+    this.#forwarding--
     const server = conn.server!
     this.#log.warn({ conn: conn.id, svc: conn.service, backend: server.id, err: err.message, code: err.code },
       'forward failed')

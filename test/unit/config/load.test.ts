@@ -13,7 +13,7 @@ describe('parseConfig: defaults', () => {
   })
 
   it('fills limits, log, scheduler, key and server defaults', () => {
-    expect(config.limits).toEqual({ headerTimeoutMs: 10000, maxHeaderBytes: 16384, connectTimeoutMs: 3000, idleTimeoutMs: 300000, drainTimeoutMs: 1000, maxPendingConns: 4096, channelTimeoutMs: 2000 })
+    expect(config.limits).toEqual({ headerTimeoutMs: 10000, maxHeaderBytes: 16384, connectTimeoutMs: 3000, idleTimeoutMs: 300000, drainTimeoutMs: 1000, maxPendingConns: 4096, channelTimeoutMs: 2000, shutdownTimeoutMs: 10000 })
     expect(config.log).toEqual({ level: 'info' })
     expect(config.admin).toBeUndefined()
     const svc = config.services[0]
@@ -108,8 +108,8 @@ describe('parseConfig: values', () => {
   })
 
   it('accepts a non-loopback admin listener with allowRemote', () => {
-    const c = parseConfig(yaml('listen: 127.0.0.1:0', 'admin: { listen: 0.0.0.0:9180, allowRemote: true }', ...SERVICE), '')
-    expect(c.admin).toEqual({ listen: { host: '0.0.0.0', port: 9180 }, allowRemote: true })
+    const c = parseConfig(yaml('listen: 127.0.0.1:0', 'admin: { listen: 0.0.0.0:9180, allowRemote: true, token: 0123456789abcdef }', ...SERVICE), '')
+    expect(c.admin).toEqual({ listen: { host: '0.0.0.0', port: 9180 }, allowRemote: true, token: '0123456789abcdef' })
   })
 })
 
