@@ -2,26 +2,17 @@
 // server, each result reported to HealthState, which alone applies rise/fall. Checks are spread: each
 // server's first check waits a random part of its interval, so that a thousand servers never fire at once;
 // while a server is changing state (a result disagrees with its verdict) it is checked at fastIntervalMs,
-// as HAProxy's fastinter. Every check opens a fresh connection (a back end that stops accepting must fail),
-// and is bounded by timeoutMs. Servers in maint are not checked.
+// as HAProxy's fastinter. A TCP check connects and resets (RST: no TIME_WAIT per check); an HTTP check keeps
+// its connection between checks and connects anew after any failure (http-check.ts). Each is bounded by
+// timeoutMs. Servers in maint are not checked.
 import net from 'node:net'
-import { Client } from 'undici'
 import type { ServerState } from '../cluster/types'
 import type { Logger } from '../log'
 import type { CheckAddress } from '../protocol/handoff'
+import { HttpCheckConnection, type HttpCheck } from './http-check'
 import type { HealthState } from './state'
 
-
-export interface HttpCheck {
-  readonly method: string
-  readonly path: string
-  /** Host header; default the server's address. */
-  readonly host: string | undefined
-  /** Accepted statuses; undefined = any 2xx or 3xx. */
-  readonly expect: readonly number[] | undefined
-  /** The body must contain this. */
-  readonly body: string | undefined
-}
+export type { HttpCheck } from './http-check'
 
 export interface CheckSpec {
   /** HTTP check, or a TCP connect check when undefined. */
@@ -40,7 +31,21 @@ interface Checked {
    */
   readonly address: () => CheckAddress | 'pending' | undefined
   timer: NodeJS.Timeout | undefined
-  running: boolean
+  /** performance.now() the current check was due at: the next is due an interval later, however long it took. */
+  due: number
+  /** HTTP checks: the connection kept between checks (http-check.ts). */
+  conn: HttpCheckConnection | undefined
+}
+
+/**
+ * Checks start on slot boundaries, so that those due about together share one timer wakeup (and their
+ * answers one poll): a thousand checks a second each waking the event loop alone cost more than the checks
+ * (bench/health.ts). A slot is at most MAX_SLOT_MS and a quarter of the fast interval at most.
+ */
+const MAX_SLOT_MS = 50
+
+function slotOf (spec: CheckSpec): number {
+  return Math.max(1, Math.min(MAX_SLOT_MS, Math.floor(spec.fastIntervalMs / 4)))
 }
 
 export class HealthChecker {
@@ -57,7 +62,7 @@ export class HealthChecker {
   /** Starts checking `server`; its first check comes at a random point of its first interval. */
   add (server: ServerState, spec: CheckSpec, address: () => CheckAddress | 'pending' | undefined): void {
     this.remove(server)
-    const c: Checked = { server, spec, address, timer: undefined, running: false }
+    const c: Checked = { server, spec, address, timer: undefined, due: performance.now(), conn: undefined }
     this.#checked.set(server, c)
     this.#schedule(c, Math.floor(Math.random() * spec.intervalMs))
   }
@@ -66,6 +71,7 @@ export class HealthChecker {
     const c = this.#checked.get(server)
     if (c === undefined) return
     clearTimeout(c.timer)
+    c.conn?.close()
     this.#checked.delete(server)
   }
 
@@ -73,12 +79,19 @@ export class HealthChecker {
 
   close (): void {
     this.#closed = true
-    for (const c of this.#checked.values()) clearTimeout(c.timer)
+    for (const c of this.#checked.values()) {
+      clearTimeout(c.timer)
+      c.conn?.close()
+    }
     this.#checked.clear()
   }
 
+  /** The next check `delayMs` after the last one was due (not after it ended), on a slot boundary. */
   #schedule (c: Checked, delayMs: number): void {
-    c.timer = setTimeout(() => { void this.#run(c) }, delayMs)
+    const now = performance.now()
+    const slot = slotOf(c.spec)
+    c.due = Math.ceil(Math.max(c.due + delayMs, now) / slot) * slot
+    c.timer = setTimeout(() => { void this.#run(c) }, c.due - now)
     c.timer.unref()
   }
 
@@ -86,7 +99,7 @@ export class HealthChecker {
     c.timer = undefined
     const addr = c.address()
     if (this.#health.wantsChecks(c.server) && addr !== 'pending') {
-      const why = addr === undefined ? 'no address to check' : await probe(addr, c.spec)
+      const why = addr === undefined ? 'no address to check' : await this.#probe(c, addr)
       if (this.#closed || this.#checked.get(c.server) !== c) return
       this.#health.check(c.server, why === '', why === '' ? 'check passed' : why)
       if (why !== '') this.#log.debug({ svc: c.server.service, backend: c.server.id, why }, 'health check failed')
@@ -95,11 +108,24 @@ export class HealthChecker {
     const fast = addr === 'pending' || this.#health.isChanging(c.server)
     this.#schedule(c, fast ? c.spec.fastIntervalMs : c.spec.intervalMs)
   }
+
+  #probe (c: Checked, addr: CheckAddress): Promise<string> {
+    const { http, timeoutMs } = c.spec
+    if (http === undefined) return tcpProbe(addr, timeoutMs)
+    c.conn ??= new HttpCheckConnection()
+    return c.conn.check(addr, http, timeoutMs)
+  }
 }
 
-/** One check: '' when it passed, else why it failed. Never throws. */
+/** One check on its own connection, closed after: '' when it passed, else why it failed. Never throws. */
 export async function probe (addr: CheckAddress, spec: CheckSpec): Promise<string> {
-  return spec.http === undefined ? await tcpProbe(addr, spec.timeoutMs) : await httpProbe(addr, spec.http, spec.timeoutMs)
+  if (spec.http === undefined) return await tcpProbe(addr, spec.timeoutMs)
+  const conn = new HttpCheckConnection()
+  try {
+    return await conn.check(addr, spec.http, spec.timeoutMs)
+  } finally {
+    conn.close()
+  }
 }
 
 function tcpProbe (addr: CheckAddress, timeoutMs: number): Promise<string> {
@@ -111,32 +137,12 @@ function tcpProbe (addr: CheckAddress, timeoutMs: number): Promise<string> {
       resolve(why)
     }
     const timer = setTimeout(() => { done(`connect timed out after ${timeoutMs} ms`) }, timeoutMs)
-    s.once('connect', () => { done('') })
+    s.once('connect', () => {
+      clearTimeout(timer)
+      if (addr.path === undefined) s.resetAndDestroy() // RST: no TIME_WAIT per check (HAProxy does the same)
+      else s.destroy()
+      resolve('')
+    })
     s.once('error', (err: NodeJS.ErrnoException) => { done(`connect failed: ${err.code ?? err.message}`) })
   })
-}
-
-async function httpProbe (addr: CheckAddress, http: HttpCheck, timeoutMs: number): Promise<string> {
-  const origin = addr.path !== undefined ? 'http://localhost' : `http://${addr.host!.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}`
-  const client = new Client(origin, {
-    ...(addr.path !== undefined && { socketPath: addr.path }),
-    connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, pipelining: 0,
-  })
-  const abort = AbortSignal.timeout(timeoutMs)
-  try {
-    const res = await client.request({
-      method: http.method, path: http.path, signal: abort, reset: true,
-      headers: { host: http.host ?? (addr.path !== undefined ? 'localhost' : `${addr.host}:${addr.port}`), 'user-agent': 'baton-check' },
-    })
-    const body = await res.body.text()
-    const ok = http.expect === undefined ? res.statusCode >= 200 && res.statusCode < 400 : http.expect.includes(res.statusCode)
-    if (!ok) return `status ${res.statusCode}, expected ${http.expect?.join('/') ?? '2xx or 3xx'}`
-    if (http.body !== undefined && !body.includes(http.body)) return `body does not contain ${JSON.stringify(http.body)}`
-    return ''
-  } catch (err) {
-    const e = err as { code?: string; name?: string; message: string }
-    return abort.aborted ? `no answer within ${timeoutMs} ms` : `${e.code ?? e.name ?? 'error'}: ${e.message}`
-  } finally {
-    client.destroy().catch(() => {})
-  }
 }
