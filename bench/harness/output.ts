@@ -102,6 +102,20 @@ ${configs}
 `
 }
 
+/** bench/health.ts writes this section of RESULTS.md; a full run keeps it, before the generated configs. */
+const HEALTH_SECTION = '## Health checks'
+
+function keepSection (file: string, fresh: string, heading: string): string {
+  let old = ''
+  try { old = fs.readFileSync(file, 'utf8') } catch { return fresh }
+  const start = old.indexOf(`\n${heading}\n`)
+  if (start < 0) return fresh
+  const end = old.indexOf('\n## ', start + 1)
+  const section = old.slice(start + 1, end < 0 ? undefined : end + 1)
+  const at = fresh.indexOf('\n## Generated configs')
+  return at < 0 ? `${fresh.trimEnd()}\n\n${section}` : `${fresh.slice(0, at + 1)}${section}${fresh.slice(at + 1)}`
+}
+
 export function writeResults (repoRoot: string, r: RunRecord): Written {
   const dir = path.join(repoRoot, 'bench', 'results')
   fs.mkdirSync(dir, { recursive: true })
@@ -117,7 +131,7 @@ export function writeResults (repoRoot: string, r: RunRecord): Written {
   let md: string | undefined
   if (!o.quick && !o.partial) {
     md = path.join(repoRoot, 'bench', 'RESULTS.md')
-    fs.writeFileSync(md, markdown(r, rows, `results/${svgName}`))
+    fs.writeFileSync(md, keepSection(md, markdown(r, rows, `results/${svgName}`), HEALTH_SECTION))
   } else {
     fs.writeFileSync(path.join(dir, `${base}.md`), markdown(r, rows, svgName))
   }
