@@ -120,8 +120,9 @@ export class Baton {
   /**
    * Applies a new, already validated config as ipvsadm edits would (see Cluster.apply): surviving servers keep
    * counters, channels, locality tables and health; routes and limits switch atomically for the next
-   * connection. Connections in flight are not touched. Listen addresses, the admin API and relay timeouts
-   * keep their start-time values.
+   * connection. Connections in flight are not touched. Listen addresses, the admin API, the forwarders'
+   * timeouts (connectTimeoutMs, idleTimeoutMs, channelTimeoutMs) and the native peek buffer keep their
+   * start-time values.
    */
   reload (config: Config): ClusterDiff {
     const diff = this.#cluster.apply(config)
