@@ -461,5 +461,4 @@ describe.runIf(process.platform === 'linux' && native.available)('HandoffChannel
     expect(ch.ready).toBe(false)
   })
 
-  it.skip('refuses a peer running as another uid (covered by an integration test)', () => {})
 })
