@@ -9,6 +9,7 @@ import type { AdminConfig } from '../config/types'
 import type { PendingCounts } from '../dispatcher/pending'
 import type { Logger } from '../log'
 import { listenUnix, unlinkIfSame, type FileId } from '../net/unix-socket'
+import { serveStats } from './stats-page'
 import { createWriteHandler, type AdminControl } from './write'
 
 export interface AdminSource {
@@ -35,6 +36,7 @@ export async function startAdmin (cfg: AdminConfig, src: AdminSource, log: Logge
   const server = http.createServer((req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return write !== undefined ? write(req, res) : send(res, 405, 'text/plain', 'GET only\n')
     const path = (req.url ?? '/').split('?')[0]
+    if (serveStats(path ?? '/', res, src)) return // GET / (the stats page) and /stats.json
     if (path === '/servers') return send(res, 200, 'application/json', JSON.stringify(src.servers(), null, 2) + '\n')
     if (path === '/metrics') return send(res, 200, 'text/plain; version=0.0.4', metrics(src))
     if (path === '/healthz') return send(res, 200, 'text/plain', 'ok\n')
