@@ -248,6 +248,8 @@ export class Baton {
         pending: () => this.#path.pending,
         stateChanges: () => this.#health.changes,
         reloads: () => this.#reloader.counts,
+        relayBytes: () => this.#path.relayBytes,
+        dispatchTimes: () => this.#path.dispatchTimes,
       }, this.#log, this)
     } catch (err) {
       throw new BatonError('BATON_ERR_ADMIN_LISTEN', `admin API: ${(err as Error).message}`, { cause: err })

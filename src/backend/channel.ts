@@ -3,6 +3,12 @@
 // dispatcher once per event-loop turn: active = a request in flight, inactive = idle keep-alive. Answers
 // each PING with a PONG from the poll callback that read it (never from a timer): a back end whose event
 // loop is blocked, or whose process is stopped, does not answer, and the dispatcher takes it out of rotation.
+// Each open connection is reported on exactly one channel at a time. When its channel closes (the dispatcher
+// stopped, restarted or reconnected) it becomes an orphan of the host; a surviving channel that has been
+// pinged takes the orphans over at once, or else the next channel to connect does, in answer to its first
+// PING: a FEEDBACK with their current active and inactive counts, sent before the PONG. A new dispatcher
+// (whose counters start at 0) thus counts the connections it now hears about from its first pick, and their
+// later closes count down there, never twice anywhere.
 import net from 'node:net'
 import {
   decodeHandoff, encodeFeedback, encodeHello, encodePong, encodeReport, FEEDBACK_BYTES, MAX_MESSAGE_BYTES, MSG_GOODBYE,
@@ -16,7 +22,8 @@ const MAX_RECV_PER_WAKEUP = 256
 /** Per handed-off connection. Attached to the socket under kConn. */
 export interface ConnRecord {
   readonly meta: HandoffMeta
-  readonly channel: BackendChannel
+  /** The channel that reports this connection now (changes when its first channel closes). */
+  channel: BackendChannel
   inflight: number
   active: boolean
   /** The socket closed: its responses' late 'close' events must not count again. */
@@ -29,8 +36,10 @@ export interface BackendChannelHost {
   /** Adopt the socket (server.emit('connection')). */
   adopt (socket: net.Socket): void
   allowHalfOpen: boolean
-  /** The channel closed and none of its connections remain. */
+  /** The channel closed; its open connections are in `orphans` now. */
   closed (ch: BackendChannel): void
+  /** Open connections whose channel closed, waiting for a channel to report them (shared by all channels). */
+  readonly orphans: Set<ConnRecord>
   error (err: Error): void
   /** Where the http.Server answers, for the dispatcher's health checks (undefined: nowhere to say). */
   checkAddress (): CheckAddress | undefined
@@ -53,7 +62,8 @@ export class BackendChannel {
   #flushScheduled = false
   /** The dispatcher pinged: it knows HELLO and REPORT (an older one, which never pings, would not). */
   #pinged = false
-  #open = 0
+  /** The open connections this channel reports. */
+  readonly #records = new Set<ConnRecord>()
   #eof = false
   #released = false
 
@@ -65,7 +75,7 @@ export class BackendChannel {
     this.#poller.unref()
   }
 
-  get connections (): number { return this.#open }
+  get connections (): number { return this.#records.size }
 
   /** Tell the dispatcher to send nothing new; close once the last connection ends. */
   goodbye (): void {
@@ -98,8 +108,28 @@ export class BackendChannel {
     rec.closed = true
     if (rec.active) this.#delta(-1, 0, 1)
     else this.#delta(0, -1, 1)
-    this.#open--
+    this.#records.delete(rec)
+    if (this.#released) this.#host.orphans.delete(rec)
     this.#maybeRelease()
+  }
+
+  /**
+   * Takes over the reporting of the host's orphans (counted as deltas, flushed like any other). False, and
+   * nothing taken, when this channel cannot report: not pinged yet (an older dispatcher, or one whose first
+   * PING has not arrived), closing, or closed.
+   */
+  inheritOrphans (): boolean {
+    if (!this.#pinged || this.#eof || this.#released) return false
+    const orphans = this.#host.orphans
+    let active = 0
+    for (const rec of orphans) {
+      rec.channel = this
+      this.#records.add(rec)
+      if (rec.active) active++
+    }
+    if (orphans.size > 0) this.#delta(active, orphans.size - active, 0)
+    orphans.clear()
+    return true
   }
 
   #onPoll (status: number, events: number): void {
@@ -126,14 +156,15 @@ export class BackendChannel {
    * (EAGAIN: the dispatcher is not reading) is dropped: the dispatcher counts it as silence and pings again.
    */
   #pong (n: number): boolean {
-    const len = encodePong(this.#msg, this.#buf, n)
-    if (len < 0) return false
-    if (!this.#pinged) { // HELLO and REPORT go before the first PONG: with it, the dispatcher has heard them
+    if (encodePong(this.#msg, this.#buf, n) < 0) return false
+    if (!this.#pinged) { // HELLO, REPORT and the orphans' FEEDBACK go before the first PONG: with it, the dispatcher has heard them
       this.#pinged = true
       const addr = this.#host.checkAddress()
       if (addr !== undefined) native.sendMsg(this.fd, this.#out2, encodeHello(this.#out2, addr))
       this.sendReport()
+      if (this.inheritOrphans()) this.#flush() // the FEEDBACK goes out of #msg: encode the PONG again below
     }
+    const len = encodePong(this.#msg, this.#buf, n)
     native.sendMsg(this.fd, this.#msg, len)
     return true
   }
@@ -157,8 +188,8 @@ export class BackendChannel {
     // The dispatcher counted this connection as active when it sent it (LVS's bind).
     const rec: ConnRecord = { meta, channel: this, inflight: 0, active: true, closed: false }
     ;(socket as unknown as Record<symbol, ConnRecord>)[kConn] = rec
-    this.#open++
-    socket.once('close', () => this.connectionClosed(rec))
+    this.#records.add(rec)
+    socket.once('close', () => rec.channel.connectionClosed(rec)) // the channel reporting it then
     this.#host.adopt(socket)
   }
 
@@ -189,13 +220,13 @@ export class BackendChannel {
   }
 
   #lostDispatcher (): void {
-    // Connections already adopted keep running; only the reporting stops.
+    // Connections already adopted keep running; their reporting moves to another channel (host.closed).
     this.#eof = true
     this.#release()
   }
 
   #maybeRelease (): void {
-    if (this.#eof && this.#open <= 0) {
+    if (this.#eof && this.#records.size === 0) {
       this.#flush()
       this.#release()
     }
@@ -206,6 +237,7 @@ export class BackendChannel {
     this.#released = true
     this.#poller.close()
     native.close(this.fd)
+    for (const rec of this.#records) this.#host.orphans.add(rec)
     this.#host.closed(this)
   }
 }

@@ -84,7 +84,11 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
   const host: BackendChannelHost = {
     adopt: (socket: net.Socket) => server.emit('connection', socket),
     allowHalfOpen: (server as unknown as { allowHalfOpen?: boolean }).allowHalfOpen ?? true,
-    closed: (ch: BackendChannel) => { channels.delete(ch) },
+    closed: (ch: BackendChannel) => {
+      channels.delete(ch)
+      for (const heir of channels) if (heir.inheritOrphans()) break
+    },
+    orphans: new Set<ConnRecord>(),
     error: onError,
     // The tracking socket has no name left (tracking.ts): no one can check there, so say nothing.
     checkAddress: () => (ownListener ? checkAddressOf(server) : undefined),

@@ -22,7 +22,7 @@ import type { Router } from '../request/route'
 import { sniffHead } from '../request/sniff'
 import type { RequestHead, SniffResult } from '../request/types'
 import type { PickContext } from '../schedulers/types'
-import { ConnLog } from './conn-log'
+import { ConnLog, type DispatchTimes, type RelayBytes } from './conn-log'
 import { Conn } from './conn'
 import { HeadWait, SocketHeadWait, type HeadWaitResult } from './head-wait'
 import { PendingSet, type PendingCounts, type PendingEntry } from './pending'
@@ -88,6 +88,10 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
 
   /** Connections the dispatcher finished with, by outcome (handoff, splice, status-400, ...). */
   get outcomes (): ReadonlyMap<string, number> { return this.#connLog.outcomes }
+
+  get dispatchTimes (): DispatchTimes { return this.#connLog.dispatchTimes }
+
+  get relayBytes (): ReadonlyMap<string, RelayBytes> { return this.#connLog.relayBytes }
 
   /** Connections the dispatcher owns now, by state (heads arriving, answers draining), and how many were shed. */
   get pending (): PendingCounts { return this.#pending.counts }
@@ -178,6 +182,7 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
     this.#forwarding--
     conn.release()
     conn.svc!.bind(conn.server!)
+    this.#connLog.dispatched(conn)
   }
 
   closed (conn: Conn, stats: ForwardStats): void {

@@ -5,7 +5,9 @@
 // back end -> dispatcher, no fd:
 //   FEEDBACK u8 type=2 | u32le closed | i32le dActive | i32le dInactive
 //            Counter deltas for the connections this channel handed over, coalesced per event-loop turn:
-//            active = a request in flight, inactive = idle keep-alive. `closed` connections ended.
+//            active = a request in flight, inactive = idle keep-alive. `closed` connections ended. Also
+//            for connections another channel handed over and then closed: the back end reports those on
+//            one surviving channel (counted up as they are, before its first PONG when it connects).
 //   GOODBYE  u8 type=3   The back end takes no new connections (draining); existing ones continue.
 // Heartbeat (liveness), no fd:
 //   PING     u8 type=4 | u32le seq   dispatcher -> back end, every limits.channelTimeoutMs / 4.
