@@ -21,6 +21,7 @@ import { listenJs, listenNative, type Listener } from './dispatcher/listeners'
 import { waitForQuiet } from './dispatcher/shutdown'
 import { BatonError } from './errors'
 import { Forwarders } from './forward/forwarders'
+import type { HandoffForwarder } from './forward/handoff'
 import { resolveTarget } from './forward/method'
 import { HealthChecker } from './health/checker'
 import { checkSpecOf, policyOf } from './health/policy'
@@ -250,6 +251,7 @@ export class Baton {
         reloads: () => this.#reloader.counts,
         relayBytes: () => this.#path.relayBytes,
         dispatchTimes: () => this.#path.dispatchTimes,
+        backendTimes: () => (this.#forwarders.get('handoff') as HandoffForwarder<Conn, ServerState> | undefined)?.requestTimes ?? new Map(),
       }, this.#log, this)
     } catch (err) {
       throw new BatonError('BATON_ERR_ADMIN_LISTEN', `admin API: ${(err as Error).message}`, { cause: err })

@@ -102,8 +102,9 @@ ${configs}
 `
 }
 
-/** bench/health.ts writes this section of RESULTS.md; a full run keeps it, before the generated configs. */
+/** bench/health.ts and bench/reload.ts write these sections of RESULTS.md; a full run keeps them, before the generated configs. */
 const HEALTH_SECTION = '## Health checks'
+const RELOAD_SECTION = '## Reload time'
 
 function keepSection (file: string, fresh: string, heading: string): string {
   let old = ''
@@ -131,7 +132,8 @@ export function writeResults (repoRoot: string, r: RunRecord): Written {
   let md: string | undefined
   if (!o.quick && !o.partial) {
     md = path.join(repoRoot, 'bench', 'RESULTS.md')
-    fs.writeFileSync(md, keepSection(md, markdown(r, rows, `results/${svgName}`), HEALTH_SECTION))
+    const fresh = markdown(r, rows, `results/${svgName}`)
+    fs.writeFileSync(md, keepSection(md, keepSection(md, fresh, HEALTH_SECTION), RELOAD_SECTION))
   } else {
     fs.writeFileSync(path.join(dir, `${base}.md`), markdown(r, rows, svgName))
   }

@@ -23,19 +23,19 @@ function counter<L extends string> (reg: Registry, name: string, help: string, l
   } })
 }
 
-/** The fixed buckets of DispatchTimes, exposed as a Prometheus histogram (cumulative, seconds). */
-function histogram (reg: Registry, name: string, help: string, times: () => DispatchTimes | undefined): void {
+/** The fixed buckets of DispatchTimes, exposed as a Prometheus histogram (cumulative, seconds); one per label set. */
+function histogram (reg: Registry, name: string, help: string,
+  times: () => Iterable<[Record<string, string>, DispatchTimes]> | undefined): void {
   reg.registerMetric({
     name, help, type: 'histogram' as never,
     get: async () => {
-      const t = times()
       const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = []
-      if (t !== undefined) {
+      for (const [labels, t] of times() ?? []) {
         let cum = 0
-        t.bounds.forEach((le, i) => { cum += t.counts[i]!; values.push({ metricName: `${name}_bucket`, labels: { le }, value: cum }) })
+        t.bounds.forEach((le, i) => { cum += t.counts[i]!; values.push({ metricName: `${name}_bucket`, labels: { ...labels, le }, value: cum }) })
         cum += t.counts[t.bounds.length]!
-        values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf' }, value: cum },
-          { metricName: `${name}_sum`, labels: {}, value: t.sum }, { metricName: `${name}_count`, labels: {}, value: cum })
+        values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: cum },
+          { metricName: `${name}_sum`, labels, value: t.sum }, { metricName: `${name}_count`, labels, value: cum })
       }
       return { name, help, type: 'histogram', values, aggregator: 'sum' }
     },
@@ -78,6 +78,11 @@ export function createMetrics (src: AdminSource): Registry {
   counter(reg, 'baton_relay_bytes_up_total', 'bytes relayed client to server (splice, pipe), counted when the connection closes', sl, bytes(0))
   counter(reg, 'baton_relay_bytes_down_total', 'bytes relayed server to client (splice, pipe), counted when the connection closes', sl, bytes(1))
   histogram(reg, 'baton_dispatch_seconds', 'dispatcher time from accept to handoff, relay start or its own answer',
-    () => src.dispatchTimes?.())
+    () => { const t = src.dispatchTimes?.(); return t === undefined ? undefined : [[{}, t]] })
+  histogram(reg, 'baton_backend_request_seconds', 'request time measured by handed-off back ends, from request to response close',
+    () => [...src.backendTimes?.() ?? []].map(([key, t]): [Record<string, string>, DispatchTimes] => {
+      const [service, server] = key.split('\0') as [string, string]
+      return [{ service, server }, t]
+    }))
   return reg
 }

@@ -28,6 +28,8 @@ export interface AdminSource {
   relayBytes? (): ReadonlyMap<string, RelayBytes>
   /** Dispatcher time from accept to handoff, in fixed buckets. */
   dispatchTimes? (): DispatchTimes
+  /** Request times handed-off back ends measured and reported, keyed `service\0server`. */
+  backendTimes? (): ReadonlyMap<string, DispatchTimes>
 }
 
 export interface AdminServer {

@@ -11,7 +11,8 @@
 // later closes count down there, never twice anywhere.
 import net from 'node:net'
 import {
-  decodeHandoff, encodeFeedback, encodeHello, encodePong, encodeReport, FEEDBACK_BYTES, MAX_MESSAGE_BYTES, MSG_GOODBYE,
+  decodeHandoff, encodeFeedback, encodeHello, encodeLatency, encodePong, encodeReport, FEEDBACK_BYTES, LATENCY_BUCKETS,
+  latencyBucket, LATENCY_BYTES, MAX_MESSAGE_BYTES, MSG_GOODBYE,
   type CheckAddress, type HandoffMeta, type ReportState,
 } from '../protocol/handoff'
 import { native } from '../native/binding'
@@ -59,6 +60,11 @@ export class BackendChannel {
   #dActive = 0
   #dInactive = 0
   #closedConns = 0
+  /** Request times since the last LATENCY (LATENCY_BOUNDS buckets), counted only once the dispatcher pinged. */
+  readonly #latCounts = new Float64Array(LATENCY_BUCKETS)
+  #latSum = 0
+  #latN = 0
+  readonly #lat = Buffer.allocUnsafe(LATENCY_BYTES)
   #flushScheduled = false
   /** The dispatcher pinged: it knows HELLO and REPORT (an older one, which never pings, would not). */
   #pinged = false
@@ -94,7 +100,15 @@ export class BackendChannel {
     }
   }
 
-  requestEnded (rec: ConnRecord): void {
+  /** startedAt: performance.now() at the request's start; its time goes into the next LATENCY. */
+  requestEnded (rec: ConnRecord, startedAt?: number): void {
+    if (startedAt !== undefined && this.#pinged && !this.#released) {
+      const s = (performance.now() - startedAt) / 1000
+      this.#latCounts[latencyBucket(s)]!++
+      this.#latSum += s
+      this.#latN++
+      this.#schedule()
+    }
     if (rec.closed) return
     if (rec.inflight > 0) rec.inflight--
     if (rec.inflight === 0 && rec.active) {
@@ -197,6 +211,10 @@ export class BackendChannel {
     this.#dActive += a
     this.#dInactive += i
     this.#closedConns += c
+    this.#schedule()
+  }
+
+  #schedule (): void {
     if (!this.#flushScheduled && !this.#released) {
       this.#flushScheduled = true
       setImmediate(() => this.#flush())
@@ -205,18 +223,32 @@ export class BackendChannel {
 
   #flush (): void {
     this.#flushScheduled = false
-    if (this.#released || (this.#dActive === 0 && this.#dInactive === 0 && this.#closedConns === 0)) return
-    const len = encodeFeedback(this.#msg, this.#closedConns, this.#dActive, this.#dInactive)
-    const rc = native.sendMsg(this.fd, this.#msg, len)
-    if (rc === 0) {
-      this.#dActive = 0
-      this.#dInactive = 0
-      this.#closedConns = 0
-    } else if (rc === -native.constants.EAGAIN) {
-      // Keep the deltas and try again on a later turn.
-      this.#flushScheduled = true
-      setTimeout(() => this.#flush(), 10).unref()
+    if (this.#released) return
+    if (this.#dActive !== 0 || this.#dInactive !== 0 || this.#closedConns !== 0) {
+      const len = encodeFeedback(this.#msg, this.#closedConns, this.#dActive, this.#dInactive)
+      const rc = native.sendMsg(this.fd, this.#msg, len)
+      if (rc === 0) {
+        this.#dActive = 0
+        this.#dInactive = 0
+        this.#closedConns = 0
+      } else {
+        // EAGAIN: keep the deltas (and the times, which go after them) and try again on a later turn.
+        if (rc === -native.constants.EAGAIN) this.#retry()
+        return
+      }
     }
+    if (this.#latN === 0 || !this.#pinged) return
+    const rc = native.sendMsg(this.fd, this.#lat, encodeLatency(this.#lat, this.#latCounts, this.#latSum))
+    if (rc === 0) {
+      this.#latCounts.fill(0)
+      this.#latSum = 0
+      this.#latN = 0
+    } else if (rc === -native.constants.EAGAIN) this.#retry()
+  }
+
+  #retry (): void {
+    this.#flushScheduled = true
+    setTimeout(() => this.#flush(), 10).unref()
   }
 
   #lostDispatcher (): void {

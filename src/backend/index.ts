@@ -97,8 +97,9 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const rec = (req.socket as unknown as Record<symbol, ConnRecord | undefined>)[kConn]
     if (rec === undefined) return
+    const startedAt = performance.now()
     rec.channel.requestStarted(rec)
-    res.once('close', () => rec.channel.requestEnded(rec))
+    res.once('close', () => rec.channel.requestEnded(rec, startedAt))
   }
 
   const onReadable = (): void => {

@@ -20,8 +20,8 @@ import type { Logger } from '../log'
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
 import {
-  decodeHello, decodeReport, FEEDBACK_BYTES, HEARTBEAT_BYTES, MAX_MESSAGE_BYTES, MSG_FEEDBACK, MSG_GOODBYE, MSG_HELLO,
-  MSG_PONG, MSG_REPORT, type CheckAddress, type ReportState,
+  decodeHello, decodeLatency, decodeReport, FEEDBACK_BYTES, HEARTBEAT_BYTES, LATENCY_BUCKETS, MAX_MESSAGE_BYTES,
+  MSG_FEEDBACK, MSG_GOODBYE, MSG_HELLO, MSG_LATENCY, MSG_PONG, MSG_REPORT, type CheckAddress, type ReportState,
 } from '../protocol/handoff'
 import { Heartbeat } from './handoff-heartbeat'
 
@@ -37,6 +37,8 @@ export interface HandoffChannelHooks<T> {
   feedback (dActive: number, dInactive: number, closed: number): void
   /** The back end said where its http.Server answers (for active health checks). */
   hello (addr: CheckAddress): void
+  /** Request times the back end measured (LATENCY): counts per LATENCY_BOUNDS bucket (reused array), their sum. */
+  latency? (counts: Float64Array, sum: number): void
   /** The back end's own word on its state and weight (undefined = unchanged). */
   report (state: ReportState | undefined, percent: number | undefined): void
   /** A queued client was sent after all: the back end owns it now and the channel closed our copy. */
@@ -59,6 +61,7 @@ export class HandoffChannel<T> {
   readonly #allowedUids: ReadonlySet<number>
   readonly #recvBuf = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
   readonly #recvOut = new Int32Array(2)
+  readonly #latency = new Float64Array(LATENCY_BUCKETS)
   readonly #timeoutMs: number
   readonly #hb: Heartbeat
   #fd = -1
@@ -206,6 +209,15 @@ export class HandoffChannel<T> {
       this.#ponged = true
       this.#hb.heard()
       if (!this.#responsive) this.#answeredAgain()
+    } else if (b[0] === MSG_LATENCY) {
+      this.#latency.fill(0)
+      const sum = decodeLatency(b, n, this.#latency)
+      if (sum < 0) {
+        this.#fail(new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: protocol error (bad LATENCY, ${n} bytes)`,
+          { source: 'backend', retryable: true }))
+        return
+      }
+      this.#hooks.latency?.(this.#latency, sum)
     } else if (b[0] === MSG_REPORT && decodeReport(b, n) !== null) {
       const r = decodeReport(b, n)!
       this.#hooks.report(r.state, r.percent)

@@ -5,9 +5,16 @@
 import { BatonError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
-import { encodeHandoff, MAX_MESSAGE_BYTES, type CheckAddress } from '../protocol/handoff'
+import { encodeHandoff, LATENCY_BOUNDS, LATENCY_BUCKETS, MAX_MESSAGE_BYTES, type CheckAddress } from '../protocol/handoff'
 import { HandoffChannel } from './handoff-channel'
 import type { ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, HealthInput } from './types'
+
+/** Request times handed-off back ends reported (LATENCY), per LATENCY_BOUNDS bucket (one more above), seconds. */
+export interface RequestTimes {
+  readonly bounds: readonly number[]
+  readonly counts: Float64Array
+  sum: number
+}
 
 export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer> implements Forwarder<C, S> {
   readonly method = 'handoff' as const
@@ -22,6 +29,8 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   /** Where each back end said its http.Server answers (HELLO), for active checks. */
   readonly #checkAddresses = new Map<S, CheckAddress>()
   readonly #meta = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
+  /** Keyed `service\0server`; kept when a server leaves, as counters are. */
+  readonly #times = new Map<string, RequestTimes>()
 
   /** Channels accept peers running as root or as this process's uid (SO_PEERCRED). */
   constructor (sink: ForwardSink<C, S>, health: HealthInput<S>, opts: ForwarderOptions, log: Logger) {
@@ -31,6 +40,9 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     this.#log = log
     this.#allowedUids = new Set([0, process.getuid?.() ?? 0])
   }
+
+  /** Request times the back ends reported, keyed `service\0server`. */
+  get requestTimes (): ReadonlyMap<string, RequestTimes> { return this.#times }
 
   /** Opens the server's channel now (Unix connects complete at once); failures retry with backoff. */
   attach (server: S): void {
@@ -47,6 +59,13 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
         if (connectionsLost) sink.lost(server)
       },
       feedback: (dActive, dInactive, closed) => { sink.feedback(server, dActive, dInactive, closed) },
+      latency: (counts, sum) => {
+        const key = `${server.service}\0${server.id}`
+        let t = this.#times.get(key)
+        if (t === undefined) this.#times.set(key, t = { bounds: LATENCY_BOUNDS, counts: new Float64Array(LATENCY_BUCKETS), sum: 0 })
+        for (let i = 0; i < LATENCY_BUCKETS; i++) t.counts[i]! += counts[i]!
+        t.sum += sum
+      },
       hello: (addr) => { this.#checkAddresses.set(server, addr) },
       report: (state, percent) => { health.agent(server, state, percent) },
       sent: (conn) => { sink.handedOff(conn) },

@@ -23,6 +23,11 @@
 //   REPORT   u8 type=7 | u8 state (0 = unchanged, 1 = ready, 2 = drain, 3 = maint) | u8 percent (0..100,
 //            255 = unchanged)   The back end's own word on its state and weight (HAProxy's agent-check);
 //            the latest is sent before the first PONG (if the back end set one) and on every change.
+//   LATENCY  u8 type=8 | u8 n=14 | f64le sum (seconds) | n × u32le count   Request times on this channel's
+//            connections since the last LATENCY, each from the http.Server's 'request' to the response's
+//            'close': count[i] = requests with time ≤ LATENCY_BOUNDS[i] (and above the bound before it), the
+//            last = above 10 s. Sent in the same flush as the FEEDBACK (after it), once per event-loop turn at
+//            most, and only while some request ended; 66 bytes.
 //
 // Versions: HANDOFF carries PROTOCOL_VERSION; the other messages are known by type and exact length. The
 // dispatcher closes the channel on any message it does not know. The back end reports one it does not know
@@ -39,6 +44,11 @@ export const MSG_PING = 4
 export const MSG_PONG = 5
 export const MSG_HELLO = 6
 export const MSG_REPORT = 7
+export const MSG_LATENCY = 8
+/** LATENCY's bucket bounds, seconds (upper, inclusive); one more bucket above the last. */
+export const LATENCY_BOUNDS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+export const LATENCY_BUCKETS = LATENCY_BOUNDS.length + 1
+export const LATENCY_BYTES = 10 + 4 * LATENCY_BUCKETS
 export const REPORT_BYTES = 3
 export const REPORT_STATES = ['', 'ready', 'drain', 'maint'] as const
 export type ReportState = 'ready' | 'drain' | 'maint'
@@ -132,6 +142,31 @@ export function encodeReport (buf: Buffer, state: ReportState | undefined, perce
 export function decodeReport (buf: Buffer, len: number): { state: ReportState | undefined; percent: number | undefined } | null {
   if (len !== REPORT_BYTES || buf[0] !== MSG_REPORT || buf[1]! > 3 || (buf[2]! > 100 && buf[2] !== 255)) return null
   return { state: buf[1] === 0 ? undefined : REPORT_STATES[buf[1]!] as ReportState, percent: buf[2] === 255 ? undefined : buf[2] }
+}
+
+/** The bucket index of a request time in seconds. */
+export function latencyBucket (s: number): number {
+  let i = 0
+  while (i < LATENCY_BOUNDS.length && s > LATENCY_BOUNDS[i]!) i++
+  return i
+}
+
+/** counts: LATENCY_BUCKETS entries. */
+export function encodeLatency (buf: Buffer, counts: ArrayLike<number>, sum: number): number {
+  buf[0] = MSG_LATENCY
+  buf[1] = LATENCY_BUCKETS
+  buf.writeDoubleLE(sum, 2)
+  for (let i = 0; i < LATENCY_BUCKETS; i++) buf.writeUInt32LE(Math.min(counts[i]!, 0xffffffff) >>> 0, 10 + 4 * i)
+  return LATENCY_BYTES
+}
+
+/** Adds the LATENCY in buf[0..len) into counts (LATENCY_BUCKETS entries); returns its sum, or -1 when it is not one. */
+export function decodeLatency (buf: Buffer, len: number, counts: Float64Array): number {
+  if (len !== LATENCY_BYTES || buf[0] !== MSG_LATENCY || buf[1] !== LATENCY_BUCKETS) return -1
+  const sum = buf.readDoubleLE(2)
+  if (!(sum >= 0)) return -1
+  for (let i = 0; i < LATENCY_BUCKETS; i++) counts[i]! += buf.readUInt32LE(10 + 4 * i)
+  return sum
 }
 
 function writeShortString (buf: Buffer, off: number, s: string): number {

@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest'
 
 import {
-  decodeHandoff, encodeHandoff, encodePing, encodePong, HEARTBEAT_BYTES, MAX_MESSAGE_BYTES, MSG_PING, MSG_PONG,
+  decodeHandoff, decodeLatency, encodeHandoff, encodeLatency, encodePing, encodePong, HEARTBEAT_BYTES, LATENCY_BOUNDS,
+  LATENCY_BUCKETS, LATENCY_BYTES, latencyBucket, MAX_MESSAGE_BYTES, MSG_PING, MSG_PONG,
 } from '../../../src/protocol/handoff'
 
 describe('handoff messages', () => {
@@ -33,5 +34,23 @@ describe('handoff messages', () => {
     expect(encodePong(pong, ping, 1)).toBe(-1)
     ping[0] = MSG_PONG
     expect(encodePong(pong, ping, HEARTBEAT_BYTES)).toBe(-1) // a PONG is never answered
+  })
+
+  it('round-trips a LATENCY, adding its counts, and buckets times by the inclusive upper bound', () => {
+    const buf = Buffer.alloc(MAX_MESSAGE_BYTES)
+    const counts = Array.from({ length: LATENCY_BUCKETS }, (_, i) => i * 3)
+    expect(encodeLatency(buf, counts, 1.25)).toBe(LATENCY_BYTES)
+    expect(LATENCY_BYTES).toBe(66)
+    const into = new Float64Array(LATENCY_BUCKETS).fill(1)
+    expect(decodeLatency(buf, LATENCY_BYTES, into)).toBe(1.25)
+    expect([...into]).toEqual(counts.map((c) => c + 1))
+    expect(decodeLatency(buf, LATENCY_BYTES - 1, into)).toBe(-1)
+    buf.writeDoubleLE(NaN, 2)
+    expect(decodeLatency(buf, LATENCY_BYTES, into)).toBe(-1)
+    expect(latencyBucket(0)).toBe(0)
+    expect(latencyBucket(0.001)).toBe(0)
+    expect(latencyBucket(0.0011)).toBe(1)
+    expect(latencyBucket(0.2)).toBe(LATENCY_BOUNDS.indexOf(0.25))
+    expect(latencyBucket(11)).toBe(LATENCY_BUCKETS - 1)
   })
 })
