@@ -10,6 +10,7 @@
 import assert from 'node:assert'
 import { ConfigReloader, restartOnlyChanges, type ReloadOutcome, type ReloadTrigger } from './admin/reload'
 import { startAdmin, type AdminServer } from './admin/server'
+import { offerTakeover, takeoverPath, takeSockets, type TakeoverOffer } from './admin/takeover'
 import { Cluster, type ClusterDiff } from './cluster/cluster'
 import type { ServerSnapshot, ServerState } from './cluster/types'
 import type { Service } from './cluster/service'
@@ -17,7 +18,7 @@ import type { Config, ServerConfig } from './config/types'
 import type { Conn } from './dispatcher/conn'
 import { DataPath, type Routing } from './dispatcher/data-path'
 import type { PendingCounts } from './dispatcher/pending'
-import { listenJs, listenNative, type Listener } from './dispatcher/listeners'
+import { listenJs, listenNative, listenNativeFd, wallMs, type Listener } from './dispatcher/listeners'
 import { waitForQuiet } from './dispatcher/shutdown'
 import { BatonError } from './errors'
 import { Forwarders } from './forward/forwarders'
@@ -32,7 +33,17 @@ import { Router } from './request/route'
 
 export interface BatonOptions {
   readonly logger?: Logger
+  /**
+   * Start by taking the listening sockets of the Baton running with the same admin.socket over (see
+   * src/admin/takeover.ts) instead of listening. Needs admin.socket and the native addon.
+   */
+  readonly takeover?: boolean
 }
+
+/** How long a takeover waits for this process's servers to come up before it takes the sockets anyway. */
+const TAKEOVER_SERVERS_MS = 5000
+/** How long each step of a takeover waits for the other process. */
+const TAKEOVER_STEP_MS = 10_000
 
 /** Cluster housekeeping period (LVS's GC timer): locality expiry, persistence templates. */
 const TICK_MS = 1000
@@ -56,6 +67,11 @@ export class Baton {
   #tick: NodeJS.Timeout | undefined
   #started = false
   #closing: Promise<void> | undefined
+  readonly #takeover: boolean
+  #offer: TakeoverOffer | undefined
+  #handedOver: (() => void) | undefined
+  /** Resolves once a new process took this one's listening sockets over and this one stopped accepting. */
+  readonly handedOver: Promise<void>
 
   /** Builds every part; nothing listens and no channel connects until start(). */
   constructor (config: Config, options: BatonOptions = {}) {
@@ -63,6 +79,8 @@ export class Baton {
     const nativeOk = native.available
     this.#log = log
     this.#nativeOk = nativeOk
+    this.#takeover = options.takeover === true
+    this.handedOver = new Promise((resolve) => { this.#handedOver = resolve })
     this.#config = config
     this.#bound = config
     this.#reloader = new ConfigReloader(config.file, (c) => this.reload(c), log)
@@ -102,10 +120,18 @@ export class Baton {
       this.#log.warn({ code: 'BATON_ERR_NATIVE_UNAVAILABLE', err: native.loadError?.message },
         'native addon not loaded: relaying every connection in JavaScript (no handoff, no splice)')
     }
+    const socket = this.#config.admin?.socket
+    if (this.#takeover && (socket === undefined || !this.#nativeOk)) {
+      throw new BatonError('BATON_ERR_NATIVE_CALL', socket === undefined
+        ? 'takeover needs admin.socket in the config (the running Baton offers its sockets at <admin.socket>.takeover)'
+        : `takeover needs the native addon: ${native.loadError?.message ?? 'not loaded'}`)
+    }
     this.#observeCluster()
     try {
-      await this.#listen()
+      if (this.#takeover) await this.#takeOver(socket!)
+      else await this.#listen()
       if (this.#config.admin !== undefined) await this.#startAdmin()
+      if (socket !== undefined && this.#nativeOk) this.#offerTakeover(socket)
     } catch (err) {
       await this.#teardown()
       throw err
@@ -173,6 +199,8 @@ export class Baton {
   shutdown (timeoutMs = this.#config.limits.shutdownTimeoutMs): Promise<void> {
     this.#closing ??= (async () => {
       const stopping = this.#listeners.splice(0).map((l) => l.close())
+      this.#offer?.close()
+      this.#offer = undefined
       this.#reloader.close()
       this.#log.info({ pending: this.#path.pending, relays: this.#forwarders.active, timeoutMs },
         'shutting down: not accepting; finishing the connections already accepted')
@@ -241,6 +269,67 @@ export class Baton {
     }
   }
 
+  /** Waits (bounded) for the servers to come up, receives the sockets, accepts on them, then sends GO. */
+  async #takeOver (socket: string): Promise<void> {
+    const until = Date.now() + TAKEOVER_SERVERS_MS
+    while (Date.now() < until && this.servers().some((s) => s.state === 'down')) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    const taken = await takeSockets(takeoverPath(socket), TAKEOVER_STEP_MS)
+    const { limits } = this.#config
+    for (const [i, s] of taken.sockets.entries()) {
+      try {
+        this.#listeners.push(listenNativeFd(s.fd, { host: s.host, port: s.port }, this.#path, limits))
+      } catch (err) {
+        for (const rest of taken.sockets.slice(i + 1)) native.close(rest.fd)
+        throw err
+      }
+    }
+    const acceptingAt = wallMs()
+    await taken.go(TAKEOVER_STEP_MS)
+    this.#log.info({ listen: this.#listeners.map((l) => `${l.host}:${l.port}`), acceptingAt,
+      goMs: +(wallMs() - acceptingAt).toFixed(3) }, 'takeover: accepting on the sockets taken over')
+    this.#logFirstAccept(Date.now() + TAKEOVER_STEP_MS)
+  }
+
+  /** Logs this process's first accept after a takeover (for the accept pause: old lastAcceptAt to this). */
+  #logFirstAccept (until: number): void {
+    const first = Math.min(...this.#listeners.map((l) => l.firstAcceptAt ?? NaN).filter((t) => !Number.isNaN(t)))
+    if (Number.isFinite(first)) { this.#log.info({ firstAcceptAt: first }, 'takeover: first accept'); return }
+    if (Date.now() > until || this.#closing !== undefined) return
+    setTimeout(() => { this.#logFirstAccept(until) }, 10).unref()
+  }
+
+  /** Offers this process's listening sockets at <admin.socket>.takeover (native listeners only); never throws. */
+  #offerTakeover (socket: string): void {
+    const path = takeoverPath(socket)
+    try {
+      this.#offer = offerTakeover(path, () => this.#listeners.map((l) => ({ fd: l.fd!, host: l.host, port: l.port })),
+        (finish) => { void this.#handOver(finish) }, this.#log)
+    } catch (err) {
+      // Not fatal: the switch works as before, only a later `--takeover` will not find it.
+      this.#log.warn({ code: 'BATON_ERR_ADMIN_LISTEN', path, err: (err as Error).message },
+        'takeover socket not offered: a restart with --takeover will not find this process')
+    }
+  }
+
+  /** A new process accepts on our sockets: stop accepting, release the admin socket, let it go on. */
+  async #handOver (finish: () => void): Promise<void> {
+    const listeners = this.#listeners.splice(0)
+    const closing = listeners.map((l) => l.close()) // the acceptors stop synchronously
+    const stoppedAt = wallMs()
+    await Promise.all(closing)
+    const lastAcceptAt = Math.max(...listeners.map((l) => l.lastAcceptAt ?? NaN).filter((t) => !Number.isNaN(t)), 0)
+    this.#offer?.close()
+    this.#offer = undefined
+    await this.#admin?.close()
+    this.#admin = undefined
+    finish()
+    this.#log.info({ lastAcceptAt, stoppedAt }, 'takeover: handed the listening sockets over; finishing in-flight work')
+    this.#log.flush()
+    this.#handedOver?.()
+  }
+
   async #startAdmin (): Promise<void> {
     try {
       this.#admin = await startAdmin(this.#config.admin!, {
@@ -262,6 +351,8 @@ export class Baton {
   async #teardown (): Promise<void> {
     clearInterval(this.#tick)
     this.#reloader.close()
+    this.#offer?.close()
+    this.#offer = undefined
     await this.#admin?.close()
     await Promise.all(this.#listeners.map((l) => l.close()))
     this.#path.close()

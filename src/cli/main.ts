@@ -16,8 +16,11 @@ const DEFAULT_CONFIG = 'config/baton.yaml'
 const USAGE = `Usage: baton <command> [options]
 
 Commands:
-  start [-c FILE]     run the switch (default config: ${DEFAULT_CONFIG}); SIGHUP reloads the file,
-                      SIGTERM or SIGINT stops gracefully (a second one exits at once)
+  start [-c FILE] [--takeover]
+                      run the switch (default config: ${DEFAULT_CONFIG}); SIGHUP reloads the file,
+                      SIGTERM or SIGINT stops gracefully (a second one exits at once); --takeover
+                      takes the listening sockets of the Baton running with the same admin.socket
+                      over (zero-downtime restart or upgrade): that one finishes its work and exits 0
   check FILE          validate a config; print each issue as file:line:col: message
   ctl COMMAND ...     change a running switch through its admin API (baton ctl --help)
   schema              print the config's JSON Schema (for editors: see the README)
@@ -49,6 +52,7 @@ async function main (argv: readonly string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
         'list-schedulers': { type: 'boolean' },
+        takeover: { type: 'boolean' },
       },
     })
   } catch (err) {
@@ -66,7 +70,7 @@ async function main (argv: readonly string[]): Promise<number> {
       return check(rest[0] ?? file ?? DEFAULT_CONFIG)
     case 'start':
       noArgs(rest, command)
-      return start(file ?? DEFAULT_CONFIG)
+      return start(file ?? DEFAULT_CONFIG, values.takeover === true)
     case 'demo':
       noArgs(rest, command)
       return demo(file ?? DEFAULT_CONFIG)
@@ -135,13 +139,33 @@ function check (file: string): number {
   return 0
 }
 
-async function start (file: string): Promise<number> {
+async function start (file: string, takeover: boolean): Promise<number> {
   const config = load(file)
   if (config === undefined) return 2
+  if (takeover) {
+    const { native } = await import('../native/binding')
+    const why = config.admin?.socket === undefined
+      ? `${file}: --takeover needs admin.socket (the running Baton offers its listening sockets at <admin.socket>.takeover)`
+      : !native.available ? `--takeover needs the native addon: ${native.loadError?.message ?? 'not loaded'}` : undefined
+    if (why !== undefined) {
+      process.stderr.write(`baton: ${why}\n`)
+      return 1
+    }
+  }
   const { startBaton } = await import('../baton')
-  const instance = await startBaton(config)
-  process.on('SIGHUP', () => { instance.reloadFile('SIGHUP') }) // never throws: a bad file is logged
-  return untilSignal(() => instance.shutdown())
+  let instance
+  try {
+    instance = await startBaton(config, { takeover })
+  } catch (err) {
+    if (!takeover) throw err
+    process.stderr.write(`baton: ${(err as Error).message}\n`) // the running Baton goes on as it was
+    return 1
+  }
+  const running = instance
+  process.on('SIGHUP', () => { running.reloadFile('SIGHUP') }) // never throws: a bad file is logged
+  // A later `baton start --takeover` took the sockets over: finish the work in flight and exit 0.
+  const handedOver = running.handedOver.then(async () => { await running.shutdown(); return 0 })
+  return Promise.race([untilSignal(() => running.shutdown()), handedOver])
 }
 
 async function schema (): Promise<number> {

@@ -8,8 +8,16 @@ import type { AcceptorHandle } from '../native/types'
 import type { DataPath, LocalEnd } from './data-path'
 
 export interface Listener extends LocalEnd {
+  /** The listening socket (native listeners only): what a takeover hands to a new process. */
+  readonly fd?: number
+  /** Wall-clock ms (sub-ms precision) of the first and the last accept, NaN before any. */
+  readonly firstAcceptAt?: number
+  readonly lastAcceptAt?: number
   close (): Promise<void>
 }
+
+/** Wall-clock milliseconds with sub-millisecond precision, comparable across processes of one host. */
+export function wallMs (): number { return performance.timeOrigin + performance.now() }
 
 const BACKLOG = 4096
 
@@ -18,11 +26,22 @@ export function listenNative (addr: ListenAddress, path: DataPath, limits: Limit
   // The kernel holds a connection that has sent nothing for up to this long before accept() returns it.
   const deferS = Math.max(1, Math.ceil(limits.headerTimeoutMs / 1000))
   const { fd, port } = native.listenTcp(addr.host, addr.port, BACKLOG, deferS)
-  const local: LocalEnd = { host: addr.host, port }
+  return listenNativeFd(fd, { host: addr.host, port }, path, limits)
+}
+
+/**
+ * Accepts on a listening socket that already exists (one taken over from another process, which may still
+ * accept on it too). On failure the fd is closed. TCP_DEFER_ACCEPT and the backlog are the socket's own.
+ */
+export function listenNativeFd (fd: number, local: LocalEnd, path: DataPath, limits: LimitsConfig): Listener {
   const peekBuf = Buffer.allocUnsafe(limits.maxHeaderBytes)
   let acceptor: AcceptorHandle
+  let first = NaN
+  let last = NaN
   try {
     acceptor = native.createAcceptor(fd, peekBuf, (cfd, peeked, address, cport) => {
+      last = wallMs()
+      if (Number.isNaN(first)) first = last
       path.accept(cfd, peekBuf, peeked, address, cport, local)
     })
     acceptor.start()
@@ -32,6 +51,9 @@ export function listenNative (addr: ListenAddress, path: DataPath, limits: Limit
   }
   return {
     ...local,
+    fd,
+    get firstAcceptAt () { return first },
+    get lastAcceptAt () { return last },
     close: async () => {
       acceptor.close()
       native.close(fd)

@@ -23,10 +23,10 @@ export interface Switch {
 /** Every `baton start` of a test file; killSwitches() in afterAll. */
 const started: ChildProcess[] = []
 
-/** Writes `yaml` to `file` and runs `baton start -c file` until its "baton started" line. */
-export async function startSwitch (file: string, yaml: string): Promise<Switch> {
+/** Writes `yaml` to `file` and runs `baton start -c file ...args` until its "baton started" line. */
+export async function startSwitch (file: string, yaml: string, args: readonly string[] = []): Promise<Switch> {
   fs.writeFileSync(file, yaml)
-  const child = spawn(process.execPath, [MAIN, 'start', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [MAIN, 'start', '-c', file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   started.push(child)
   const logs: Array<Record<string, unknown>> = []
   let rest = ''
