@@ -18,6 +18,8 @@ import {
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
 
+/** How often request times are reported at most (see #scheduleLatency). */
+const LATENCY_FLUSH_MS = 500
 const MAX_RECV_PER_WAKEUP = 256
 
 /** Per handed-off connection. Attached to the socket under kConn. */
@@ -66,6 +68,7 @@ export class BackendChannel {
   #latN = 0
   readonly #lat = Buffer.allocUnsafe(LATENCY_BYTES)
   #flushScheduled = false
+  #latTimer: NodeJS.Timeout | undefined
   /** The dispatcher pinged: it knows HELLO and REPORT (an older one, which never pings, would not). */
   #pinged = false
   /** The open connections this channel reports. */
@@ -107,7 +110,7 @@ export class BackendChannel {
       this.#latCounts[latencyBucket(s)]!++
       this.#latSum += s
       this.#latN++
-      this.#schedule()
+      this.#scheduleLatency()
     }
     if (rec.closed) return
     if (rec.inflight > 0) rec.inflight--
@@ -237,13 +240,28 @@ export class BackendChannel {
         return
       }
     }
-    if (this.#latN === 0 || !this.#pinged) return
+  }
+
+  /**
+   * Request times go out at most every LATENCY_FLUSH_MS, not once per event-loop turn as counters do: they
+   * only feed /metrics, and a message per turn under keep-alive load would cost the dispatcher a read per
+   * request batch.
+   */
+  #scheduleLatency (): void {
+    if (this.#latTimer !== undefined || this.#released) return
+    this.#latTimer = setTimeout(() => { this.#flushLatency() }, LATENCY_FLUSH_MS)
+    this.#latTimer.unref()
+  }
+
+  #flushLatency (): void {
+    this.#latTimer = undefined
+    if (this.#latN === 0 || !this.#pinged || this.#released) return
     const rc = native.sendMsg(this.fd, this.#lat, encodeLatency(this.#lat, this.#latCounts, this.#latSum))
     if (rc === 0) {
       this.#latCounts.fill(0)
       this.#latSum = 0
       this.#latN = 0
-    } else if (rc === -native.constants.EAGAIN) this.#retry()
+    } else if (rc === -native.constants.EAGAIN) this.#scheduleLatency()
   }
 
   #retry (): void {
@@ -260,6 +278,7 @@ export class BackendChannel {
   #maybeRelease (): void {
     if (this.#eof && this.#records.size === 0) {
       this.#flush()
+      this.#flushLatency()
       this.#release()
     }
   }
@@ -267,6 +286,8 @@ export class BackendChannel {
   #release (): void {
     if (this.#released) return
     this.#released = true
+    clearTimeout(this.#latTimer)
+    this.#latTimer = undefined
     this.#poller.close()
     native.close(this.fd)
     for (const rec of this.#records) this.#host.orphans.add(rec)

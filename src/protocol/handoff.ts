@@ -26,8 +26,9 @@
 //   LATENCY  u8 type=8 | u8 n=14 | f64le sum (seconds) | n × u32le count   Request times on this channel's
 //            connections since the last LATENCY, each from the http.Server's 'request' to the response's
 //            'close': count[i] = requests with time ≤ LATENCY_BOUNDS[i] (and above the bound before it), the
-//            last = above 10 s. Sent in the same flush as the FEEDBACK (after it), once per event-loop turn at
-//            most, and only while some request ended; 66 bytes.
+//            last = above 10 s. Sent at most every 500 ms (they only feed /metrics; a message per
+//            event-loop turn would cost the dispatcher a read per request batch), and only while some request
+//            ended; 66 bytes.
 //
 // Versions: HANDOFF carries PROTOCOL_VERSION; the other messages are known by type and exact length. The
 // dispatcher closes the channel on any message it does not know. The back end reports one it does not know
