@@ -17,6 +17,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { startBaton } from '../src/baton'
 import { parseConfig } from '../src/config/load'
+import { replaceSection, sectionNotes, sectionOf } from './harness/output'
 
 const REPO_ROOT = path.resolve(__dirname, '../..')
 const SECTION = '## Health checks'
@@ -137,15 +138,10 @@ async function measure (o: Options, targets: Targets, withHealth: boolean, secon
  */
 function writeSection (line: string, o: Options): void {
   const file = path.join(REPO_ROOT, 'bench', 'RESULTS.md')
-  const text = fs.readFileSync(file, 'utf8')
-  const start = text.indexOf(`\n${SECTION}\n`)
-  const oldEnd = start < 0 ? -1 : text.indexOf('\n## ', start + 1)
-  const old = start < 0 ? '' : text.slice(start, oldEnd < 0 ? undefined : oldEnd)
+  const old = sectionOf(fs.readFileSync(file, 'utf8'), SECTION)
   const kind = line.split(' | ')[1]
   const rows = old.split('\n').filter((l) => /^\| \d{4}-/.test(l) && l.split(' | ')[1] !== kind)
-  const lines = old.split('\n')
-  const first = lines.findIndex((l) => l.startsWith('- '))
-  const notes = first < 0 ? [] : lines.slice(first).filter((l) => l.startsWith('- ') || l.startsWith('  '))
+  const notes = sectionNotes(old)
   const section = `${SECTION}
 
 \`npm run bench:health\` (bench/health.ts; \`-- --tcp\` for TCP checks): an in-process Baton with ${o.servers} relayed
@@ -159,16 +155,7 @@ the dispatcher's kernel time includes the target's half of each TCP handshake.
 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |
 ${[...rows, line].sort((a, b) => a.split(' | ')[1]!.localeCompare(b.split(' | ')[1]!)).join('\n')}
 ${notes.length > 0 ? `\n${notes.join('\n')}\n` : ''}`
-  let out: string
-  if (start < 0) {
-    const before = text.indexOf('\n## Generated configs')
-    out = before < 0 ? `${text.trimEnd()}\n\n${section}` : `${text.slice(0, before + 1)}${section}\n${text.slice(before + 1)}`
-  } else {
-    const next = text.indexOf('\n## ', start + 1)
-    out = `${text.slice(0, start + 1)}${section}${next < 0 ? '' : `\n${text.slice(next + 1)}`}`
-  }
-  fs.writeFileSync(file, out)
-  console.log(`wrote the "${SECTION.slice(3)}" section of ${path.relative(process.cwd(), file)}`)
+  replaceSection(file, SECTION, section)
 }
 
 async function main (): Promise<void> {

@@ -15,6 +15,7 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { startBaton } from '../src/baton'
 import { loadConfigFile } from '../src/config/load'
+import { replaceSection, sectionNotes, sectionOf } from './harness/output'
 
 const REPO_ROOT = path.resolve(__dirname, '../..')
 const SECTION = '## Reload time'
@@ -113,13 +114,7 @@ const TITLES: Record<Variant, string> = {
 /** Replaces (or adds, before "Generated configs") the section of RESULTS.md; notes under the table ("- ") are kept. */
 function writeSection (o: Options, rows: readonly Row[]): void {
   const md = path.join(REPO_ROOT, 'bench', 'RESULTS.md')
-  const text = fs.readFileSync(md, 'utf8')
-  const start = text.indexOf(`\n${SECTION}\n`)
-  const oldEnd = start < 0 ? -1 : text.indexOf('\n## ', start + 1)
-  const old = start < 0 ? '' : text.slice(start, oldEnd < 0 ? undefined : oldEnd)
-  const lines = old.split('\n')
-  const first = lines.findIndex((l) => l.startsWith('- '))
-  const notes = first < 0 ? [] : lines.slice(first).filter((l) => l.startsWith('- ') || l.startsWith('  '))
+  const notes = sectionNotes(sectionOf(fs.readFileSync(md, 'utf8'), SECTION))
   const date = new Date().toISOString().slice(0, 10)
   const ms = (x: number): string => `${x.toFixed(1)} ms`
   const section = `${SECTION}
@@ -134,16 +129,7 @@ reload applies it. loadConfigFile = read + YAML parse + validate + freeze; reloa
 ${rows.map((r) => `| ${date} | ${TITLES[r.variant]} | ${ms(median(r.loadMs))} | ${ms(Math.max(...r.loadMs))} | ` +
     `${ms(median(r.reloadMs))} | ${ms(Math.max(...r.reloadMs))} |`).join('\n')}
 ${notes.length > 0 ? `\n${notes.join('\n')}\n` : ''}`
-  let out: string
-  if (start < 0) {
-    const before = text.indexOf('\n## Generated configs')
-    out = before < 0 ? `${text.trimEnd()}\n\n${section}` : `${text.slice(0, before + 1)}${section}\n${text.slice(before + 1)}`
-  } else {
-    const next = text.indexOf('\n## ', start + 1)
-    out = `${text.slice(0, start + 1)}${section}${next < 0 ? '' : `\n${text.slice(next + 1)}`}`
-  }
-  fs.writeFileSync(md, out)
-  console.log(`wrote the "${SECTION.slice(3)}" section of ${path.relative(process.cwd(), md)}`)
+  replaceSection(md, SECTION, section)
 }
 
 main().catch((err: unknown) => {

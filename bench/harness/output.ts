@@ -106,6 +106,37 @@ ${configs}
 const HEALTH_SECTION = '## Health checks'
 const RELOAD_SECTION = '## Reload time'
 
+/** The `## heading` section of a RESULTS.md text, from its heading to the next one ('' if absent). */
+export function sectionOf (text: string, heading: string): string {
+  const start = text.indexOf(`\n${heading}\n`)
+  if (start < 0) return ''
+  const end = text.indexOf('\n## ', start + 1)
+  return text.slice(start, end < 0 ? undefined : end)
+}
+
+/** The hand-written notes under a section's table: lines starting with "- ", and their indented continuations. */
+export function sectionNotes (section: string): string[] {
+  const lines = section.split('\n')
+  const first = lines.findIndex((l) => l.startsWith('- '))
+  return first < 0 ? [] : lines.slice(first).filter((l) => l.startsWith('- ') || l.startsWith('  '))
+}
+
+/** Replaces the `## heading` section of `file` with `section`, or adds it before "Generated configs". */
+export function replaceSection (file: string, heading: string, section: string): void {
+  const text = fs.readFileSync(file, 'utf8')
+  const start = text.indexOf(`\n${heading}\n`)
+  let out: string
+  if (start < 0) {
+    const before = text.indexOf('\n## Generated configs')
+    out = before < 0 ? `${text.trimEnd()}\n\n${section}` : `${text.slice(0, before + 1)}${section}\n${text.slice(before + 1)}`
+  } else {
+    const next = text.indexOf('\n## ', start + 1)
+    out = `${text.slice(0, start + 1)}${section}${next < 0 ? '' : `\n${text.slice(next + 1)}`}`
+  }
+  fs.writeFileSync(file, out)
+  console.log(`wrote the "${heading.slice(3)}" section of ${path.relative(process.cwd(), file)}`)
+}
+
 function keepSection (file: string, fresh: string, heading: string): string {
   let old = ''
   try { old = fs.readFileSync(file, 'utf8') } catch { return fresh }
