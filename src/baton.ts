@@ -30,6 +30,7 @@ import { HealthState, type AdminState } from './health/state'
 import { createLogger, type Logger } from './log'
 import { native } from './native/binding'
 import { Router } from './request/route'
+import { encodeRouteTable } from './request/route-table'
 
 export interface BatonOptions {
   readonly logger?: Logger
@@ -87,14 +88,15 @@ export class Baton {
     this.#cluster = new Cluster(config.services, (cfg) => resolveTarget(cfg, nativeOk))
     this.#health = new HealthState({ holdDownMs: RELAY_HOLDDOWN_MS }, log)
     this.#checker = new HealthChecker(this.#health, log)
-    const { connectTimeoutMs, idleTimeoutMs, channelTimeoutMs } = config.limits
-    const relay = { connectTimeoutMs, idleTimeoutMs, channelTimeoutMs }
+    const { connectTimeoutMs, idleTimeoutMs, channelTimeoutMs, maxHeaderBytes } = config.limits
+    const relay = { connectTimeoutMs, idleTimeoutMs, channelTimeoutMs, maxHeaderBytes }
     let forwarders: Forwarders<Conn, ServerState> | undefined
     this.#path = new DataPath(log, this.#cluster, this.#routingFor(config), (sink) => {
       forwarders = new Forwarders({ sink, health: this.#health, log, options: relay })
       return forwarders
     })
     this.#forwarders = forwarders!
+    this.#forwarders.setRoutes(routeTableOf(config))
   }
 
   /** Bound ports, in the order of config.listen (useful with port 0). */
@@ -154,6 +156,7 @@ export class Baton {
   reload (config: Config): ClusterDiff {
     const diff = this.#cluster.apply(config)
     this.#path.setRouting(this.#routingFor(config))
+    this.#forwarders.setRoutes(routeTableOf(config))
     this.#config = config
     this.#log.info({ ...diff }, 'config applied')
     for (const key of restartOnlyChanges(this.#bound, config)) {
@@ -366,6 +369,11 @@ export class Baton {
     const cluster = this.#cluster
     return { router: new Router<Service>(config.routes, (name) => cluster.service(name)!), limits: config.limits }
   }
+}
+
+/** The routes back ends check later requests against (ROUTES). */
+function routeTableOf (config: Config): string {
+  return encodeRouteTable({ routes: config.routes, moveIntervalMs: config.limits.moveIntervalMs })
 }
 
 /** Builds and starts a Baton: the one-call form of `new Baton(config, options).start()`. */

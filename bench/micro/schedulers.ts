@@ -68,7 +68,7 @@ function cycleLoop (name: string, n: number): (count: number) => void {
     name: `s${i}`, address: { host: '10.0.0.1', port: 8000 + i }, forward: 'pipe', weight: 1 + (i % 5), maxConns: 0, minConns: 0,
   }))
   const factory = getScheduler(name)!
-  const pool = createService({ name: 'bench', scheduler: name, schedulerOptions: factory.parseOptions(undefined, 'x'), key: { kind: 'path' }, slowStartS: 0, quiescent: false, servers })
+  const pool = createService({ name: 'bench', scheduler: name, schedulerOptions: factory.parseOptions(undefined, 'x'), key: { kind: 'path' }, slowStartS: 0, quiescent: false, keepAlive: 'reroute', servers })
   const c: Ctx = { clientAddress: '10.0.0.1', clientPort: 1, hashKey: '/', avoid: undefined, now: 0 }
   return (count) => {
     for (let i = 0; i < count; i++) {

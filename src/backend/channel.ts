@@ -11,20 +11,35 @@
 // later closes count down there, never twice anywhere.
 import net from 'node:net'
 import {
-  decodeHandoff, encodeFeedback, encodeHello, encodeLatency, encodePong, encodeReport, FEEDBACK_BYTES, LATENCY_BUCKETS,
-  latencyBucket, LATENCY_BYTES, MAX_MESSAGE_BYTES, MSG_GOODBYE,
+  CAP_HANDBACK, decodeHandoff, decodeRebalance, encodeCaps, encodeFeedback, encodeHandback, encodeHello, encodeLatency,
+  encodePong, encodeReport, FEEDBACK_BYTES, HANDOFF_STICKY, LATENCY_BUCKETS, latencyBucket, LATENCY_BYTES, MAX_CARRY_BYTES,
+  MAX_MESSAGE_BYTES, MSG_GOODBYE, MSG_REBALANCE, MSG_ROUTES, ROUTES_FIRST, ROUTES_LAST,
   type CheckAddress, type HandoffMeta, type ReportState,
 } from '../protocol/handoff'
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
+import { hookParser, mayShed, movedBytes, pauseReported, RouteCheck, socketFd, type Move, type WatchedConn } from './reroute'
 
 /** How often request times are reported at most (see #scheduleLatency). */
 const LATENCY_FLUSH_MS = 500
 const MAX_RECV_PER_WAKEUP = 256
+/** A HANDBACK that finds the channel full is tried again this often, up to HANDBACK_GIVE_UP_MS. */
+const HANDBACK_RETRY_MS = 10
+const HANDBACK_GIVE_UP_MS = 2000
+/** The largest routes table a back end accepts (ROUTES fragments joined). */
+const MAX_ROUTES_BYTES = 16 * 1024 * 1024
+/** What the client gets when its connection had to move and could not (no channel takes it back). */
+const UNAVAILABLE = 'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n'
+
+/** Reads on every channel are synchronous: one receive buffer for all, large enough for a HANDOFF with bytes. */
+const recvBuf = Buffer.allocUnsafe(MAX_CARRY_BYTES)
+/** And one for HANDBACKs. */
+const handbackBuf = Buffer.allocUnsafe(MAX_CARRY_BYTES)
 
 /** Per handed-off connection. Attached to the socket under kConn. */
-export interface ConnRecord {
+export interface ConnRecord extends WatchedConn {
   readonly meta: HandoffMeta
+  readonly socket: net.Socket
   /** The channel that reports this connection now (changes when its first channel closes). */
   channel: BackendChannel
   inflight: number
@@ -48,13 +63,15 @@ export interface BackendChannelHost {
   checkAddress (): CheckAddress | undefined
   /** The back end's own state and weight percentage (handle.setState / setWeight), undefined = not set. */
   report (): { readonly state: ReportState | undefined; readonly percent: number | undefined }
+  /** Another channel that can take a connection back, when this one cannot (closed, or no routes yet). */
+  handbackChannel (): BackendChannel | undefined
 }
 
 export class BackendChannel {
   readonly fd: number
   readonly #host: BackendChannelHost
   readonly #poller: PollerHandle
-  readonly #buf = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
+  readonly #buf = recvBuf
   readonly #out = new Int32Array(2)
   readonly #msg = Buffer.allocUnsafe(FEEDBACK_BYTES)
   /** HELLO and REPORT (rare: not the feedback buffer, which a pending flush may hold). */
@@ -75,6 +92,14 @@ export class BackendChannel {
   readonly #records = new Set<ConnRecord>()
   #eof = false
   #released = false
+  /** This dispatcher's routes (ROUTES); undefined until they came, or when they could not be used. */
+  #check: RouteCheck | undefined
+  /** ROUTES fragments of a table still arriving. */
+  #routeParts: Buffer[] | undefined
+  #routeBytes = 0
+  #capsSent = false
+  /** How many of this channel's connections should be marked to shed at their next request (REBALANCE). */
+  #shedWanted = 0
 
   constructor (fd: number, host: BackendChannelHost) {
     this.fd = fd
@@ -118,6 +143,62 @@ export class BackendChannel {
       rec.active = false
       this.#delta(-1, 1, 0)
     }
+    if (rec.move?.rest !== undefined && rec.inflight === 0) rec.channel.handBack(rec)
+  }
+
+  /** The route check for connections this channel reports (undefined: nothing is checked). */
+  get check (): RouteCheck | undefined { return this.#released ? undefined : this.#check }
+
+  /** True when a connection can go back to the dispatcher over this channel. */
+  get takesHandbacks (): boolean { return !this.#released && this.#check !== undefined }
+
+  /**
+   * Node reported a parse error on a connection of this channel: when it is the pause that stops a move,
+   * the move goes on (true: Node must not answer it). Called from the http.Server's 'clientError'.
+   */
+  paused (rec: ConnRecord, err: unknown): boolean {
+    if (!pauseReported(rec, err)) return false
+    rec.channel.handBack(rec)
+    return true
+  }
+
+  /**
+   * Hands the connection back once every response before the moving request is written (the kernel has
+   * them), over this channel or, if it cannot, another. A client whose connection cannot go back gets 503.
+   */
+  handBack (rec: ConnRecord, since = performance.now()): void {
+    const move = rec.move
+    const socket = rec.socket
+    if (move?.rest === undefined || rec.closed || rec.inflight > 0) return
+    if (socket.writableLength > 0) {
+      socket.once('drain', () => { rec.channel.handBack(rec, since) })
+      return
+    }
+    const ch = this.takesHandbacks ? this : this.#host.handbackChannel()
+    const bytes = movedBytes(move)
+    const fd = socketFd(socket)
+    if (ch === undefined || bytes === undefined || fd < 0) {
+      this.#host.error(new Error(`handoff: connection ${rec.meta.connId} must move (${move.reason}) but ${
+        fd < 0 ? 'its socket is gone' : bytes === undefined ? 'too many bytes were read' : 'no dispatcher takes it back'}`))
+      refuse(socket)
+      return
+    }
+    const len = encodeHandback(handbackBuf, {
+      reason: move.reason, connId: rec.meta.connId, consumed: bytes,
+      clientAddress: socket.remoteAddress ?? '', clientPort: socket.remotePort ?? 0,
+      localAddress: socket.localAddress ?? '', localPort: socket.localPort ?? 0,
+    })
+    const rc = native.sendFd(ch.fd, fd, handbackBuf, len)
+    if (rc === 0) {
+      socket.destroy() // only this process's descriptor: the dispatcher holds the connection now
+      return
+    }
+    if (rc === -native.constants.EAGAIN && performance.now() - since < HANDBACK_GIVE_UP_MS) {
+      setTimeout(() => { rec.channel.handBack(rec, since) }, HANDBACK_RETRY_MS).unref()
+      return
+    }
+    this.#host.error(new Error(`handoff: connection ${rec.meta.connId} could not go back: ${native.errnoName(-rc)}`))
+    refuse(socket)
   }
 
   connectionClosed (rec: ConnRecord): void {
@@ -159,7 +240,7 @@ export class BackendChannel {
       if (n <= 0) { this.#lostDispatcher(); return }
       const meta = decodeHandoff(this.#buf, n)
       if (fd < 0 || meta === null || this.#out[1] !== 0) {
-        if (fd < 0 && this.#pong(n)) continue
+        if (fd < 0 && (this.#pong(n) || this.#control(n))) continue
         if (fd >= 0) native.close(fd)
         this.#host.error(new Error(`handoff channel: ${fd < 0 ? 'message without a descriptor' : 'bad message'}`))
         continue
@@ -186,6 +267,68 @@ export class BackendChannel {
     return true
   }
 
+  /** ROUTES and REBALANCE; false when the message is neither. */
+  #control (n: number): boolean {
+    const b = this.#buf
+    if (b[0] === MSG_ROUTES && n >= 2) {
+      if ((b[1]! & ROUTES_FIRST) !== 0) { this.#routeParts = []; this.#routeBytes = 0 }
+      if (this.#routeParts === undefined) return true // a fragment without its start: wait for the next table
+      this.#routeBytes += n - 2
+      if (this.#routeBytes > MAX_ROUTES_BYTES) {
+        this.#routeParts = undefined
+        this.#host.error(new Error(`handoff channel: routes table larger than ${MAX_ROUTES_BYTES} bytes; later requests are not checked`))
+        return true
+      }
+      this.#routeParts.push(Buffer.from(b.subarray(2, n)))
+      if ((b[1]! & ROUTES_LAST) !== 0) this.#routesArrived(Buffer.concat(this.#routeParts).toString('utf8'))
+      return true
+    }
+    if (b[0] === MSG_REBALANCE) {
+      const count = decodeRebalance(b, n)
+      if (count < 0) return false
+      this.#shedWanted = count
+      this.#markShedding()
+      return true
+    }
+    return false
+  }
+
+  #routesArrived (json: string): void {
+    this.#routeParts = undefined
+    const check = RouteCheck.parse(json)
+    if (typeof check === 'string') {
+      this.#host.error(new Error(`handoff channel: unusable routes (${check}); later requests are not checked`))
+      return
+    }
+    this.#check = check
+    if (!this.#capsSent) {
+      this.#capsSent = true
+      native.sendMsg(this.fd, this.#out2, encodeCaps(this.#out2, CAP_HANDBACK))
+    }
+  }
+
+  /**
+   * Marks connections to move at their next request until #shedWanted are marked (idle ones first, and
+   * only those here for at least moveIntervalMs), or unmarks them when fewer are wanted.
+   */
+  #markShedding (): void {
+    let marked = 0
+    for (const rec of this.#records) if (rec.shed) marked++
+    for (const rec of this.#records) {
+      if (marked <= this.#shedWanted) break
+      if (rec.shed) { rec.shed = false; marked-- }
+    }
+    const now = performance.now()
+    for (const idleOnly of [true, false]) {
+      for (const rec of this.#records) {
+        if (marked >= this.#shedWanted) return
+        if (rec.shed || rec.move !== undefined || (idleOnly && rec.inflight > 0) || !mayShed(rec, this.#check, now)) continue
+        rec.shed = true
+        marked++
+      }
+    }
+  }
+
   /** Sends the back end's current report, if it set one and the dispatcher understands reports. */
   sendReport (): void {
     const r = this.#host.report()
@@ -203,11 +346,18 @@ export class BackendChannel {
       return
     }
     // The dispatcher counted this connection as active when it sent it (LVS's bind).
-    const rec: ConnRecord = { meta, channel: this, inflight: 0, active: true, closed: false }
+    const rec: ConnRecord = {
+      meta, socket, channel: this, inflight: 0, active: true, closed: false,
+      service: meta.service, heads: 0, adoptedAt: performance.now(), shed: false, move: undefined as Move | undefined,
+    }
     ;(socket as unknown as Record<symbol, ConnRecord>)[kConn] = rec
     this.#records.add(rec)
     socket.once('close', () => rec.channel.connectionClosed(rec)) // the channel reporting it then
     this.#host.adopt(socket)
+    // A dispatcher that sends HANDOFF flags knows routes; a sticky service's connections are never checked.
+    if (meta.flags !== undefined && (meta.flags & HANDOFF_STICKY) === 0) hookParser(socket, rec, () => rec.channel.check)
+    // Bytes the dispatcher (or the back end before) already read: the parser reads them before the socket.
+    if (meta.consumed !== undefined && meta.consumed.length > 0 && !socket.destroyed) socket.emit('data', meta.consumed)
   }
 
   #delta (a: number, i: number, c: number): void {
@@ -286,6 +436,7 @@ export class BackendChannel {
   #release (): void {
     if (this.#released) return
     this.#released = true
+    this.#check = undefined
     clearTimeout(this.#latTimer)
     this.#latTimer = undefined
     this.#poller.close()
@@ -293,4 +444,11 @@ export class BackendChannel {
     for (const rec of this.#records) this.#host.orphans.add(rec)
     this.#host.closed(this)
   }
+}
+
+/** A connection that had to move and cannot: the client gets a 503 for the request that moved, then the end. */
+function refuse (socket: net.Socket): void {
+  if (socket.destroyed) return
+  socket.end(UNAVAILABLE)
+  socket.destroySoon()
 }

@@ -93,7 +93,12 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
     // The tracking socket has no name left (tracking.ts): no one can check there, so say nothing.
     checkAddress: () => (ownListener ? checkAddressOf(server) : undefined),
     report: () => report,
+    handbackChannel: () => {
+      for (const ch of channels) if (ch.takesHandbacks) return ch
+      return undefined
+    },
   }
+  const restoreEmit = interceptPause(server)
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const rec = (req.socket as unknown as Record<symbol, ConnRecord | undefined>)[kConn]
     if (rec === undefined) return
@@ -151,8 +156,29 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
       native.close(listenFd)
       for (const ch of channels) ch.goodbye()
       server.off('request', onRequest)
+      restoreEmit()
     },
   }
+}
+
+/**
+ * The pause that stops a moving connection's parser reaches the http.Server as a 'clientError'
+ * (reroute.ts); it must not be answered as one. Wraps server.emit for that event only; returns the undo.
+ */
+function interceptPause (server: http.Server): () => void {
+  const emit = server.emit
+  const wrapped = function (this: http.Server, event: string | symbol): boolean {
+    if (event === 'clientError') {
+      // eslint-disable-next-line prefer-rest-params
+      const rec = (arguments[2] as Record<symbol, ConnRecord | undefined> | undefined)?.[kConn]
+      // eslint-disable-next-line prefer-rest-params
+      if (rec !== undefined && rec.channel.paused(rec, arguments[1])) return true
+    }
+    // eslint-disable-next-line prefer-rest-params
+    return Reflect.apply(emit, this, arguments) as boolean
+  } as typeof server.emit
+  server.emit = wrapped
+  return () => { if (server.emit === wrapped) server.emit = emit }
 }
 
 /** Where the server answers HTTP on its own listener (TCP or a Unix socket path), for the dispatcher's health checks. */

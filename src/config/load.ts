@@ -52,6 +52,7 @@ function build (data: ParsedConfig, resolved: ReadonlyArray<ResolvedService | un
       ...(svc.persistent === undefined ? {} : { persistent: svc.persistent }),
       slowStartS: svc.slowStartS,
       quiescent: svc.quiescent,
+      keepAlive: svc.keepAlive,
       ...(svc.health === undefined ? {} : { health: buildHealth(svc.health, undefined)! }),
       ...(svc.fallback === undefined ? {} : { fallback: buildServer(svc.fallback, undefined) }),
       servers: svc.servers.map((srv) => buildServer(srv, svc.health)),

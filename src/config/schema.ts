@@ -176,6 +176,7 @@ function service (baseDir: string) {
     health: health.optional(),
     slowStartS: intIn(0, 86_400).default(0),
     quiescent: z.boolean({ error: 'must be true or false' }).default(false),
+    keepAlive: z.enum(['reroute', 'sticky'], { error: 'must be reroute or sticky' }).default('reroute'),
     fallback: server(baseDir).optional(),
     servers: z.array(server(baseDir), { error: 'must be a list of servers' })
       .min(1, { error: 'must list at least one server' }),
@@ -191,6 +192,7 @@ const limits = strict({
   maxPendingConns: intIn(1, 1_048_576).default(4_096),
   channelTimeoutMs: intIn(100, 600_000).default(2_000),
   shutdownTimeoutMs: intIn(0, 3_600_000).default(10_000),
+  moveIntervalMs: intIn(0, 3_600_000).default(1_000),
 })
 
 /** The admin API's bearer token: long enough not to be guessed, printable, no spaces. */

@@ -31,6 +31,11 @@ export interface LimitsConfig {
   readonly channelTimeoutMs: number
   /** Graceful shutdown (SIGTERM, SIGINT): how long relayed connections may go on after listening stopped (default 10000). */
   readonly shutdownTimeoutMs: number
+  /**
+   * Rebalancing: a kept-alive connection is moved to shed load at most once per this many ms (default 1000).
+   * Moves for a request that routes elsewhere are never held back.
+   */
+  readonly moveIntervalMs: number
 }
 
 export type ForwardMethod = 'handoff' | 'splice' | 'pipe'
@@ -103,6 +108,11 @@ export interface ServiceConfig {
   readonly slowStartS: number
   /** A failed server stays listed with weight 0 instead of going down (ldirectord's quiescent). */
   readonly quiescent: boolean
+  /**
+   * Later requests on a kept-alive connection: 'reroute' (default) routes each one and moves the connection
+   * when its route selects another service; 'sticky' leaves the connection where its first request went.
+   */
+  readonly keepAlive: 'reroute' | 'sticky'
   /** The service's own `health:` check with defaults filled (servers added at run time get it); none if absent. */
   readonly health?: HealthCheckConfig
   /** The sorry server: used only while no regular server of the service is up. */

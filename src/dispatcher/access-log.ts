@@ -27,6 +27,10 @@ export interface AccessExtra {
   readonly err?: string
   readonly code?: string
   readonly reason?: string
+  /** A connection that moved at a request boundary: `service/server` it came from, why, its id there. */
+  readonly movedFrom?: string
+  readonly moveReason?: string
+  readonly prevConn?: number
 }
 
 interface Stream { write (s: string): unknown }
@@ -95,5 +99,8 @@ function extraJson (e: AccessExtra): string {
   if (e.err !== undefined) s += ',"err":' + JSON.stringify(e.err)
   if (e.code !== undefined) s += ',"code":' + JSON.stringify(e.code)
   if (e.reason !== undefined) s += ',"reason":' + JSON.stringify(e.reason)
+  if (e.movedFrom !== undefined) s += ',"movedFrom":' + JSON.stringify(e.movedFrom)
+  if (e.moveReason !== undefined) s += ',"moveReason":' + JSON.stringify(e.moveReason)
+  if (e.prevConn !== undefined) s += ',"prevConn":' + e.prevConn
   return s
 }

@@ -34,6 +34,7 @@ export class ConnLog {
   readonly #counts = new Float64Array(BOUNDS.length + 1)
   #sum = 0
   readonly #bytes = new Map<string, RelayBytes>()
+  readonly #moves = new Map<string, number>()
 
   constructor (log: Logger) {
     this.#access = new AccessLog(log)
@@ -45,6 +46,9 @@ export class ConnLog {
 
   /** Keyed `service\0server`. */
   get relayBytes (): ReadonlyMap<string, RelayBytes> { return this.#bytes }
+
+  /** Connections that moved at a request boundary, keyed `reason\0from service\0to service` (to: '' when answered). */
+  get moves (): ReadonlyMap<string, number> { return this.#moves }
 
   /** The dispatcher is done with conn (handed off, relaying, or answered): one histogram sample. Hot path. */
   dispatched (conn: Conn): void {
@@ -63,6 +67,11 @@ export class ConnLog {
     this.#outcomes.set(outcome, (this.#outcomes.get(outcome) ?? 0) + 1)
     if (stats === undefined) this.dispatched(conn)
     else this.#addBytes(conn, stats)
+    const moved = conn.moved
+    if (moved !== undefined && stats === undefined) {
+      const key = `${moved.reason}\0${moved.from.service}\0${conn.service}`
+      this.#moves.set(key, (this.#moves.get(key) ?? 0) + 1)
+    }
     const access = this.#access
     if (!access.enabled) return
     const fields = {
@@ -77,9 +86,10 @@ export class ConnLog {
       outcome,
       us: Math.round((performance.now() - conn.startedAt) * 1000),
     }
-    if (stats === undefined && code === undefined) { access.write(fields); return }
+    if (stats === undefined && code === undefined && moved === undefined) { access.write(fields); return }
     const server = conn.server
     access.write(fields, {
+      ...(moved !== undefined && { movedFrom: `${moved.from.service}/${moved.from.id}`, moveReason: moved.reason, prevConn: moved.prevId }),
       ...(stats !== undefined && {
         bytesUp: stats.bytesUp,
         bytesDown: stats.bytesDown,

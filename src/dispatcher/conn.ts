@@ -4,7 +4,7 @@
 import type net from 'node:net'
 import type { Service } from '../cluster/service'
 import type { ServerState } from '../cluster/types'
-import type { ForwardConn } from '../forward/types'
+import type { ForwardConn, MoveReason } from '../forward/types'
 import type { RequestHead } from '../request/types'
 
 export class Conn implements ForwardConn<ServerState> {
@@ -25,6 +25,10 @@ export class Conn implements ForwardConn<ServerState> {
   server: ServerState | undefined = undefined
   /** Servers that already failed for this connection (allocated on the first failure only). */
   avoid: Set<string> | undefined = undefined
+  /** Later requests are checked (the service's keepAlive is reroute). */
+  watch = false
+  /** Set when the connection came back mid-way (a move): where from, why, and its id there. */
+  moved: { readonly from: ServerState; readonly reason: MoveReason; readonly prevId: number } | undefined = undefined
 
   constructor (id: number, fd: number, socket: net.Socket | undefined, clientAddress: string, clientPort: number,
     localAddress: string, localPort: number, startedAt: number) {

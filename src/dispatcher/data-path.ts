@@ -14,7 +14,7 @@ import type { Service } from '../cluster/service'
 import type { ServerState } from '../cluster/types'
 import type { LimitsConfig } from '../config/types'
 import type { BatonError, ErrorCode } from '../errors'
-import type { ForwardSink, ForwardStats } from '../forward/types'
+import type { ForwardSink, ForwardStats, MoveReason, ReturnedClient } from '../forward/types'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
 import { extractKey } from '../request/keys'
@@ -93,6 +93,9 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
 
   get relayBytes (): ReadonlyMap<string, RelayBytes> { return this.#connLog.relayBytes }
 
+  /** Connections that moved at a request boundary, keyed `reason\0from service\0to service`. */
+  get moves (): ReadonlyMap<string, number> { return this.#connLog.moves }
+
   /** Connections the dispatcher owns now, by state (heads arriving, answers draining), and how many were shed. */
   get pending (): PendingCounts { return this.#pending.counts }
 
@@ -149,6 +152,7 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
     const svc = m.route.service
     conn.route = m.route.name
     conn.svc = svc
+    conn.watch = svc.config.keepAlive === 'reroute'
     conn.hashKey = svc.usesKey ? extractKey(svc.key, head, conn.clientAddress, m.captures) : undefined
     this.#schedule(conn)
   }
@@ -161,7 +165,12 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
     ctx.avoid = conn.avoid
     ctx.now = performance.now()
     const svc = conn.svc!
-    const server = svc.pick(ctx) ?? svc.pickFallback(conn.avoid)
+    let server = svc.pick(ctx) ?? svc.pickFallback(conn.avoid)
+    if (server === null && conn.moved?.reason === 'rebalance' && conn.avoid?.size === 1 && conn.avoid.has(conn.moved.from.id)) {
+      // Shedding prefers another server, but the one it came from is better than none.
+      conn.avoid = ctx.avoid = undefined
+      server = svc.pick(ctx) ?? svc.pickFallback(undefined)
+    }
     ctx.avoid = undefined
     if (server === null) { this.#noServer(conn); return }
     conn.server = server
@@ -211,6 +220,29 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
 
   lost (server: ServerState): void {
     this.#cluster.service(server.service)?.reset(server)
+  }
+
+  /** A relay read a later request's head: it stays unless it routes to another service or is refused. Hot for relays. */
+  nextRequest (conn: Conn, r: SniffResult): MoveReason | undefined {
+    if (r.kind !== 'ok') return 'reroute'
+    const m = this.#routing.router.match(r.head)
+    return m === null || m.route.service !== conn.svc ? 'reroute' : undefined
+  }
+
+  /**
+   * A connection came back at a request boundary (see ForwardSink.returned): a new Conn for the dispatcher's
+   * part, which routes the request at the start of `consumed` as it would a new connection's first, and
+   * forwards the connection with those bytes. A move to shed load avoids the server it came from when it can.
+   */
+  returned (from: ServerState, client: ReturnedClient, consumed: Buffer, reason: MoveReason, connId: number): void {
+    const conn = new Conn(this.#nextId++, client.fd, client.socket, client.clientAddress, client.clientPort,
+      client.localAddress, client.localPort, performance.now())
+    conn.consumed = consumed
+    conn.moved = { from, reason, prevId: connId }
+    if (reason === 'rebalance') conn.avoid = new Set([from.id])
+    const r = sniffHead(consumed, consumed.length, this.#routing.limits.maxHeaderBytes)
+    if (r.kind === 'incomplete') this.#answer(conn, 400, 'BATON_ERR_BAD_REQUEST', 'a moved connection came back without a complete head')
+    else this.#sniffed(conn, r)
   }
 
   #noServer (conn: Conn): void {

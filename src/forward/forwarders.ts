@@ -27,6 +27,7 @@ const FACTORIES: Readonly<Record<ForwardMethod, Factory>> = {
 export class Forwarders<C extends ForwardConn<S>, S extends ForwardServer> {
   readonly #parts: ForwardParts<C, S>
   readonly #byMethod = new Map<ForwardMethod, Forwarder<C, S>>()
+  #routes: string | undefined
 
   constructor (parts: ForwardParts<C, S>) {
     this.#parts = parts
@@ -55,6 +56,20 @@ export class Forwarders<C extends ForwardConn<S>, S extends ForwardServer> {
     return n
   }
 
+  /** The routes later requests are checked against (request/route-table.ts JSON): to every forwarder that checks. */
+  setRoutes (json: string): void {
+    this.#routes = json
+    for (const f of this.#byMethod.values()) f.setRoutes?.(json)
+  }
+
+  /** Asks the server to shed `count` kept-alive connections at their next request; false when its method cannot. */
+  rebalance (server: S, count: number): boolean {
+    const f = this.#byMethod.get(server.target.method)
+    if (f?.rebalance === undefined) return false
+    f.rebalance(server, count)
+    return true
+  }
+
   /** The forwarder of a method, if one was created (tests, metrics). */
   get (method: ForwardMethod): Forwarder<C, S> | undefined { return this.#byMethod.get(method) }
 
@@ -68,6 +83,7 @@ export class Forwarders<C extends ForwardConn<S>, S extends ForwardServer> {
     if (f === undefined) {
       f = FACTORIES[method](this.#parts)
       this.#byMethod.set(method, f)
+      if (this.#routes !== undefined) f.setRoutes?.(this.#routes)
     }
     return f
   }

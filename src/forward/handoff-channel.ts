@@ -20,8 +20,9 @@ import type { Logger } from '../log'
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
 import {
-  decodeHello, decodeLatency, decodeReport, FEEDBACK_BYTES, HEARTBEAT_BYTES, LATENCY_BUCKETS, MAX_MESSAGE_BYTES,
-  MSG_FEEDBACK, MSG_GOODBYE, MSG_HELLO, MSG_LATENCY, MSG_PONG, MSG_REPORT, type CheckAddress, type ReportState,
+  CAP_HANDBACK, decodeCaps, decodeHandback, decodeHello, decodeLatency, decodeReport, encodeRebalance, FEEDBACK_BYTES,
+  HEARTBEAT_BYTES, LATENCY_BUCKETS, MAX_CARRY_BYTES, MSG_CAPS, MSG_FEEDBACK, MSG_GOODBYE, MSG_HANDBACK, MSG_HELLO,
+  MSG_LATENCY, MSG_PONG, MSG_REPORT, REBALANCE_BYTES, type CheckAddress, type Handback, type ReportState,
 } from '../protocol/handoff'
 import { Heartbeat } from './handoff-heartbeat'
 
@@ -45,6 +46,10 @@ export interface HandoffChannelHooks<T> {
   sent (item: T): void
   /** A queued client could not be sent: it is the dispatcher's again (its fd is still open). */
   unsent (item: T, err: BatonError): void
+  /** The routes to send (ROUTES messages) as the channel connects; undefined = none. */
+  routes? (): readonly Buffer[] | undefined
+  /** A connection came back (HANDBACK): the hook owns `fd` from here. */
+  handback? (fd: number, h: Handback): void
 }
 
 /** `tick`: the heartbeat tick it was queued at (a client waits at most channelTimeoutMs in the queue). */
@@ -54,12 +59,16 @@ const RECONNECT_MIN_MS = 100
 const RECONNECT_MAX_MS = 5000
 const MAX_RECV_PER_WAKEUP = 256
 
+/** Reads on every channel are synchronous: one receive buffer for all, large enough for a HANDBACK. */
+const recvBuf = Buffer.allocUnsafe(MAX_CARRY_BYTES)
+
 export class HandoffChannel<T> {
   readonly path: string
   readonly #hooks: HandoffChannelHooks<T>
   readonly #log: Logger
   readonly #allowedUids: ReadonlySet<number>
-  readonly #recvBuf = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
+  readonly #recvBuf = recvBuf
+  readonly #ctlBuf = Buffer.allocUnsafe(REBALANCE_BYTES)
   readonly #recvOut = new Int32Array(2)
   readonly #latency = new Float64Array(LATENCY_BUCKETS)
   readonly #timeoutMs: number
@@ -71,7 +80,9 @@ export class HandoffChannel<T> {
   #draining = false // the back end said GOODBYE
   #responsive = false // it answered within channelTimeoutMs
   #ponged = false // a PONG came on this connection (a back end from before PING never answers)
+  #caps = 0 // what the back end said it can do (CAPS), on this connection
   #closed = false
+  #routesSent = false
   #retryMs = RECONNECT_MIN_MS
   #retryTimer: NodeJS.Timeout | undefined
 
@@ -91,6 +102,33 @@ export class HandoffChannel<T> {
   /** The back end answered a PING on this connection: what it says first (HELLO, REPORT) has arrived. */
   get answered (): boolean { return this.#ponged }
   get queued (): number { return this.#queue.length }
+  /** The back end checks later requests and takes HANDOFFs with consumed bytes (it sent CAPS_HANDBACK). */
+  get handsBack (): boolean { return (this.#caps & CAP_HANDBACK) !== 0 }
+  /** The back end was sent routes: HANDOFFs carry flags (a back end that does not know them ignores them). */
+  get routed (): boolean { return this.#routesSent }
+
+  /**
+   * Sends routes (ROUTES messages). A back end that knows them answers CAPS once; one that does not reports
+   * the messages and reads on. Not sent while disconnected: open() sends the latest.
+   */
+  sendRoutes (msgs: readonly Buffer[]): void {
+    if (this.#fd < 0) return
+    for (const m of msgs) {
+      const rc = native.sendMsg(this.#fd, m, m.length)
+      if (rc !== 0) {
+        // A full channel: the back end keeps its older table; the next open() or reload sends it again.
+        this.#log.warn({ path: this.path, err: native.errnoName(-rc), code: 'BATON_ERR_CHANNEL_DOWN' }, 'routes not sent to back end')
+        return
+      }
+    }
+    this.#routesSent = true
+  }
+
+  /** Asks the back end to have `count` kept-alive connections move at their next request (REBALANCE). */
+  rebalance (count: number): void {
+    if (this.#fd < 0 || !this.handsBack) return
+    native.sendMsg(this.#fd, this.#ctlBuf, encodeRebalance(this.#ctlBuf, count))
+  }
 
   /** Connects now; on failure the channel stays down and retries with backoff. */
   open (): void {
@@ -119,11 +157,15 @@ export class HandoffChannel<T> {
     this.#draining = false
     this.#responsive = true
     this.#ponged = false
+    this.#caps = 0
+    this.#routesSent = false
     this.#retryMs = RECONNECT_MIN_MS
     this.#hb.start()
     // A PING at once, not a tick later: the back end answers it with HELLO and REPORT, so active checks know
     // its address, and a drained back end's word holds, from the start. EAGAIN cannot happen on a new socket.
     this.#hb.ping(this.#fd)
+    const routes = this.#hooks.routes?.()
+    if (routes !== undefined) this.sendRoutes(routes)
     this.#log.info({ path: this.path }, 'handoff channel up')
     this.#hooks.up('channel connected')
   }
@@ -190,7 +232,18 @@ export class HandoffChannel<T> {
   #read (): void {
     for (let i = 0; i < MAX_RECV_PER_WAKEUP && this.#fd >= 0; i++) {
       const n = native.recvMsg(this.#fd, this.#recvBuf, this.#recvOut)
-      if (this.#recvOut[0]! >= 0) native.close(this.#recvOut[0]!) // back ends never send fds
+      const fd = this.#recvOut[0]!
+      if (fd >= 0) { // only a HANDBACK carries one
+        const h = n > 0 && this.#recvBuf[0] === MSG_HANDBACK && this.#recvOut[1] === 0 ? decodeHandback(this.#recvBuf, n) : null
+        if (h !== null && this.#hooks.handback !== undefined) this.#hooks.handback(fd, h)
+        else {
+          native.close(fd)
+          this.#fail(new BatonError('BATON_ERR_CHANNEL_DOWN', `${this.path}: protocol error (a descriptor with type ${this.#recvBuf[0]}, ${n} bytes)`,
+            { source: 'backend', retryable: true }))
+          return
+        }
+        continue
+      }
       if (n === -native.constants.EAGAIN) return
       if (n <= 0) {
         const why = n === 0 ? 'back end closed the channel' : native.errnoName(-n)
@@ -221,6 +274,8 @@ export class HandoffChannel<T> {
     } else if (b[0] === MSG_REPORT && decodeReport(b, n) !== null) {
       const r = decodeReport(b, n)!
       this.#hooks.report(r.state, r.percent)
+    } else if (b[0] === MSG_CAPS && decodeCaps(b, n) >= 0) {
+      this.#caps = decodeCaps(b, n)
     } else if (b[0] === MSG_HELLO && decodeHello(b, n) !== null) {
       this.#hooks.hello(decodeHello(b, n)!)
     } else if (b[0] === MSG_GOODBYE && n === 1) {

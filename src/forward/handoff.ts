@@ -5,7 +5,10 @@
 import { BatonError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
-import { encodeHandoff, LATENCY_BOUNDS, LATENCY_BUCKETS, MAX_MESSAGE_BYTES, type CheckAddress } from '../protocol/handoff'
+import {
+  encodeHandoff, encodeRoutes, HANDOFF_STICKY, LATENCY_BOUNDS, LATENCY_BUCKETS, MAX_CARRY_BYTES, MAX_CONSUMED_BYTES,
+  MAX_MESSAGE_BYTES, type CheckAddress,
+} from '../protocol/handoff'
 import { HandoffChannel } from './handoff-channel'
 import type { ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, HealthInput } from './types'
 
@@ -29,6 +32,10 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   /** Where each back end said its http.Server answers (HELLO), for active checks. */
   readonly #checkAddresses = new Map<S, CheckAddress>()
   readonly #meta = Buffer.allocUnsafe(MAX_MESSAGE_BYTES)
+  /** For a HANDOFF that carries consumed bytes (a connection that moved); made on first use. */
+  #carry: Buffer | undefined
+  /** The routes as ROUTES messages, sent to every channel (and again on reload). */
+  #routes: readonly Buffer[] | undefined
   /** Keyed `service\0server`; kept when a server leaves, as counters are. */
   readonly #times = new Map<string, RequestTimes>()
 
@@ -70,6 +77,13 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
       report: (state, percent) => { health.agent(server, state, percent) },
       sent: (conn) => { sink.handedOff(conn) },
       unsent: (conn, err) => { sink.failed(conn, err) },
+      routes: () => this.#routes,
+      handback: (fd, h) => {
+        sink.returned(server, {
+          fd, socket: undefined, clientAddress: h.clientAddress, clientPort: h.clientPort,
+          localAddress: h.localAddress, localPort: h.localPort,
+        }, h.consumed, h.reason, h.connId)
+      },
     }, this.#log.child({ svc: server.service, backend: server.id }), this.#allowedUids, this.#opts.channelTimeoutMs)
     this.#channels.set(server, ch)
     ch.open()
@@ -94,12 +108,48 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     return this.#channels.get(server)?.answered === false ? 'pending' : undefined
   }
 
+  /**
+   * The routes back ends check later requests against (request/route-table.ts JSON): sent to every channel
+   * now and to each that connects later.
+   */
+  setRoutes (json: string): void {
+    this.#routes = encodeRoutes(json)
+    for (const ch of this.#channels.values()) ch.sendRoutes(this.#routes)
+  }
+
+  /** Asks the server's back end to have `count` kept-alive connections move at their next request. */
+  rebalance (server: S, count: number): void {
+    this.#channels.get(server)?.rebalance(count)
+  }
+
+  /** Whether the server's back end takes connections back and checks later requests. */
+  handsBack (server: S): boolean {
+    return this.#channels.get(server)?.handsBack === true
+  }
+
   /** Hot path. Sent: handedOff() now. Queued (EAGAIN): handedOff() or failed() later. Failed: failed() now. */
   forward (conn: C): void {
     const server = conn.server!
     const ch = this.#channels.get(server)
-    const len = encodeHandoff(this.#meta, conn.id, conn.service, conn.route)
-    const rc = ch === undefined ? -native.constants.ECONNRESET : ch.send(conn.fd, this.#meta, len, conn)
+    const consumed = conn.consumed
+    let meta: Buffer = this.#meta
+    let len: number
+    if (consumed !== undefined && consumed.length > 0) {
+      // A connection that moved: only a back end that said it reads consumed bytes may take it.
+      if (ch?.handsBack !== true || consumed.length > MAX_CONSUMED_BYTES) {
+        this.#sink.failed(conn, new BatonError('BATON_ERR_HANDOFF_FAILED',
+          `handoff to ${server.id}: its back end cannot take a connection with bytes already read (baton/backend too old)`,
+          { source: 'backend', retryable: true }))
+        return
+      }
+      meta = this.#carry ??= Buffer.allocUnsafe(MAX_CARRY_BYTES)
+      len = encodeHandoff(meta, conn.id, conn.service, conn.route, conn.watch ? 0 : HANDOFF_STICKY, consumed)
+    } else {
+      len = ch?.routed === true
+        ? encodeHandoff(meta, conn.id, conn.service, conn.route, conn.watch ? 0 : HANDOFF_STICKY)
+        : encodeHandoff(meta, conn.id, conn.service, conn.route)
+    }
+    const rc = ch === undefined ? -native.constants.ECONNRESET : ch.send(conn.fd, meta, len, conn)
     if (rc === 0) this.#sink.handedOff(conn)
     else if (rc < 0) {
       this.#sink.failed(conn, new BatonError('BATON_ERR_HANDOFF_FAILED',

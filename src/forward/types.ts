@@ -7,9 +7,23 @@
 import type { Socket } from 'node:net'
 import type { ForwardMethod } from '../config/types'
 import type { BatonError } from '../errors'
-import type { CheckAddress } from '../protocol/handoff'
+import type { CheckAddress, HandbackReason } from '../protocol/handoff'
+import type { SniffResult } from '../request/types'
 
 export type { ForwardMethod }
+
+/** Why a connection moved at a request boundary: its next request routes elsewhere, or its server sheds load. */
+export type MoveReason = HandbackReason
+
+/** A client that came back to the dispatcher mid-connection: its fd (native), or its net.Socket (no addon). */
+export interface ReturnedClient {
+  readonly fd: number
+  readonly socket: Socket | undefined
+  readonly clientAddress: string
+  readonly clientPort: number
+  readonly localAddress: string
+  readonly localPort: number
+}
 
 /** What a forwarder needs to reach one real server. Built once per server by method.ts. */
 export interface ForwardTarget {
@@ -48,6 +62,11 @@ export interface ForwardConn<S extends ForwardServer = ForwardServer> {
   readonly route: string
   /** The scheduler's pick; set before forward() is called. */
   readonly server: S | undefined
+  /**
+   * Later requests on this connection must be checked (the service's keepAlive is `reroute`): a relay asks
+   * the sink at each request boundary (nextRequest); a handoff tells the back end (no HANDOFF_STICKY).
+   */
+  readonly watch: boolean
 }
 
 export interface ForwardStats {
@@ -75,6 +94,20 @@ export interface ForwardSink<C extends ForwardConn<S>, S extends ForwardServer> 
   feedback (server: S, dActive: number, dInactive: number, closed: number): void
   /** Every connection the server held is gone (its process died): its counters go to zero. */
   lost (server: S): void
+  /**
+   * A relay of a watched connection (conn.watch) read the head of a later request: undefined when it stays
+   * with conn.server, else why it moves. `r` is sniffHead's result over the bytes read so far (never
+   * 'incomplete'); a rejected head moves too (the data path answers it). Hot for relayed keep-alive.
+   */
+  nextRequest (conn: C, r: SniffResult): MoveReason | undefined
+  /**
+   * A client comes back at a request boundary: a handoff back end handed it back (HANDBACK), or a relay
+   * stopped before a request that moves (after closed(), once every response before it was relayed).
+   * `client` is the dispatcher's now; `consumed` starts with the next request's complete head and holds
+   * every byte read after it. `from` already counted the connection down. The data path routes that
+   * request and forwards the connection anew, or answers it.
+   */
+  returned (from: S, client: ReturnedClient, consumed: Buffer, reason: MoveReason, connId: number): void
 }
 
 /** Health's inputs from forwarders (src/health/state.ts implements it). */
@@ -107,6 +140,13 @@ export interface Forwarder<C extends ForwardConn<S>, S extends ForwardServer> {
   checkAddress (server: S): CheckAddress | 'pending' | undefined
   /** Relayed connections open now (0 for methods that keep nothing). */
   readonly active: number
+  /** The routes later requests are checked against (request/route-table.ts JSON), for methods whose servers check them. */
+  setRoutes? (json: string): void
+  /**
+   * Asks the server to have `count` of its kept-alive connections move at their next request (load shedding);
+   * 0 cancels. Methods that cannot ask (relays: the data path decides at each boundary) leave it out.
+   */
+  rebalance? (server: S, count: number): void
   /** Stops taking work; connects in flight fail (not retryable), relays are reset, threads joined. */
   close (): Promise<void>
 }
@@ -119,4 +159,6 @@ export interface ForwarderOptions {
   readonly pipeSize?: number
   /** Handoff: a back end that does not answer its channel's heartbeat within this is reported down. */
   readonly channelTimeoutMs: number
+  /** Relays watching request boundaries: a later head larger than this moves the connection (the data path answers 431). */
+  readonly maxHeaderBytes: number
 }

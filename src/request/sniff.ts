@@ -258,16 +258,28 @@ export function sniffHead (buf: Buffer, len: number, maxHeaderBytes: number): Sn
   const info = parseHead(buf, end)
   if (info === null) return failure
   if (info.headers.length !== 2 * headerLines) return REJECT.parse
-  const method = HTTPParser.methods[info.method]
-  if (method === undefined || !ROUTABLE_METHODS.has(method)) return method === 'CONNECT' ? REJECT.connect : REJECT.method
-  const minor = info.versionMinor
-  const fieldError = checkFields(info.headers, minor)
-  if (fieldError !== null) return fieldError
-  return buildHead(info, method, end)
+  return checkParsedHead(HTTPParser.methods[info.method] ?? '', info.url, info.versionMajor, info.versionMinor,
+    info.headers, end)
 }
 
-function buildHead (info: HeaderInfo, method: string, end: number): SniffResult {
-  const reason = parseTarget(info.url, parts)
+/**
+ * The rules that hold over a parsed head (method, target, Host, Content-Length, Transfer-Encoding), and the
+ * RequestHead they yield. sniffHead runs them after its byte scan and parse; a back end runs them over each
+ * later request on a kept-alive connection as its own parser (Node's) read it, so both ends refuse the same
+ * requests and route them the same way. headers: flat [name, value, ...] as received.
+ */
+export function checkParsedHead (method: string, url: string, versionMajor: number, versionMinor: number,
+  headers: readonly string[], headBytes: number): SniffResult {
+  if (versionMajor !== 1 || versionMinor > 1) return REJECT.version
+  if (!ROUTABLE_METHODS.has(method)) return method === 'CONNECT' ? REJECT.connect : REJECT.method
+  const fieldError = checkFields(headers, versionMinor)
+  if (fieldError !== null) return fieldError
+  return buildHead(method, url, versionMajor, versionMinor, headers, headBytes)
+}
+
+function buildHead (method: string, url: string, versionMajor: number, versionMinor: number,
+  headers: readonly string[], end: number): SniffResult {
+  const reason = parseTarget(url, parts)
   if (reason !== null) return reject(400, reason)
   if (parts.path === '*' && method !== 'OPTIONS') return REJECT.asterisk
   let host = ''
@@ -281,13 +293,13 @@ function buildHead (info: HeaderInfo, method: string, end: number): SniffResult 
   }
   const head: RequestHead = {
     method,
-    target: info.url,
+    target: url,
     path: parts.path,
     query: parts.query,
     host,
-    versionMajor: info.versionMajor,
-    versionMinor: info.versionMinor,
-    headers: info.headers,
+    versionMajor,
+    versionMinor,
+    headers,
     headBytes: end,
   }
   return { kind: 'ok', head }

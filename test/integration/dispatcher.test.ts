@@ -66,15 +66,15 @@ routes:
     expect(responses[0]!.headers['x-baton-backend']).toBe('c1')
   })
 
-  it('keeps a kept-alive connection and pipelined requests on the chosen back end, which sees the client address', async () => {
+  it('routes each pipelined request on a kept-alive connection by its own route, in order; back ends see the client address', async () => {
     const three = GET('/a/1') + GET('/a/2') + GET('/b', 'example.com', 'Connection: close\r\n')
     const { responses, local } = await exchange(port, three, { expect: 3 })
     expect(responses.map((r) => r.status)).toEqual([200, 200, 200])
-    // Routing is per connection: the third request would route to b, but stays on a1.
-    expect(responses.map((r) => r.headers['x-baton-backend'])).toEqual(['a1', 'a1', 'a1'])
+    // The first two stay on a1; the third routes to b, so the connection moves there (keepAlive: reroute).
+    expect(responses.map((r) => r.headers['x-baton-backend'])).toEqual(['a1', 'a1', 'b1'])
     const bodies = responses.map((r) => JSON.parse(r.body) as { url: string; client: string })
     expect(bodies.map((b) => b.url)).toEqual(['/a/1', '/a/2', '/b'])
-    expect(bodies[0]!.client).toBe(`${local.address}:${local.port}`)
+    for (const b of bodies) expect(b.client).toBe(`${local.address}:${local.port}`)
   })
 
   it('sends a request body through with the connection', async () => {

@@ -29,7 +29,7 @@ describe('keys', () => {
   it('reports unknown keys at the key, with a suggestion when one is close', () => {
     expect(issuesOf(yaml(LISTEN, 'limts: {}', ...SERVICE, '    bogus: 1'))).toEqual([
       'baton.yaml:2:1: limts: unknown key, did you mean "limits"?',
-      'baton.yaml:6:5: services.0.bogus: unknown key (valid keys here: name, scheduler, key, persistent, health, slowStartS, quiescent, fallback, servers)',
+      'baton.yaml:6:5: services.0.bogus: unknown key (valid keys here: name, scheduler, key, persistent, health, slowStartS, quiescent, keepAlive, fallback, servers)',
     ])
   })
 

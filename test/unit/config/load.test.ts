@@ -13,7 +13,7 @@ describe('parseConfig: defaults', () => {
   })
 
   it('fills limits, log, scheduler, key and server defaults', () => {
-    expect(config.limits).toEqual({ headerTimeoutMs: 10000, maxHeaderBytes: 16384, connectTimeoutMs: 3000, idleTimeoutMs: 300000, drainTimeoutMs: 1000, maxPendingConns: 4096, channelTimeoutMs: 2000, shutdownTimeoutMs: 10000 })
+    expect(config.limits).toEqual({ headerTimeoutMs: 10000, maxHeaderBytes: 16384, connectTimeoutMs: 3000, idleTimeoutMs: 300000, drainTimeoutMs: 1000, maxPendingConns: 4096, channelTimeoutMs: 2000, shutdownTimeoutMs: 10000, moveIntervalMs: 1000 })
     expect(config.log).toEqual({ level: 'info' })
     expect(config.admin).toBeUndefined()
     const svc = config.services[0]

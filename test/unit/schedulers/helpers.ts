@@ -67,5 +67,5 @@ export function serverConfig (name: string, init: Partial<ServerConfig> = {}): S
 export function serviceConfig (scheduler: string, list: ServerConfig[], extra: Partial<ServiceConfig> = {}): ServiceConfig {
   const f = getScheduler(scheduler)
   if (f === undefined) throw new Error(`no scheduler ${scheduler}`)
-  return { name: 'svc', scheduler, schedulerOptions: f.parseOptions(undefined, 'x'), key: { kind: 'path' }, slowStartS: 0, quiescent: false, servers: list, ...extra }
+  return { name: 'svc', scheduler, schedulerOptions: f.parseOptions(undefined, 'x'), key: { kind: 'path' }, slowStartS: 0, quiescent: false, keepAlive: 'reroute', servers: list, ...extra }
 }

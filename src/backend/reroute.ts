@@ -1,0 +1,146 @@
+// Per-request routing on kept-alive connections, the back end's half (docs/keep-alive.md). The dispatcher
+// routed the first request of a connection; each later one is checked here, against the routes the
+// dispatcher sent over the channel (ROUTES), with the same rules (request/sniff.ts checkParsedHead, the
+// same Router) applied to the head exactly as this process's parser (Node's llhttp) read it, so the route
+// and the application can never disagree. A request that stays in this connection's service goes to the
+// application as usual. One that routes elsewhere (or that the dispatcher would refuse, or that must move
+// to shed load) never reaches the application: the connection goes back to the dispatcher after the
+// responses before it were written, with that request's head and every byte read after it (HANDBACK).
+//
+// How the parser is stopped at that head: Node's http.Server gives each head to parser.onIncoming, whose
+// return value goes back to llhttp's on_headers_complete. Returning HPE_PAUSED stops llhttp right after
+// the head; Node reports the pause as a parse error ('clientError') whose rawPacket and bytesParsed locate
+// the bytes read but not parsed. The socket stops reading at once, so nothing else is read from the kernel.
+// The head itself is written again from what Node parsed (method, target, version, rawHeaders in order).
+import type http from 'node:http'
+import type net from 'node:net'
+import { MAX_CONSUMED_BYTES, type HandbackReason } from '../protocol/handoff'
+import { Router } from '../request/route'
+import { decodeRouteTable, type RouteTable } from '../request/route-table'
+import { checkParsedHead } from '../request/sniff'
+
+/** llhttp's HPE_PAUSED: a callback that returns it pauses the parser (llhttp.h). */
+const HPE_PAUSED = 21
+
+/** A move under way: the parser stopped at `head`; `rest` (read after it) is known once Node reported the pause. */
+export interface Move {
+  readonly reason: HandbackReason
+  readonly head: Buffer
+  rest: Buffer | undefined
+}
+
+/** What the rerouter needs of a connection's record (backend/channel.ts ConnRecord). */
+export interface WatchedConn {
+  /** The service the dispatcher handed this connection to. */
+  readonly service: string
+  /** Heads parsed on this connection so far (the first was routed by the dispatcher). */
+  heads: number
+  /** performance.now() when this process adopted the connection. */
+  readonly adoptedAt: number
+  /** Marked to move at its next request to shed load (REBALANCE). */
+  shed: boolean
+  move: Move | undefined
+}
+
+/** One dispatcher's routes, compiled (per channel: two dispatchers may differ during a takeover). */
+export class RouteCheck {
+  readonly router: Router<string>
+  readonly moveIntervalMs: number
+
+  constructor (table: RouteTable) {
+    this.router = new Router(table.routes, (name) => name)
+    this.moveIntervalMs = table.moveIntervalMs
+  }
+
+  /** The compiled table in `json`, or why it cannot be used. */
+  static parse (json: string): RouteCheck | string {
+    const t = decodeRouteTable(json)
+    return typeof t === 'string' ? t : new RouteCheck(t)
+  }
+
+  /** undefined: the request stays; else why the connection moves. Per later request: no allocation beyond the head. */
+  verdict (req: http.IncomingMessage, conn: WatchedConn): HandbackReason | undefined {
+    const r = checkParsedHead(req.method ?? '', req.url ?? '', req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders, 0)
+    if (r.kind !== 'ok') return 'reroute'
+    const m = this.router.match(r.head)
+    if (m === null || m.route.service !== conn.service) return 'reroute'
+    return conn.shed ? 'rebalance' : undefined
+  }
+}
+
+interface NodeParser {
+  onIncoming: ((req: http.IncomingMessage, keepAlive: boolean) => number) | null
+}
+
+interface StreamHandle { reading?: boolean; readStop?: () => number; fd?: number }
+
+/**
+ * Hooks the parser of a socket the http.Server just took ('connection' ran synchronously). `check()`
+ * returns the route check that applies now (undefined: none, the request goes on); `moving(conn)` is
+ * called once the parser stopped at a request that moves. False when the socket has no parser to hook
+ * (then nothing is checked: the connection stays, as with keepAlive: sticky).
+ */
+export function hookParser (socket: net.Socket, conn: WatchedConn, check: () => RouteCheck | undefined): boolean {
+  const parser = (socket as unknown as { parser?: NodeParser }).parser
+  const incoming = parser?.onIncoming
+  if (parser == null || typeof incoming !== 'function') return false
+  parser.onIncoming = function onIncoming (req, keepAlive) {
+    if (++conn.heads > 1 && conn.move === undefined) {
+      const rc = check()
+      const why = rc?.verdict(req, conn)
+      if (why !== undefined) {
+        stopReading(socket)
+        conn.move = { reason: why, head: serializeHead(req), rest: undefined }
+        return HPE_PAUSED
+      }
+    }
+    return incoming.call(this, req, keepAlive)
+  }
+  return true
+}
+
+/**
+ * Node reported the pause as a parse error: `err.rawPacket` is the buffer being parsed, `err.bytesParsed`
+ * where the head ended in it. True when it was our pause (the move now knows its bytes).
+ */
+export function pauseReported (conn: WatchedConn, err: unknown): boolean {
+  const move = conn.move
+  const e = err as { code?: unknown, rawPacket?: unknown, bytesParsed?: unknown } | null
+  if (move === undefined || move.rest !== undefined || e?.code !== 'HPE_PAUSED') return false
+  const raw = Buffer.isBuffer(e.rawPacket) ? e.rawPacket : undefined
+  const at = typeof e.bytesParsed === 'number' ? e.bytesParsed : 0
+  move.rest = raw !== undefined && at < raw.length ? Buffer.from(raw.subarray(at)) : Buffer.alloc(0)
+  return true
+}
+
+/** The bytes that go back with the connection, or undefined when they are more than a HANDBACK carries. */
+export function movedBytes (move: Move): Buffer | undefined {
+  const n = move.head.length + (move.rest?.length ?? 0)
+  return n > MAX_CONSUMED_BYTES ? undefined : Buffer.concat([move.head, move.rest ?? Buffer.alloc(0)], n)
+}
+
+/** Whether enough time passed since the connection came here for it to move again to shed load. */
+export function mayShed (conn: WatchedConn, check: RouteCheck | undefined, now: number): boolean {
+  return check !== undefined && now - conn.adoptedAt >= check.moveIntervalMs
+}
+
+/** The socket's fd, for the HANDBACK (-1 when it has none any more). */
+export function socketFd (socket: net.Socket): number {
+  const fd = (socket as unknown as { _handle?: StreamHandle | null })._handle?.fd
+  return typeof fd === 'number' && fd >= 0 ? fd : -1
+}
+
+function stopReading (socket: net.Socket): void {
+  const h = (socket as unknown as { _handle?: StreamHandle | null })._handle
+  if (h == null || typeof h.readStop !== 'function') return
+  h.reading = false
+  h.readStop()
+}
+
+/** The head as Node parsed it, written again: request line, each field as received (latin1, as Node decoded it). */
+export function serializeHead (req: http.IncomingMessage): Buffer {
+  let s = `${req.method ?? ''} ${req.url ?? ''} HTTP/${req.httpVersion}\r\n`
+  const raw = req.rawHeaders
+  for (let i = 0; i + 1 < raw.length; i += 2) s += `${raw[i]!}: ${raw[i + 1]!}\r\n`
+  return Buffer.from(s + '\r\n', 'latin1')
+}
