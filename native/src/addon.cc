@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "baton.h"
+#include "nft.h"
+#include "repair.h"
 
 baton__env* baton__env_get(napi_env env) {
   void* data = nullptr;
@@ -70,6 +72,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   baton_sock_init(env, exports);
   baton_sockaddr_init(env, exports);
   baton_relay_init(env, exports);
+  baton_repair_init(env, exports);
+  baton_repair_restore_init(env, exports);
+  baton_netns_init(env, exports);
   return exports;
 }
 

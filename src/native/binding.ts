@@ -14,6 +14,7 @@ import path from 'node:path'
 import { BatonError, BatonNativeError } from '../errors'
 import { assertBuffer, assertFd, assertInt, assertPath } from './asserts'
 import { errnoName } from './errno'
+import { makeRepairApi } from './repair'
 import { NativeRelay } from './splice-relay'
 import type { RelayHandler, RelayOptions } from './splice-relay'
 import type { AcceptCallback, AcceptorHandle, NativeApi, NativeConstants, PollerHandle } from './types'
@@ -104,6 +105,19 @@ class Acceptor implements AcceptorHandle {
 
 function makeApi (raw: any): NativeApi {
   return {
+    ...makeRepairApi(raw, mapErrors),
+
+    netnsEnter (p: string): number {
+      assertPath(p)
+      return mapErrors(() => raw.baton_netns_enter(p))
+    },
+
+    netnsReturn (fd: number): void {
+      assertFd(fd)
+      mapErrors(() => raw.baton_netns_return(fd))
+    },
+
+
     available: true,
     loadError: undefined,
     constants: raw.constants as NativeConstants,
@@ -262,6 +276,14 @@ function makeUnavailableApi (loadError: Error): NativeApi {
     createRelay: unavailable,
     sockaddr: unavailable,
     sockaddrUnix: unavailable,
+    repairDump: unavailable,
+    repairClose: unavailable,
+    repairOff: unavailable,
+    repairRestore: unavailable,
+    repairGo: unavailable,
+    tcpInfo: unavailable,
+    netnsEnter: unavailable,
+    netnsReturn: unavailable,
   }
 }
 

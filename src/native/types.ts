@@ -6,6 +6,59 @@
 //   throw BatonNativeError with `errnoCode` = errno name.
 import type { NativeRelay, RelayHandler, RelayOptions } from './splice-relay'
 
+/**
+ * An established TCP connection as TCP_REPAIR dumps it (native/src/repair.h), everything a restore on
+ * another host needs. Sequence numbers and window fields are u32 and wrap. protocol/migrate-state.ts is
+ * its wire form. What it does not hold: congestion state, SACK scoreboard, ts_recent, socket options.
+ */
+export interface TcpRepairState {
+  /** 4 or 6: the family of the flow on the wire (an IPv4-mapped IPv6 socket dumps as 4). */
+  readonly family: 4 | 6
+  readonly localAddress: string
+  readonly localPort: number
+  readonly peerAddress: string
+  readonly peerPort: number
+  /** tcpi_options bits: TCPI_OPT_TIMESTAMPS 1, TCPI_OPT_SACK 2, TCPI_OPT_WSCALE 4 (others ignored). */
+  readonly options: number
+  readonly sndWscale: number
+  readonly rcvWscale: number
+  /** rx_opt.mss_clamp (TCP_MAXSEG read in repair mode). */
+  readonly mssClamp: number
+  /** TCP_TIMESTAMP as read (bit 0 set: microsecond timestamps). restore moves it forward a little. */
+  readonly timestamp: number
+  /** struct tcp_repair_window. */
+  readonly sndWl1: number
+  readonly sndWnd: number
+  readonly maxWindow: number
+  readonly rcvWnd: number
+  readonly rcvWup: number
+  /** TCP_QUEUE_SEQ of the receive queue: the sequence number after recvQueue's last byte. */
+  readonly rcvNxt: number
+  /** TCP_QUEUE_SEQ of the send queue: the sequence number after sendQueue's last byte. */
+  readonly writeSeq: number
+  /** Received, not yet read by the application (the request the dispatcher peeked). */
+  readonly recvQueue: Buffer
+  /** The whole send queue: sent-but-unacknowledged bytes, then unsentBytes never sent. */
+  readonly sendQueue: Buffer
+  /** SIOCOUTQNSD: the tail of sendQueue that was never sent; repairGo sends it. */
+  readonly unsentBytes: number
+}
+
+/** The part of TCP_INFO that a migration keeps or loses (tcpInfo). */
+export interface TcpInfo {
+  readonly state: number
+  readonly options: number
+  readonly sndWscale: number
+  readonly rcvWscale: number
+  readonly sndMss: number
+  readonly rcvMss: number
+  readonly rttUs: number
+  readonly rtoUs: number
+  readonly totalRetrans: number
+  readonly sndCwnd: number
+}
+
+
 export interface PollerHandle {
   /** events: a mask of constants.READABLE | WRITABLE | DISCONNECT. Spurious wakeups happen. */
   start (events: number): void
@@ -103,4 +156,38 @@ export interface NativeApi {
   sockaddr (host: string, port: number): Buffer
   /** A sockaddr_un for a path; '@name' is the abstract namespace (as in seqpacketListen/Connect). */
   sockaddrUnix (path: string): Buffer
+
+  /**
+   * TCP_REPAIR dump of an established socket (the flow should be frozen first). The socket is left in
+   * repair mode, still owned by the caller: repairClose (migrated) or repairOff (serve it here).
+   * Throws BatonNativeError (syscall = the failed step; EPERM without CAP_NET_ADMIN, ENOTCONN if not
+   * ESTABLISHED); the socket has then left repair mode again. Node must not be reading the fd.
+   */
+  repairDump (fd: number): TcpRepairState
+  /** close(2) in repair mode: no FIN, no RST. Refuses (EINVAL, fd kept) a socket not in repair mode. */
+  repairClose (fd: number): void
+  /** Leaves repair mode (windowProbe, default true: TCP_REPAIR_OFF, else TCP_REPAIR_OFF_NO_WP). */
+  repairOff (fd: number, windowProbe?: boolean): void
+  /**
+   * Rebuilds `state` in a new socket bound to its local address (also while a listener or another flow
+   * holds it). Nothing is sent; the fd (O_NONBLOCK | O_CLOEXEC, the caller's) stays in repair mode until
+   * repairGo. The timestamp is moved forward by timestampSlackMs (default 2, pitfall 4). Throws
+   * BatonNativeError (syscall = the failed step); no fd is left open then.
+   */
+  repairRestore (state: TcpRepairState, timestampSlackMs?: number): number
+  /**
+   * Leaves repair mode (window probe unless windowProbe is false), sets SO_REUSEADDR, and sends `unsent`
+   * (state.sendQueue's last unsentBytes; unsentOf(state)). Returns the bytes of it written: the caller
+   * writes the rest through its own stream. Throws BatonNativeError; the caller owns the fd either way.
+   */
+  repairGo (fd: number, unsent: Buffer, windowProbe?: boolean): number
+  /** TCP_INFO of a TCP socket; throws BatonNativeError. */
+  tcpInfo (fd: number): TcpInfo
+  /**
+   * Moves the calling (main JS) thread into the network namespace at `path` (/run/netns/NAME): sockets
+   * created afterwards belong to it. Returns an fd for netnsReturn. Needs CAP_SYS_ADMIN.
+   */
+  netnsEnter (path: string): number
+  /** Back to the namespace netnsEnter left; closes that fd. */
+  netnsReturn (fd: number): void
 }

@@ -1,0 +1,180 @@
+// TCP_REPAIR on the agent's side: rebuild a dumped connection in a new socket (baton_repair_restore), then,
+// once the flow is steered here, let it go (baton_repair_go). The order of the calls is the kernel's, not
+// ours: queue sequences only before connect(), TCP_MAXSEG before connect() (pitfall 3: a repair connect
+// resets mss_clamp to 536 and the MSS option does not fix mss_cache), options after it, the window after
+// the receive queue. Needs CAP_NET_ADMIN in the socket's network namespace.
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "baton.h"
+#include "repair.h"
+
+static int baton__set(int fd, int level, int opt, int val) {
+  return setsockopt(fd, level, opt, &val, sizeof(val)) == 0 ? 0 : errno;
+}
+
+// Writes all of buf into the selected repair queue (the kernel takes at most 17 pages per call for the
+// receive queue, so this loops). Returns 0 or an errno; EAGAIN means the buffer sizing below was wrong.
+static int baton__fill_queue(int fd, int queue, const char* buf, size_t len) {
+  int err = baton__set(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue);
+  if (err != 0 || len == 0) return err;
+  for (size_t off = 0; off < len;) {
+    ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? errno : EIO;
+    off += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+// Makes room for `len` queued bytes plus skb overhead. SO_*BUFFORCE (CAP_NET_ADMIN) because a
+// dispatcher's autotuned queue can exceed rmem_max/wmem_max; it also stops autotuning on this socket,
+// so it is only set when the default is too small.
+static int baton__ensure_buf(int fd, int opt, int force, size_t len) {
+  int cur = 0;
+  socklen_t sl = sizeof(cur);
+  if (len == 0) return 0;
+  if (getsockopt(fd, SOL_SOCKET, opt, &cur, &sl) != 0) return errno;
+  if (static_cast<size_t>(cur) >= 2 * len + 65536) return 0;  // the kernel reports the doubled value
+  return baton__set(fd, SOL_SOCKET, force, static_cast<int>(len + 32768));
+}
+
+struct baton__restore_in {
+  const uint32_t* f;
+  const char* rq;
+  size_t rq_len;
+  const char* sq;
+  size_t sent_len;  // the first sent_len bytes of the send queue: sent, not yet acknowledged
+  size_t sq_len;
+};
+
+// Steps before connect(): repair mode, bind, queue sequences, MSS. Returns 0 or an errno and *step.
+static int baton__restore_pre(int fd, const struct sockaddr_storage* local, socklen_t llen,
+                              const baton__restore_in* in, const char** step) {
+  int err;
+  *step = "setsockopt(TCP_REPAIR)";
+  if ((err = baton__set(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON)) != 0) return err;
+  *step = "bind";  // repair mode sets SK_FORCE_REUSE: the VIP:port may have a listener or other flows
+  if (bind(fd, reinterpret_cast<const struct sockaddr*>(local), llen) != 0) return errno;
+  *step = "setsockopt(TCP_QUEUE_SEQ receive)";
+  if ((err = baton__set(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE)) != 0) return err;
+  uint32_t rseq = in->f[BATON_REPAIR_RCV_NXT] - static_cast<uint32_t>(in->rq_len);
+  if ((err = baton__set(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, static_cast<int>(rseq))) != 0) return err;
+  *step = "setsockopt(TCP_QUEUE_SEQ send)";
+  if ((err = baton__set(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)) != 0) return err;
+  uint32_t sseq = in->f[BATON_REPAIR_WRITE_SEQ] - static_cast<uint32_t>(in->sq_len);
+  if ((err = baton__set(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, static_cast<int>(sseq))) != 0) return err;
+  // TCP_MAXSEG takes at most MAX_TCP_WINDOW (32767): a loopback MSS (65495) is clamped, so a restored
+  // loopback flow sends 32 KiB segments. Real links (MSS <= 9 KB) are exact. TCPOPT_MAXSEG below still
+  // restores the full mss_clamp.
+  *step = "setsockopt(TCP_MAXSEG)";
+  int mss = static_cast<int>(in->f[BATON_REPAIR_MSS_CLAMP] < 32767 ? in->f[BATON_REPAIR_MSS_CLAMP] : 32767);
+  if (mss > 0 && (err = baton__set(fd, IPPROTO_TCP, TCP_MAXSEG, mss)) != 0) return err;
+  *step = "setsockopt(SO_RCVBUFFORCE)";
+  if ((err = baton__ensure_buf(fd, SO_RCVBUF, SO_RCVBUFFORCE, in->rq_len)) != 0) return err;
+  *step = "setsockopt(SO_SNDBUFFORCE)";
+  return baton__ensure_buf(fd, SO_SNDBUF, SO_SNDBUFFORCE, in->sent_len);
+}
+
+// Steps after connect(): options, timestamp, both queues, window. Returns 0 or an errno and *step.
+static int baton__restore_post(int fd, const baton__restore_in* in, const char** step) {
+  const uint32_t* f = in->f;
+  struct tcp_repair_opt opts[4];
+  int n = 0, err;
+  uint32_t o = f[BATON_REPAIR_OPTIONS];
+  opts[n++] = {TCPOPT_MAXSEG, f[BATON_REPAIR_MSS_CLAMP]};
+  if (o & TCPI_OPT_SACK) opts[n++] = {TCPOPT_SACK_PERMITTED, 0};
+  if (o & TCPI_OPT_WSCALE) opts[n++] = {TCPOPT_WINDOW, f[BATON_REPAIR_SND_WSCALE] | (f[BATON_REPAIR_RCV_WSCALE] << 16)};
+  if (o & TCPI_OPT_TIMESTAMPS) opts[n++] = {TCPOPT_TIMESTAMP, 0};
+  *step = "setsockopt(TCP_REPAIR_OPTIONS)";
+  if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, static_cast<socklen_t>(n * sizeof(opts[0]))) != 0) {
+    return errno;
+  }
+  *step = "setsockopt(TCP_TIMESTAMP)";
+  if ((err = baton__set(fd, IPPROTO_TCP, TCP_TIMESTAMP, static_cast<int>(f[BATON_REPAIR_TIMESTAMP]))) != 0) return err;
+  *step = "send(receive queue)";
+  if ((err = baton__fill_queue(fd, TCP_RECV_QUEUE, in->rq, in->rq_len)) != 0) return err;
+  *step = "send(send queue)";
+  if ((err = baton__fill_queue(fd, TCP_SEND_QUEUE, in->sq, in->sent_len)) != 0) return err;
+  struct tcp_repair_window w = {f[BATON_REPAIR_SND_WL1], f[BATON_REPAIR_SND_WND], f[BATON_REPAIR_MAX_WINDOW],
+                                f[BATON_REPAIR_RCV_WND], f[BATON_REPAIR_RCV_WUP]};
+  *step = "setsockopt(TCP_REPAIR_WINDOW)";
+  if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) != 0) return errno;
+  *step = "setsockopt(TCP_REPAIR_QUEUE)";
+  return baton__set(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE);
+}
+
+// baton_repair_restore(local, peer, fields: Uint32Array, recvQueue: Buffer, sendQueue: Buffer) -> fd
+// Addresses are numeric text; ports and everything else come from fields (repair.h), as dumped, except
+// the timestamp, which the caller already moved forward. sendQueue is the whole dumped send queue; its
+// last fields[UNSENT] bytes are not restored here but sent by baton_repair_go. No packet leaves: the
+// socket is ESTABLISHED, still in repair mode, O_NONBLOCK | O_CLOEXEC, and owned by the caller, who calls
+// baton_repair_go once the flow is steered here, or baton_repair_close to drop it silently.
+// Throws Error{errno, code, syscall = the failed step}; on a throw no fd is left open.
+static Napi::Value baton_repair_restore(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string lhost = info[0].As<Napi::String>().Utf8Value();
+  std::string phost = info[1].As<Napi::String>().Utf8Value();
+  const uint32_t* f = info[2].As<Napi::Uint32Array>().Data();
+  Napi::Buffer<char> rq = info[3].As<Napi::Buffer<char>>();
+  Napi::Buffer<char> sq = info[4].As<Napi::Buffer<char>>();
+  if (env.IsExceptionPending()) return env.Undefined();
+  struct sockaddr_storage local, peer;
+  int llen = baton__sockaddr_inet(lhost.c_str(), static_cast<uint16_t>(f[BATON_REPAIR_LOCAL_PORT]), &local);
+  int plen = baton__sockaddr_inet(phost.c_str(), static_cast<uint16_t>(f[BATON_REPAIR_PEER_PORT]), &peer);
+  if (llen < 0 || plen < 0 || local.ss_family != peer.ss_family) {
+    return baton__throw_errno(env, "sockaddr(local, peer)", EINVAL);
+  }
+  size_t unsent = f[BATON_REPAIR_UNSENT];
+  if (unsent > sq.Length()) return baton__throw_errno(env, "restore(unsent > send queue)", EINVAL);
+  baton__restore_in in = {f, rq.Data(), rq.Length(), sq.Data(), sq.Length() - unsent, sq.Length()};
+  int fd = socket(local.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return baton__throw_errno(env, "socket", errno);
+  const char* step = "";
+  int err = baton__restore_pre(fd, &local, static_cast<socklen_t>(llen), &in, &step);
+  if (err == 0) {
+    step = "connect";  // in repair mode: no SYN, the socket is ESTABLISHED at once
+    if (connect(fd, reinterpret_cast<struct sockaddr*>(&peer), static_cast<socklen_t>(plen)) != 0) err = errno;
+  }
+  if (err == 0) err = baton__restore_post(fd, &in, &step);
+  if (err != 0) {
+    baton__close(fd);  // still in repair mode: nothing reaches the peer
+    return baton__throw_errno(env, step, err);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// baton_repair_go(fd, unsent: Buffer, probe: bool) -> bytes of unsent written (may be fewer than all
+// when the send buffer fills: the caller writes the rest through its own stream).
+// Leaves repair mode (probe: with a window probe, which also tells the peer where we are), sets
+// SO_REUSEADDR (pitfall 9: leaving repair mode clears the forced reuse, and a listener created later on
+// the same address would fail with EADDRINUSE), then sends the never-sent tail of the send queue.
+// Throws Error{errno, code, syscall}; the caller still owns the fd either way.
+static Napi::Value baton_repair_go(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<char> unsent = info[1].As<Napi::Buffer<char>>();
+  bool probe = info[2].As<Napi::Boolean>().Value();
+  int err = baton__set(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE);
+  if (err == 0) err = baton__set(fd, IPPROTO_TCP, TCP_REPAIR, probe ? TCP_REPAIR_OFF : TCP_REPAIR_OFF_NO_WP);
+  if (err != 0) return baton__throw_errno(env, "setsockopt(TCP_REPAIR)", err);
+  if ((err = baton__set(fd, SOL_SOCKET, SO_REUSEADDR, 1)) != 0) {
+    return baton__throw_errno(env, "setsockopt(SO_REUSEADDR)", err);
+  }
+  size_t off = 0, len = unsent.Length();
+  while (off < len) {
+    ssize_t n = send(fd, unsent.Data() + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n < 0) return baton__throw_errno(env, "send(unsent)", errno);
+    off += static_cast<size_t>(n);
+  }
+  return Napi::Number::New(env, static_cast<double>(off));
+}
+
+void baton_repair_restore_init(Napi::Env env, Napi::Object exports) {
+  exports.Set("baton_repair_restore", Napi::Function::New(env, baton_repair_restore, "baton_repair_restore"));
+  exports.Set("baton_repair_go", Napi::Function::New(env, baton_repair_go, "baton_repair_go"));
+}
