@@ -14,10 +14,11 @@ import path from 'node:path'
 import { BatonError, BatonNativeError } from '../errors'
 import { assertBuffer, assertFd, assertInt, assertPath } from './asserts'
 import { errnoName } from './errno'
+import { NftSet } from './nft'
 import { makeRepairApi } from './repair'
 import { NativeRelay } from './splice-relay'
 import type { RelayHandler, RelayOptions } from './splice-relay'
-import type { AcceptCallback, AcceptorHandle, NativeApi, NativeConstants, PollerHandle } from './types'
+import type { AcceptCallback, AcceptorHandle, NativeApi, NativeConstants, NftSetHandle, PollerHandle } from './types'
 
 /** The package root (the directory whose package.json is named "baton"), from src/native or dist/src/native. */
 function findPackageRoot (start: string): string {
@@ -107,6 +108,11 @@ function makeApi (raw: any): NativeApi {
   return {
     ...makeRepairApi(raw, mapErrors),
 
+    nftOpen (spec: { family?: 'ip' | 'inet'; table: string; set: string }): NftSetHandle {
+      assert(typeof spec === 'object' && spec !== null, 'spec must be an object')
+      return new NftSet(raw, mapErrors, spec)
+    },
+
     netnsEnter (p: string): number {
       assertPath(p)
       return mapErrors(() => raw.baton_netns_enter(p))
@@ -116,7 +122,6 @@ function makeApi (raw: any): NativeApi {
       assertFd(fd)
       mapErrors(() => raw.baton_netns_return(fd))
     },
-
 
     available: true,
     loadError: undefined,
@@ -282,6 +287,7 @@ function makeUnavailableApi (loadError: Error): NativeApi {
     repairRestore: unavailable,
     repairGo: unavailable,
     tcpInfo: unavailable,
+    nftOpen: unavailable,
     netnsEnter: unavailable,
     netnsReturn: unavailable,
   }

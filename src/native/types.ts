@@ -58,6 +58,39 @@ export interface TcpInfo {
   readonly sndCwnd: number
 }
 
+/** One flow element of an nftables set or map keyed by `ipv4_addr . inet_service`. */
+export interface NftElement {
+  readonly address: string
+  readonly port: number
+  /** The map's value (meta mark); required for a map, refused for a set. */
+  readonly mark?: number
+  /** Element timeout; 0 or absent = the set's default (the set needs `flags timeout` for > 0). */
+  readonly timeoutMs?: number
+}
+
+/**
+ * A netlink handle on one nftables set or map (native/src/nft.cc). Each call is one transaction: all of
+ * its elements are applied or none is. A failure throws BatonNativeError whose `syscall` names the
+ * operation and the first failed element (`nft add baton.flows[3] 10.0.0.1 . 40000`) and whose errno is
+ * the kernel's (EEXIST, ENOENT, ...). Not for the per-byte hot path, but cheap enough per connection.
+ */
+export interface NftSetHandle {
+  readonly family: 'ip' | 'inet'
+  readonly table: string
+  readonly set: string
+  /** The set is a map (elements carry a mark). */
+  readonly isMap: boolean
+  /** The set has `flags timeout` (elements may carry timeoutMs). */
+  readonly hasTimeout: boolean
+  /** NEWSETELEM each; an element that exists with another mark fails with EEXIST, with the same: no-op. */
+  add (elements: readonly NftElement[]): void
+  /** DELSETELEM + NEWSETELEM each, atomically (the steer after a freeze); a missing element: ENOENT. */
+  replace (elements: readonly NftElement[]): void
+  /** DELSETELEM each (mark and timeout are ignored); a missing element: ENOENT. */
+  delete (elements: readonly NftElement[]): void
+  /** Closes the netlink socket. Idempotent. */
+  close (): void
+}
 
 export interface PollerHandle {
   /** events: a mask of constants.READABLE | WRITABLE | DISCONNECT. Spurious wakeups happen. */
@@ -183,6 +216,12 @@ export interface NativeApi {
   repairGo (fd: number, unsent: Buffer, windowProbe?: boolean): number
   /** TCP_INFO of a TCP socket; throws BatonNativeError. */
   tcpInfo (fd: number): TcpInfo
+  /**
+   * Opens a netlink handle on an existing set or map (checked with GETSET: its key must be 8 bytes,
+   * ipv4_addr . inet_service; a map's value 4 bytes). Throws BatonNativeError ENOENT naming the table and
+   * set if either does not exist in this network namespace, EPERM without CAP_NET_ADMIN.
+   */
+  nftOpen (spec: { family?: 'ip' | 'inet'; table: string; set: string }): NftSetHandle
   /**
    * Moves the calling (main JS) thread into the network namespace at `path` (/run/netns/NAME): sockets
    * created afterwards belong to it. Returns an fd for netnsReturn. Needs CAP_SYS_ADMIN.

@@ -1,0 +1,132 @@
+// The checked wrapper of the addon's nf_tables client (native/src/nft.cc): native.nftOpen returns an
+// NftSet, one netlink socket on one set or map keyed by `ipv4_addr . inet_service`. Elements are packed
+// into a Uint32Array (BATON_NFT_STRIDE = 5 per element, as native/src/nft.h) and sent as one transaction;
+// the kernel's per-message answers come back per element and become one BatonNativeError naming the
+// first failed element. binding.ts hands this file the addon module; it never loads anything.
+import assert from 'node:assert'
+import net from 'node:net'
+
+import { BatonNativeError } from '../errors'
+import { assertInt } from './asserts'
+import { errnoName } from './errno'
+import type { NftElement, NftSetHandle } from './types'
+
+const STRIDE = 5
+const OP_ADD = 1
+const OP_DELETE = 2
+const OP_REPLACE = 3
+const HAS_DATA = 0x100
+const NFT_SET_MAP = 0x8
+const NFT_SET_TIMEOUT = 0x10
+const FAMILIES = { ip: 2, inet: 1 } as const // NFPROTO_IPV4, NFPROTO_INET
+/** At most this many elements per call (one transaction, one sendmsg of ~130 bytes per message). */
+export const NFT_MAX_BATCH = 1024
+const OP_NAMES = { [OP_ADD]: 'add', [OP_DELETE]: 'delete', [OP_REPLACE]: 'replace' } as const
+
+/** The functions of the addon this file calls, as the C side defines them. */
+export interface NftRaw {
+  baton_nft_open (): number
+  baton_nft_elems (fd: number, seq: number, family: number, table: string, set: string, ops: Uint32Array,
+    count: number, results: Int32Array): number
+  baton_nft_set_info (fd: number, seq: number, family: number, table: string, set: string, out: Uint32Array): number
+  baton_fd_close (fd: number): number
+}
+
+const NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,254}$/ // nft's identifier grammar, within NFT_NAME_MAXLEN
+
+function ipv4ToU32 (address: string): number {
+  assert(net.isIPv4(address), `address must be a numeric IPv4 address, got ${String(address)}`)
+  const [a = 0, b = 0, c = 0, d = 0] = address.split('.').map(Number)
+  return ((a << 24) | (b << 16) | (c << 8) | d) >>> 0
+}
+
+export class NftSet implements NftSetHandle {
+  readonly family: 'ip' | 'inet'
+  readonly table: string
+  readonly set: string
+  readonly isMap: boolean
+  readonly hasTimeout: boolean
+  readonly #raw: NftRaw
+  #fd: number
+  #seq: number
+  #ops = new Uint32Array(16 * STRIDE)
+  #results = new Int32Array(16)
+
+  /** Opens the socket and checks the set (GETSET); throws BatonNativeError and leaks nothing on failure. */
+  constructor (raw: NftRaw, mapErrors: <T>(fn: () => T) => T, spec: { family?: 'ip' | 'inet'; table: string; set: string }) {
+    this.family = spec.family ?? 'ip'
+    assert(this.family in FAMILIES, `family must be 'ip' or 'inet', got ${String(spec.family)}`)
+    assert(typeof spec.table === 'string' && NAME.test(spec.table), `bad nft table name: ${String(spec.table)}`)
+    assert(typeof spec.set === 'string' && NAME.test(spec.set), `bad nft set name: ${String(spec.set)}`)
+    this.table = spec.table
+    this.set = spec.set
+    this.#raw = raw
+    this.#seq = (Date.now() & 0xffffff) << 4 // distinct from an earlier handle's leftovers
+    this.#fd = mapErrors(() => raw.baton_nft_open())
+    const out = new Uint32Array(4)
+    const rc = raw.baton_nft_set_info(this.#fd, this.#nextSeq(2), FAMILIES[this.family], this.table, this.set, out)
+    const [flags = 0, keyLen = 0, dataLen = 0] = out
+    const what = `${this.family} ${this.table} ${this.set}`
+    let err: BatonNativeError | null = null
+    if (rc < 0) err = new BatonNativeError(`nft get set ${what}${rc === -2 ? ' (no such table or set)' : ''}`, -rc, errnoName(rc))
+    else if (keyLen !== 8) err = new BatonNativeError(`nft set ${what}: key is ${keyLen} bytes, not ipv4_addr . inet_service`, 22, 'EINVAL')
+    else if ((flags & NFT_SET_MAP) !== 0 && dataLen !== 4) err = new BatonNativeError(`nft map ${what}: value is ${dataLen} bytes, not a mark`, 22, 'EINVAL')
+    if (err !== null) {
+      raw.baton_fd_close(this.#fd)
+      throw err
+    }
+    this.isMap = (flags & NFT_SET_MAP) !== 0
+    this.hasTimeout = (flags & NFT_SET_TIMEOUT) !== 0
+  }
+
+  add (elements: readonly NftElement[]): void { this.#batch(OP_ADD, elements) }
+  replace (elements: readonly NftElement[]): void { this.#batch(OP_REPLACE, elements) }
+  delete (elements: readonly NftElement[]): void { this.#batch(OP_DELETE, elements) }
+
+  close (): void {
+    if (this.#fd < 0) return
+    this.#raw.baton_fd_close(this.#fd)
+    this.#fd = -1
+  }
+
+  #nextSeq (n: number): number {
+    const seq = this.#seq
+    this.#seq = (this.#seq + n) % 0x7fffffff
+    return seq
+  }
+
+  #pack (op: number, elements: readonly NftElement[]): void {
+    if (this.#results.length < elements.length) {
+      this.#ops = new Uint32Array(elements.length * STRIDE)
+      this.#results = new Int32Array(elements.length)
+    }
+    elements.forEach((e, i) => {
+      const withData = op !== OP_DELETE && this.isMap
+      assertInt(e.port, 0, 65535, `elements[${i}].port`)
+      if (withData) assertInt(e.mark, 0, 0xffffffff, `elements[${i}].mark`)
+      else assert(op === OP_DELETE || e.mark === undefined, `elements[${i}].mark: ${this.set} is a set, not a map`)
+      const timeoutMs = op === OP_DELETE ? 0 : e.timeoutMs ?? 0
+      assertInt(timeoutMs, 0, 0xffffffff, `elements[${i}].timeoutMs`)
+      assert(timeoutMs === 0 || this.hasTimeout, `elements[${i}].timeoutMs: ${this.set} has no 'flags timeout'`)
+      this.#ops.set([op | (withData ? HAS_DATA : 0), ipv4ToU32(e.address), e.port, e.mark ?? 0, timeoutMs], i * STRIDE)
+    })
+  }
+
+  #batch (op: number, elements: readonly NftElement[]): void {
+    assert(this.#fd >= 0, 'nft handle is closed')
+    assert(Array.isArray(elements), 'elements must be an array')
+    assertInt(elements.length, 0, NFT_MAX_BATCH, 'elements.length')
+    if (elements.length === 0) return
+    this.#pack(op, elements)
+    const seq = this.#nextSeq(2 * elements.length + 2)
+    const rc = this.#raw.baton_nft_elems(this.#fd, seq, FAMILIES[this.family], this.table, this.set, this.#ops,
+      elements.length, this.#results)
+    const name = `nft ${OP_NAMES[op as keyof typeof OP_NAMES]} ${this.table}.${this.set}`
+    if (rc < 0) throw new BatonNativeError(`${name} (batch of ${elements.length})`, -rc, errnoName(rc))
+    if (rc === 0) return
+    const i = this.#results.subarray(0, elements.length).findIndex((r) => r !== 0)
+    const e = elements[i]
+    const err = this.#results[i] ?? 0
+    throw new BatonNativeError(`${name}[${i}] ${e?.address ?? ''} . ${e?.port ?? ''}`, -err, errnoName(err))
+  }
+}
