@@ -31,6 +31,7 @@ import { createLogger, type Logger } from './log'
 import { native } from './native/binding'
 import { Router } from './request/route'
 import { encodeRouteTable } from './request/route-table'
+import { sheddingTargets } from './cluster/rebalance'
 
 export interface BatonOptions {
   readonly logger?: Logger
@@ -66,6 +67,9 @@ export class Baton {
   #config: Config
   #admin: AdminServer | undefined
   #tick: NodeJS.Timeout | undefined
+  /** Rebalancing: scratch for each tick's targets, and what each server was last asked to shed. */
+  readonly #shedScratch = new Map<ServerState, number>()
+  readonly #shedSent = new WeakMap<ServerState, number>()
   #started = false
   #closing: Promise<void> | undefined
   readonly #takeover: boolean
@@ -138,7 +142,7 @@ export class Baton {
       await this.#teardown()
       throw err
     }
-    this.#tick = setInterval(() => { this.#cluster.tick() }, TICK_MS)
+    this.#tick = setInterval(() => { this.#cluster.tick(); this.#rebalance() }, TICK_MS)
     this.#tick.unref()
     this.#reloader.watch(this.#config.watch)
     this.#log.info({ listen: this.#listeners.map((l) => `${l.host}:${l.port}`), native: this.#nativeOk,
@@ -363,6 +367,22 @@ export class Baton {
     this.#health.close()
     await this.#forwarders.close()
     this.#cluster.close()
+  }
+
+  /**
+   * Once a tick: servers of a `keepAlive: reroute` service that hold more than their share of its open
+   * connections are asked to let the excess move at their next request (cluster/rebalance.ts); handoff back
+   * ends over their channel (sent when the number changes, or while it is not 0), relays by the data path.
+   */
+  #rebalance (): void {
+    const targets = this.#shedScratch
+    for (const svc of this.#cluster.services) if (svc.config.keepAlive === 'reroute') sheddingTargets(svc.servers, targets)
+    for (const [server, n] of targets) {
+      if (n === 0 && (this.#shedSent.get(server) ?? 0) === 0) continue
+      this.#shedSent.set(server, n)
+      if (!this.#forwarders.rebalance(server, n)) this.#path.setShedding(server, n)
+    }
+    targets.clear()
   }
 
   #routingFor (config: Config): Routing {

@@ -71,6 +71,8 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
   #waitBuf: Buffer
   #nextId = 1
   #lastNoServerLog = 0
+  /** Relayed servers over their share: how many more of their kept-alive connections should move (setShedding). */
+  readonly #shed = new Map<ServerState, number>()
   /** Connections given to a forwarder that has not completed yet (a handoff queued on a busy channel, a connect). */
   #forwarding = 0
 
@@ -226,7 +228,21 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
   nextRequest (conn: Conn, r: SniffResult): MoveReason | undefined {
     if (r.kind !== 'ok') return 'reroute'
     const m = this.#routing.router.match(r.head)
-    return m === null || m.route.service !== conn.svc ? 'reroute' : undefined
+    if (m === null || m.route.service !== conn.svc) return 'reroute'
+    const server = conn.server!
+    const shed = this.#shed.get(server)
+    if (shed === undefined || shed <= 0 || performance.now() - conn.startedAt < this.#routing.limits.moveIntervalMs) return undefined
+    this.#shed.set(server, shed - 1)
+    return 'rebalance'
+  }
+
+  /**
+   * Rebalancing for relayed servers (cluster/rebalance.ts): the next `count` of the server's kept-alive
+   * connections that reach a request boundary move (0: none). Handoff back ends are asked over their channel.
+   */
+  setShedding (server: ServerState, count: number): void {
+    if (count > 0) this.#shed.set(server, count)
+    else this.#shed.delete(server)
   }
 
   /**

@@ -1,0 +1,108 @@
+// Rebalancing kept-alive connections: a server added under a keep-alive load gets its share of the requests,
+// and a drained one sheds its connections, within seconds and without a single reset seen by the clients.
+// Real back-end processes (the demo back end), an in-process switch, 60 raw keep-alive clients.
+import net from 'node:net'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Baton } from '../../src/baton'
+import { fdCount, harness, waitFor, type Harness } from '../helpers/cluster'
+
+const CONNS = 60
+
+/** A keep-alive client that sends one request after another and counts who answered. */
+class Client {
+  readonly socket: net.Socket
+  errors: string[] = []
+  #buf = ''
+  #stopped = false
+  constructor (port: number, readonly counts: Map<string, number>) {
+    this.socket = net.connect(port, '127.0.0.1', () => { this.#send() })
+    this.socket.setEncoding('latin1')
+    this.socket.on('data', (d: string) => { this.#buf += d; this.#parse() })
+    this.socket.on('error', (err) => { this.errors.push(err.message) })
+    this.socket.on('close', () => { if (!this.#stopped) this.errors.push('closed by the switch or back end') })
+  }
+
+  #send (): void {
+    if (!this.#stopped) this.socket.write('GET /x HTTP/1.1\r\nHost: t\r\n\r\n')
+  }
+
+  #parse (): void {
+    for (;;) {
+      const end = this.#buf.indexOf('\r\n\r\n')
+      if (end < 0) return
+      const head = this.#buf.slice(0, end)
+      const len = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0)
+      if (this.#buf.length < end + 4 + len) return
+      const who = /x-baton-backend: (\S+)/i.exec(head)?.[1] ?? '?'
+      if (!head.startsWith('HTTP/1.1 200')) this.errors.push(head.split('\r\n')[0]!)
+      this.counts.set(who, (this.counts.get(who) ?? 0) + 1)
+      this.#buf = this.#buf.slice(end + 4 + len)
+      setTimeout(() => { this.#send() }, 5)
+    }
+  }
+
+  stop (): void {
+    this.#stopped = true
+    this.socket.destroy()
+  }
+}
+
+describe('rebalancing kept-alive connections (handoff)', () => {
+  let h: Harness
+  let b: Baton
+  let port: number
+  beforeAll(async () => {
+    h = harness()
+    await Promise.all(['r1', 'r2', 'r3'].map((n) => h.backend(n)))
+    b = await h.baton(`
+listen: 127.0.0.1:0
+log: { level: warn }
+services:
+  - name: s
+    scheduler: wlc
+    servers: [ { name: r1, handoff: ${h.sock('r1')} }, { name: r2, handoff: ${h.sock('r2')} } ]
+`)
+    port = b.ports[0]!
+    await waitFor(() => b.servers().every((s) => s.state === 'up'), 5000)
+  })
+  afterAll(async () => { await h.close() })
+
+  /** Requests answered per back end during `ms`, starting now. */
+  async function window (counts: Map<string, number>, ms: number): Promise<Map<string, number>> {
+    const before = new Map(counts)
+    await new Promise((resolve) => setTimeout(resolve, ms))
+    const out = new Map<string, number>()
+    for (const [k, v] of counts) out.set(k, v - (before.get(k) ?? 0))
+    return out
+  }
+
+  it('a server added under load answers its share within 5 s; a drained one answers nothing within 5 s; no client sees a reset', async () => {
+    const fds = fdCount()
+    const counts = new Map<string, number>()
+    const clients = Array.from({ length: CONNS }, () => new Client(port, counts))
+    try {
+      await waitFor(() => [...counts.values()].reduce((a, v) => a + v, 0) > CONNS * 5, 10_000)
+      const start = await window(counts, 500)
+      expect(start.get('r3') ?? 0).toBe(0)
+
+      b.addServer('s', { name: 'r3', handoff: h.sock('r3'), weight: 1, maxConns: 0, minConns: 0 })
+      await new Promise((resolve) => setTimeout(resolve, 5000))
+      const added = await window(counts, 1500)
+      const total = [...added.values()].reduce((a, v) => a + v, 0)
+      expect(total).toBeGreaterThan(0)
+      const share = (added.get('r3') ?? 0) / total
+      expect(share).toBeGreaterThan(1 / 3 - 0.1)
+      expect(share).toBeLessThan(1 / 3 + 0.1)
+
+      b.setState('s', 'r1', 'drain')
+      await new Promise((resolve) => setTimeout(resolve, 5000))
+      const drained = await window(counts, 1500)
+      expect(drained.get('r1') ?? 0).toBe(0)
+      expect((drained.get('r2') ?? 0) + (drained.get('r3') ?? 0)).toBeGreaterThan(0)
+      expect(clients.flatMap((c) => c.errors)).toEqual([])
+    } finally {
+      for (const c of clients) c.stop()
+    }
+    await waitFor(() => fdCount() <= fds + 1, 3000) // + r3's handoff channel
+  }, 30_000)
+})
