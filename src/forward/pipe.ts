@@ -8,9 +8,11 @@ import { pipeline } from 'node:stream'
 
 import { BatonError } from '../errors'
 import type { Logger } from '../log'
+import { native } from '../native/binding'
 import { ERRNO, errnoName, errnoOf } from '../native/errno'
 import { targetName } from './method'
 import type { CheckAddress } from '../protocol/handoff'
+import { WatchedPipe, type WatchEnd } from './pipe-watch'
 import { connectError, proxyPrefix, relayCheckAddress } from './relay'
 import type { ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, ForwardStats, HealthInput } from './types'
 
@@ -88,7 +90,44 @@ class PipeForwarder<C extends ForwardConn<S>, S extends ForwardServer> implement
     }
     client.allowHalfOpen = true
     this.#sink.taken(conn)
-    this.#relay(client, upstream, conn)
+    if (conn.watch) this.#relayWatched(client, upstream, conn)
+    else this.#relay(client, upstream, conn)
+  }
+
+  /** A watched connection (pipe-watch.ts): framed both ways; it may end by returning the client. */
+  #relayWatched (client: net.Socket, upstream: net.Socket, conn: C): void {
+    const prefix = proxyPrefix(conn, conn.server!.target)
+    if (prefix !== undefined) upstream.write(prefix)
+    const onEnd = ({ stats, moved }: WatchEnd): void => {
+      this.#relays.delete(abort)
+      if (stats.errno !== 0) this.#log.debug({ conn: conn.id, backend: conn.server!.id, err: errnoName(stats.errno) }, 'relay reset')
+      this.#sink.closed(conn, stats)
+      if (moved !== undefined) {
+        const fd = this.#takeFd(client, conn)
+        this.#sink.returned(conn.server!, {
+          fd, socket: fd >= 0 ? undefined : client, clientAddress: conn.clientAddress, clientPort: conn.clientPort,
+          localAddress: conn.localAddress, localPort: conn.localPort,
+        }, moved.consumed, moved.reason, conn.id)
+      }
+      if (this.#relays.size === 0) for (const fn of this.#idle) fn()
+    }
+    let relay: WatchedPipe<C, S> | undefined
+    const abort = (errno: number): void => { relay?.abort(errno) }
+    this.#relays.add(abort) // before the relay exists: it may end inside its constructor (bad consumed bytes)
+    relay = new WatchedPipe(client, upstream, conn, this.#sink, this.#opts.maxHeaderBytes, this.#opts.idleTimeoutMs, onEnd)
+  }
+
+  /**
+   * A client that came as a native fd goes back as one (a dup; its net.Socket is destroyed, which closes
+   * only libuv's copy), so the data path can splice or hand it off next. A client that came as a net.Socket
+   * (no addon) goes back as it is: -1. WatchedPipe already moved every byte libuv had read into `consumed`.
+   */
+  #takeFd (client: net.Socket, conn: C): number {
+    if (conn.fd < 0 || !native.available) return -1
+    const handleFd = (client as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1
+    const fd = handleFd >= 0 ? native.dup(handleFd) : -1
+    if (fd >= 0) client.destroy()
+    return fd
   }
 
   /** Both directions through stream.pipeline; closed() once both ended (or the first error reset both). */

@@ -54,6 +54,8 @@ class RecordingSink implements ForwardSink<TestConn, TestServer>, HealthInput<Te
   failed (conn: TestConn, err: BatonError): void { conn.server.rec.failed(err) }
   feedback (): void {}
   lost (): void {}
+  nextRequest (): undefined { return undefined }
+  returned (): void {}
   channel (server: TestServer, up: boolean): void { server.rec.health.push(up ? 'channel-up' : 'channel-down') }
   connectFailed (server: TestServer): void { server.rec.health.push('connect-failed') }
   agent (): void {}
@@ -154,6 +156,7 @@ export function connOf (rec: Recorder, target: ForwardTarget, a: Accepted,
     service: 'test',
     route: 'default',
     server: { id: `s${target.port}`, service: 'test', target, rec },
+    watch: false,
   }
 }
 
