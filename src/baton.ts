@@ -347,6 +347,7 @@ export class Baton {
         reloads: () => this.#reloader.counts,
         relayBytes: () => this.#path.relayBytes,
         dispatchTimes: () => this.#path.dispatchTimes,
+        moves: () => this.#path.moves,
         backendTimes: () => (this.#forwarders.get('handoff') as HandoffForwarder<Conn, ServerState> | undefined)?.requestTimes ?? new Map(),
       }, this.#log, this)
     } catch (err) {

@@ -77,6 +77,20 @@ export function createMetrics (src: AdminSource): Registry {
   })
   counter(reg, 'baton_relay_bytes_up_total', 'bytes relayed client to server (splice, pipe), counted when the connection closes', sl, bytes(0))
   counter(reg, 'baton_relay_bytes_down_total', 'bytes relayed server to client (splice, pipe), counted when the connection closes', sl, bytes(1))
+  counter(reg, 'baton_connection_moves_total',
+    'kept-alive connections that moved at a request boundary, by the service they left and why (outcome reroute: the request routed elsewhere; rebalance: load shedding)',
+    ['service', 'outcome'], () => {
+      const rows = new Map<string, number>()
+      for (const [key, n] of src.moves?.() ?? []) {
+        const [reason, from] = key.split('\0') as [string, string]
+        const k = `${from}\0${reason}`
+        rows.set(k, (rows.get(k) ?? 0) + n)
+      }
+      return [...rows].map(([k, n]): Row<'service' | 'outcome'> => {
+        const [service, outcome] = k.split('\0') as [string, string]
+        return [{ service, outcome }, n]
+      })
+    })
   histogram(reg, 'baton_dispatch_seconds', 'dispatcher time from accept to handoff, relay start or its own answer',
     () => { const t = src.dispatchTimes?.(); return t === undefined ? undefined : [[{}, t]] })
   histogram(reg, 'baton_backend_request_seconds', 'request time measured by handed-off back ends, from request to response close',

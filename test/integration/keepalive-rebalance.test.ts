@@ -4,7 +4,7 @@
 import net from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Baton } from '../../src/baton'
-import { fdCount, harness, waitFor, type Harness } from '../helpers/cluster'
+import { exchange, fdCount, harness, waitFor, type Harness } from '../helpers/cluster'
 
 const CONNS = 60
 
@@ -105,4 +105,34 @@ services:
     }
     await waitFor(() => fdCount() <= fds + 1, 3000) // + r3's handoff channel
   }, 30_000)
+})
+
+describe('moves in /metrics', () => {
+  let h: Harness
+  let b: Baton
+  beforeAll(async () => {
+    h = harness()
+    await Promise.all(['p1', 'q1'].map((n) => h.backend(n)))
+    b = await h.baton(`
+listen: 127.0.0.1:0
+admin: { listen: 127.0.0.1:0 }
+services:
+  - { name: p, scheduler: rr, servers: [ { name: p1, handoff: ${h.sock('p1')} } ] }
+  - { name: q, scheduler: rr, servers: [ { name: q1, handoff: ${h.sock('q1')} } ] }
+routes:
+  - { match: { path: /q/ }, service: q }
+  - { service: p }
+`)
+    await waitFor(() => b.servers().every((s) => s.state === 'up'), 5000)
+  })
+  afterAll(async () => { await h.close() })
+
+  it('counts each move once, by the service it left and why', async () => {
+    const get = (p: string, last = false): string => `GET ${p} HTTP/1.1\r\nHost: t\r\n${last ? 'Connection: close\r\n' : ''}\r\n`
+    const { responses } = await exchange(b.ports[0]!, get('/p/1') + get('/q/1') + get('/p/2') + get('/q/2', true), { expect: 4 })
+    expect(responses.map((r) => r.headers['x-baton-backend'])).toEqual(['p1', 'q1', 'p1', 'q1'])
+    const text = await (await fetch(`http://${b.admin!}/metrics`)).text()
+    expect(text).toContain('baton_connection_moves_total{service="p",outcome="reroute"} 2')
+    expect(text).toContain('baton_connection_moves_total{service="q",outcome="reroute"} 1')
+  })
 })
