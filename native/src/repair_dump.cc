@@ -126,9 +126,7 @@ static Napi::Value baton_repair_dump(const Napi::CallbackInfo& info) {
                             &step);
   }
   if (err != 0) return baton__dump_fail(env, fd, step, err);
-  if ((err = baton__tcp_set(fd, TCP_REPAIR_QUEUE, TCP_NO_QUEUE)) != 0) {
-    return baton__dump_fail(env, fd, "setsockopt(TCP_REPAIR_QUEUE)", err);
-  }
+  // The send queue stays selected: close ignores it, and repair_off / a later TCP_REPAIR=1 reset it.
   char local[INET6_ADDRSTRLEN], peer[INET6_ADDRSTRLEN];
   if ((err = baton__dump_addrs(fd, f, local, peer, sizeof(local), &step)) != 0) {
     return baton__dump_fail(env, fd, step, err);
@@ -157,7 +155,7 @@ static Napi::Value baton_repair_close(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// baton_repair_off(fd, probe: bool): leaves repair mode, on the dispatcher (serve locally after a failed
+// baton_repair_off(fd, probe: bool): deselects the repair queue and leaves repair mode, on the dispatcher (serve locally after a failed
 // migration) or on the agent (GO). probe: TCP_REPAIR_OFF sends a window probe, which makes the peer
 // announce its window at once; false = TCP_REPAIR_OFF_NO_WP. Throws Error{errno, code, syscall}.
 static Napi::Value baton_repair_off(const Napi::CallbackInfo& info) {

@@ -18,8 +18,9 @@ static int baton__set(int fd, int level, int opt, int val) {
 // Writes all of buf into the selected repair queue (the kernel takes at most 17 pages per call for the
 // receive queue, so this loops). Returns 0 or an errno; EAGAIN means the buffer sizing below was wrong.
 static int baton__fill_queue(int fd, int queue, const char* buf, size_t len) {
+  if (len == 0) return 0;
   int err = baton__set(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue);
-  if (err != 0 || len == 0) return err;
+  if (err != 0) return err;
   for (size_t off = 0; off < len;) {
     ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
@@ -102,8 +103,7 @@ static int baton__restore_post(int fd, const baton__restore_in* in, const char**
                                 f[BATON_REPAIR_RCV_WND], f[BATON_REPAIR_RCV_WUP]};
   *step = "setsockopt(TCP_REPAIR_WINDOW)";
   if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) != 0) return errno;
-  *step = "setsockopt(TCP_REPAIR_QUEUE)";
-  return baton__set(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE);
+  return 0;  // a queue may stay selected: it only matters in repair mode, and TCP_REPAIR=1 resets it
 }
 
 // baton_repair_restore(local, peer, fields: Uint32Array, recvQueue: Buffer, sendQueue: Buffer) -> fd
@@ -157,8 +157,7 @@ static Napi::Value baton_repair_go(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   Napi::Buffer<char> unsent = info[1].As<Napi::Buffer<char>>();
   bool probe = info[2].As<Napi::Boolean>().Value();
-  int err = baton__set(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE);
-  if (err == 0) err = baton__set(fd, IPPROTO_TCP, TCP_REPAIR, probe ? TCP_REPAIR_OFF : TCP_REPAIR_OFF_NO_WP);
+  int err = baton__set(fd, IPPROTO_TCP, TCP_REPAIR, probe ? TCP_REPAIR_OFF : TCP_REPAIR_OFF_NO_WP);
   if (err != 0) return baton__throw_errno(env, "setsockopt(TCP_REPAIR)", err);
   if ((err = baton__set(fd, SOL_SOCKET, SO_REUSEADDR, 1)) != 0) {
     return baton__throw_errno(env, "setsockopt(SO_REUSEADDR)", err);

@@ -34,10 +34,17 @@ export interface NftRaw {
 
 const NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,254}$/ // nft's identifier grammar, within NFT_NAME_MAXLEN
 
+const isU32 = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= 0xffffffff
+
 function ipv4ToU32 (address: string): number {
-  assert(net.isIPv4(address), `address must be a numeric IPv4 address, got ${String(address)}`)
-  const [a = 0, b = 0, c = 0, d = 0] = address.split('.').map(Number)
-  return ((a << 24) | (b << 16) | (c << 8) | d) >>> 0
+  if (!net.isIPv4(address)) assert.fail(`address must be a numeric IPv4 address, got ${String(address)}`)
+  let value = 0
+  let octet = 0
+  for (let i = 0; i < address.length; i++) {
+    const c = address.charCodeAt(i)
+    if (c === 46) { value = value * 256 + octet; octet = 0 } else octet = octet * 10 + c - 48 // '.' or a digit
+  }
+  return value * 256 + octet
 }
 
 export class NftSet implements NftSetHandle {
@@ -100,30 +107,45 @@ export class NftSet implements NftSetHandle {
       this.#ops = new Uint32Array(elements.length * STRIDE)
       this.#results = new Int32Array(elements.length)
     }
-    elements.forEach((e, i) => {
-      const withData = op !== OP_DELETE && this.isMap
-      assertInt(e.port, 0, 65535, `elements[${i}].port`)
-      if (withData) assertInt(e.mark, 0, 0xffffffff, `elements[${i}].mark`)
-      else assert(op === OP_DELETE || e.mark === undefined, `elements[${i}].mark: ${this.set} is a set, not a map`)
+    const withData = op !== OP_DELETE && this.isMap
+    const ops = this.#ops
+    for (let i = 0; i < elements.length; i++) {
+      const e = elements[i] as NftElement
       const timeoutMs = op === OP_DELETE ? 0 : e.timeoutMs ?? 0
-      assertInt(timeoutMs, 0, 0xffffffff, `elements[${i}].timeoutMs`)
-      assert(timeoutMs === 0 || this.hasTimeout, `elements[${i}].timeoutMs: ${this.set} has no 'flags timeout'`)
-      this.#ops.set([op | (withData ? HAS_DATA : 0), ipv4ToU32(e.address), e.port, e.mark ?? 0, timeoutMs], i * STRIDE)
-    })
+      if (!isU32(e.port) || e.port > 65535 || (withData ? !isU32(e.mark) : op !== OP_DELETE && e.mark !== undefined) ||
+          !isU32(timeoutMs) || (timeoutMs > 0 && !this.hasTimeout)) this.#refuse(elements, i, withData)
+      const at = i * STRIDE
+      ops[at] = op | (withData ? HAS_DATA : 0)
+      ops[at + 1] = ipv4ToU32(e.address)
+      ops[at + 2] = e.port
+      ops[at + 3] = e.mark ?? 0
+      ops[at + 4] = timeoutMs
+    }
+  }
+
+  /** Throws the assertion that element i fails (kept off the loop above: messages are built only here). */
+  #refuse (elements: readonly NftElement[], i: number, withData: boolean): never {
+    const e = elements[i] as NftElement
+    assertInt(e.port, 0, 65535, `elements[${i}].port`)
+    if (withData) assertInt(e.mark, 0, 0xffffffff, `elements[${i}].mark`)
+    else assert(e.mark === undefined, `elements[${i}].mark: ${this.set} is a set, not a map`)
+    assertInt(e.timeoutMs ?? 0, 0, 0xffffffff, `elements[${i}].timeoutMs`)
+    assert.fail(`elements[${i}].timeoutMs: ${this.set} has no 'flags timeout'`)
   }
 
   #batch (op: number, elements: readonly NftElement[]): void {
-    assert(this.#fd >= 0, 'nft handle is closed')
-    assert(Array.isArray(elements), 'elements must be an array')
-    assertInt(elements.length, 0, NFT_MAX_BATCH, 'elements.length')
+    if (this.#fd < 0) assert.fail('nft handle is closed')
+    if (!Array.isArray(elements) || elements.length > NFT_MAX_BATCH) {
+      assert.fail(`elements must be an array of at most ${NFT_MAX_BATCH}`)
+    }
     if (elements.length === 0) return
     this.#pack(op, elements)
     const seq = this.#nextSeq(2 * elements.length + 2)
     const rc = this.#raw.baton_nft_elems(this.#fd, seq, FAMILIES[this.family], this.table, this.set, this.#ops,
       elements.length, this.#results)
+    if (rc === 0) return
     const name = `nft ${OP_NAMES[op as keyof typeof OP_NAMES]} ${this.table}.${this.set}`
     if (rc < 0) throw new BatonNativeError(`${name} (batch of ${elements.length})`, -rc, errnoName(rc))
-    if (rc === 0) return
     const i = this.#results.subarray(0, elements.length).findIndex((r) => r !== 0)
     const e = elements[i]
     const err = this.#results[i] ?? 0

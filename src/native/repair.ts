@@ -14,11 +14,13 @@ import type { NativeApi, TcpInfo, TcpRepairState } from './types'
 const REPAIR_FIELDS = ['family', 'localPort', 'peerPort', 'options', 'sndWscale', 'rcvWscale', 'mssClamp',
   'timestamp', 'sndWl1', 'sndWnd', 'maxWindow', 'rcvWnd', 'rcvWup', 'rcvNxt', 'writeSeq', 'unsentBytes'] as const
 type RepairField = typeof REPAIR_FIELDS[number]
+const TIMESTAMP_INDEX = REPAIR_FIELDS.indexOf('timestamp')
 
 /** Default forward move of the restored TCP timestamp (pitfall 4: the peer's PAWS tolerates 1 tick). */
 export const TIMESTAMP_SLACK_MS = 2
 const U32 = 0xffffffff
 const TCP_MAX_WSCALE = 14
+const U32_FIELDS = ['timestamp', 'sndWl1', 'sndWnd', 'maxWindow', 'rcvWnd', 'rcvWup', 'rcvNxt', 'writeSeq'] as const
 
 /** The functions of the addon this file calls, as the C side defines them. */
 export interface RepairRaw {
@@ -43,23 +45,26 @@ export function advanceTimestamp (ts: number, ms: number): number {
   return (ts + ((ts & 1) === 1 ? ms * 1000 : ms)) >>> 0
 }
 
+/** assertInt without building its message unless it fails (assertInt's template runs on every call). */
+function checkInt (n: unknown, min: number, max: number, what: string): void {
+  if (!(Number.isInteger(n) && (n as number) >= min && (n as number) <= max)) assertInt(n, min, max, what)
+}
+
 /** A state's invariants; a failure is a bug of the caller (decodeMigrateState never yields such a state). */
 export function assertRepairState (s: TcpRepairState): void {
-  assert(s.family === 4 || s.family === 6, `family must be 4 or 6, got ${String(s.family)}`)
-  for (const [what, host] of [['localAddress', s.localAddress], ['peerAddress', s.peerAddress]] as const) {
-    assert(net.isIP(host) === s.family, `${what} must be a numeric IPv${s.family} address, got ${String(host)}`)
+  if (s.family !== 4 && s.family !== 6) assert.fail(`family must be 4 or 6, got ${String(s.family)}`)
+  if (net.isIP(s.localAddress) !== s.family || net.isIP(s.peerAddress) !== s.family) {
+    assert.fail(`addresses must be numeric IPv${s.family}, got ${String(s.localAddress)} and ${String(s.peerAddress)}`)
   }
-  assertInt(s.localPort, 1, 65535, 'localPort')
-  assertInt(s.peerPort, 1, 65535, 'peerPort')
-  assertInt(s.options, 0, 255, 'options')
-  assertInt(s.sndWscale, 0, TCP_MAX_WSCALE, 'sndWscale')
-  assertInt(s.rcvWscale, 0, TCP_MAX_WSCALE, 'rcvWscale')
-  assertInt(s.mssClamp, 0, 65535, 'mssClamp')
-  for (const f of ['timestamp', 'sndWl1', 'sndWnd', 'maxWindow', 'rcvWnd', 'rcvWup', 'rcvNxt', 'writeSeq'] as const) {
-    assertInt(s[f], 0, U32, f)
-  }
-  assert(Buffer.isBuffer(s.recvQueue) && Buffer.isBuffer(s.sendQueue), 'recvQueue and sendQueue must be Buffers')
-  assertInt(s.unsentBytes, 0, s.sendQueue.length, 'unsentBytes')
+  checkInt(s.localPort, 1, 65535, 'localPort')
+  checkInt(s.peerPort, 1, 65535, 'peerPort')
+  checkInt(s.options, 0, 255, 'options')
+  checkInt(s.sndWscale, 0, TCP_MAX_WSCALE, 'sndWscale')
+  checkInt(s.rcvWscale, 0, TCP_MAX_WSCALE, 'rcvWscale')
+  checkInt(s.mssClamp, 0, 65535, 'mssClamp')
+  for (const f of U32_FIELDS) checkInt(s[f], 0, U32, f)
+  if (!Buffer.isBuffer(s.recvQueue) || !Buffer.isBuffer(s.sendQueue)) assert.fail('recvQueue and sendQueue must be Buffers')
+  checkInt(s.unsentBytes, 0, s.sendQueue.length, 'unsentBytes')
 }
 
 function throwErrno (step: string, rc: number): never {
@@ -74,11 +79,14 @@ export function makeRepairApi (raw: RepairRaw, mapErrors: <T>(fn: () => T) => T)
   return {
     repairDump (fd: number): TcpRepairState {
       assertFd(fd)
-      fields.fill(0)
       const [localAddress, peerAddress, recvQueue, sendQueue] = mapErrors(() => raw.baton_repair_dump(fd, fields))
-      const out: Record<string, unknown> = { localAddress, peerAddress, recvQueue, sendQueue }
-      REPAIR_FIELDS.forEach((name, i) => { out[name] = fields[i] })
-      return out as unknown as TcpRepairState
+      const f = fields
+      return { // one literal, in REPAIR_FIELDS order (a fixed shape: this runs once per migrated connection)
+        family: f[0] as 4 | 6, localAddress, localPort: f[1] ?? 0, peerAddress, peerPort: f[2] ?? 0,
+        options: f[3] ?? 0, sndWscale: f[4] ?? 0, rcvWscale: f[5] ?? 0, mssClamp: f[6] ?? 0, timestamp: f[7] ?? 0,
+        sndWl1: f[8] ?? 0, sndWnd: f[9] ?? 0, maxWindow: f[10] ?? 0, rcvWnd: f[11] ?? 0, rcvWup: f[12] ?? 0,
+        rcvNxt: f[13] ?? 0, writeSeq: f[14] ?? 0, recvQueue, sendQueue, unsentBytes: f[15] ?? 0,
+      }
     },
 
     repairClose (fd: number): void {
@@ -93,9 +101,9 @@ export function makeRepairApi (raw: RepairRaw, mapErrors: <T>(fn: () => T) => T)
 
     repairRestore (state: TcpRepairState, timestampSlackMs = TIMESTAMP_SLACK_MS): number {
       assertRepairState(state)
-      assertInt(timestampSlackMs, 0, 1000, 'timestampSlackMs')
-      REPAIR_FIELDS.forEach((name: RepairField, i) => { fields[i] = state[name] })
-      fields[REPAIR_FIELDS.indexOf('timestamp')] = advanceTimestamp(state.timestamp, timestampSlackMs)
+      checkInt(timestampSlackMs, 0, 1000, 'timestampSlackMs')
+      for (let i = 0; i < REPAIR_FIELDS.length; i++) fields[i] = state[REPAIR_FIELDS[i] as RepairField]
+      fields[TIMESTAMP_INDEX] = advanceTimestamp(state.timestamp, timestampSlackMs)
       return mapErrors(() => raw.baton_repair_restore(state.localAddress, state.peerAddress, fields,
         state.recvQueue, state.sendQueue))
     },

@@ -31,8 +31,6 @@
 //
 // decodeMigrateState never throws: a truncated, oversized, trailing-byte or unknown-version buffer comes
 // back as { ok: false, reason } and nothing is restored from it.
-import net from 'node:net'
-
 import type { TcpRepairState } from '../native/types'
 
 export const MIGRATE_STATE_VERSION = 1
@@ -45,7 +43,12 @@ export type MigrateStateResult = { ok: true; state: TcpRepairState } | { ok: fal
 
 function writeAddress (buf: Buffer, off: number, family: 4 | 6, address: string): number {
   if (family === 4) {
-    for (const part of address.split('.')) buf[off++] = Number(part)
+    let octet = 0
+    for (let i = 0; i < address.length; i++) {
+      const c = address.charCodeAt(i)
+      if (c === 46) { buf[off++] = octet; octet = 0 } else octet = octet * 10 + c - 48 // '.' or a digit
+    }
+    buf[off++] = octet
     return off
   }
   const groups = expandIPv6(address)
@@ -105,9 +108,17 @@ export function encodeMigrateState (s: TcpRepairState): Buffer {
   buf.writeUInt16BE(s.localPort, 10)
   buf.writeUInt16BE(s.peerPort, 12)
   buf.writeUInt16BE(0, 14)
-  const words = [s.timestamp, s.sndWl1, s.sndWnd, s.maxWindow, s.rcvWnd, s.rcvWup, s.rcvNxt, s.writeSeq,
-    s.unsentBytes, s.recvQueue.length, s.sendQueue.length]
-  words.forEach((w, i) => buf.writeUInt32BE(w >>> 0, 16 + 4 * i))
+  buf.writeUInt32BE(s.timestamp, 16)
+  buf.writeUInt32BE(s.sndWl1, 20)
+  buf.writeUInt32BE(s.sndWnd, 24)
+  buf.writeUInt32BE(s.maxWindow, 28)
+  buf.writeUInt32BE(s.rcvWnd, 32)
+  buf.writeUInt32BE(s.rcvWup, 36)
+  buf.writeUInt32BE(s.rcvNxt, 40)
+  buf.writeUInt32BE(s.writeSeq, 44)
+  buf.writeUInt32BE(s.unsentBytes, 48)
+  buf.writeUInt32BE(s.recvQueue.length, 52)
+  buf.writeUInt32BE(s.sendQueue.length, 56)
   let off = writeAddress(buf, HEADER_BYTES, s.family, s.localAddress)
   off = writeAddress(buf, off, s.family, s.peerAddress)
   off += s.recvQueue.copy(buf, off)
@@ -115,7 +126,7 @@ export function encodeMigrateState (s: TcpRepairState): Buffer {
   return buf
 }
 
-/** Parses and checks a wire state. The queues are copies (the input buffer may be reused). */
+/** Parses and checks a wire state. The queues are views into buf: do not reuse buf while the state lives. */
 export function decodeMigrateState (buf: Buffer): MigrateStateResult {
   const bad = (reason: string): MigrateStateResult => ({ ok: false, reason })
   if (!Buffer.isBuffer(buf) || buf.length < 4) return bad('truncated: no header')
@@ -141,7 +152,6 @@ export function decodeMigrateState (buf: Buffer): MigrateStateResult {
   if (buf.length > total) return bad(`${buf.length - total} bytes after the state`)
   const localAddress = readAddress(buf, HEADER_BYTES, family)
   const peerAddress = readAddress(buf, HEADER_BYTES + alen, family)
-  if (net.isIP(localAddress) !== family || net.isIP(peerAddress) !== family) return bad('bad address')
   const q = HEADER_BYTES + 2 * alen
   return {
     ok: true,
@@ -163,8 +173,8 @@ export function decodeMigrateState (buf: Buffer): MigrateStateResult {
       rcvWup: w(5),
       rcvNxt: w(6),
       writeSeq: w(7),
-      recvQueue: Buffer.from(buf.subarray(q, q + rqLen)),
-      sendQueue: Buffer.from(buf.subarray(q + rqLen, total)),
+      recvQueue: buf.subarray(q, q + rqLen),
+      sendQueue: buf.subarray(q + rqLen, total),
       unsentBytes,
     },
   }
