@@ -11,6 +11,7 @@
       "sources": ["src/addon.cc", "src/handle.cc", "src/listen.cc", "src/poll.cc", "src/fdpass.cc",
                   "src/sock.cc", "src/sockaddr.cc",
                   "src/splice_relay.cc", "src/splice_loop.cc", "src/splice_conn.cc", "src/splice_pump.cc",
+                  "src/splice_http.cc", "src/splice_watch.cc",
                   "src/repair_dump.cc", "src/repair_restore.cc", "src/nft.cc", "src/nft_msg.cc", "src/nft_netns.cc"]
     }
   ]

@@ -91,11 +91,12 @@ void RelayCore::Establish(RelayConn* c, int64_t now) {
   c->up.dst_upstream = true;
   c->up.other = &c->down;
   c->down.other = &c->up;
+  if (c->watch) c->down.watch = c->watch.get();
   c->state = RelayState::kRelaying;
   c->deadline_ms = now;
   stat_[kStatConnecting].fetch_sub(1, std::memory_order_relaxed);
   stat_[kStatRelaying].fetch_add(1, std::memory_order_relaxed);
-  Post({kRelayEstablished, c->id, static_cast<double>(c->orig_fd), 0, 0});
+  Post({kRelayEstablished, c->id, static_cast<double>(c->orig_fd), 0, 0, -1, {}});
   Pump(c, kDirUp | kDirDown, now);
 }
 
@@ -107,12 +108,13 @@ void RelayCore::Fail(RelayConn* c, int err) {
   c->state = RelayState::kDead;
   stat_[kStatConnecting].fetch_sub(1, std::memory_order_relaxed);
   stat_[kStatFailed].fetch_add(1, std::memory_order_relaxed);
-  Post({kRelayFailed, c->id, 0, 0, err});
+  Post({kRelayFailed, c->id, 0, 0, err, -1, {}});
   dead_.push_back(c);
 }
 
 // After establish. err == 0: both directions ended cleanly. Otherwise reset both sides.
 void RelayCore::Finish(RelayConn* c, int err) {
+  if (c->watch && c->watch->waiting) waiting_.erase(c->id);
   epoll_ctl(epfd_, EPOLL_CTL_DEL, c->client, nullptr);  // the description outlives our dup
   if (err == 0) {
     baton__close(c->client);
@@ -129,7 +131,7 @@ void RelayCore::Finish(RelayConn* c, int err) {
   stat_[kStatRelaying].fetch_sub(1, std::memory_order_relaxed);
   stat_[kStatBytesUp].fetch_add(static_cast<int64_t>(c->up.bytes), std::memory_order_relaxed);
   stat_[kStatBytesDown].fetch_add(static_cast<int64_t>(c->down.bytes), std::memory_order_relaxed);
-  Post({kRelayClosed, c->id, static_cast<double>(c->up.bytes), static_cast<double>(c->down.bytes), err});
+  Post({kRelayClosed, c->id, static_cast<double>(c->up.bytes), static_cast<double>(c->down.bytes), err, -1, {}});
   dead_.push_back(c);
 }
 

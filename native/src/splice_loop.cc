@@ -59,6 +59,11 @@ bool RelayCore::Submit(RelayConn* c) {
   return wake;
 }
 
+void RelayCore::Verdict(double id, bool move) {
+  std::lock_guard<std::mutex> lock(mu_);
+  verdicts_.push_back({id, move});
+}
+
 void RelayCore::Wake() {
   if (stopped_) return;
   uint64_t one = 1;
@@ -84,7 +89,7 @@ void RelayCore::Stop() {
 size_t RelayCore::TakeEvents(RelayEvent* out, size_t max) {
   std::lock_guard<std::mutex> lock(mu_);
   size_t n = std::min(max, events_.size() - events_head_);
-  std::copy(events_.begin() + events_head_, events_.begin() + events_head_ + n, out);
+  std::move(events_.begin() + events_head_, events_.begin() + events_head_ + n, out);
   events_head_ += n;
   if (events_head_ == events_.size()) {
     events_.clear();
@@ -148,12 +153,15 @@ void RelayCore::TakeInbox() {
   ssize_t r = read(evfd_, &v, sizeof v);
   (void)r;
   std::vector<RelayConn*> batch;
+  std::vector<RelayVerdict> verdicts;
   {
     std::lock_guard<std::mutex> lock(mu_);
     batch.swap(inbox_);
+    verdicts.swap(verdicts_);
   }
   int64_t now = baton__now_ms();
   for (RelayConn* c : batch) StartConnect(c, now);
+  for (const RelayVerdict& v : verdicts) ApplyVerdict(v, now);
 }
 
 void RelayCore::Link(RelayConn* c) {
@@ -241,9 +249,9 @@ void RelayCore::PipePut(RelayPipe* p, bool reusable) {
   p->r = p->w = -1;
 }
 
-void RelayCore::Post(const RelayEvent& ev) {
+void RelayCore::Post(RelayEvent ev) {
   std::lock_guard<std::mutex> lock(mu_);
-  events_.push_back(ev);
+  events_.push_back(std::move(ev));
   posted_ = true;
 }
 

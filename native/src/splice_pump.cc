@@ -72,9 +72,20 @@ int RelayCore::PumpDirRounds(RelayDir* d, bool* budget_left) {
       if (rc <= 0) return rc;
       continue;
     }
-    ssize_t n = splice(d->src, nullptr, d->pipe.w, nullptr, static_cast<size_t>(d->pipe.cap),
-                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    size_t want = static_cast<size_t>(d->pipe.cap);
+    if (d->watch != nullptr && !d->watch->res.until_close() && !d->watch->res.tunnel()) {
+      // Framed responses: splice body bytes only, never past the body's end; heads and chunk lines are read.
+      uint64_t body = d->watch->res.BodyLeft();
+      if (body == 0) {
+        int rc = ReadSend(d);
+        if (rc <= 0) return rc;
+        continue;
+      }
+      if (body < want) want = static_cast<size_t>(body);
+    }
+    ssize_t n = splice(d->src, nullptr, d->pipe.w, nullptr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
+      if (d->watch != nullptr && d->watch->res.BodyLeft() > 0) d->watch->res.Skip(static_cast<uint64_t>(n));
       d->queued = static_cast<size_t>(n);
       if (static_cast<size_t>(n) < kCopyBuf) d->bulk = false;  // back to recv + send; its next read probes
     } else if (n == 0) {
@@ -108,6 +119,11 @@ int RelayCore::ReadSend(RelayDir* d) {
   }
   if (n < 0) return errno == EAGAIN ? 0 : -errno;
   size_t len = static_cast<size_t>(n);
+  if (d->watch != nullptr) {  // a watched connection's responses: framed as they pass
+    int64_t k = FrameDown(d, reinterpret_cast<const uint8_t*>(buf), len);
+    if (k < 0) return static_cast<int>(k);
+    len = static_cast<size_t>(k);  // shorter only when a move is due: the rest answers no request
+  }
   size_t off = 0;
   while (off < len) {
     ssize_t m = send(d->dst, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -163,6 +179,10 @@ int RelayCore::CopyDir(RelayDir* d) {
     left -= static_cast<size_t>(k);
   }
   d->bytes += static_cast<uint64_t>(m);
+  if (d->watch != nullptr) {
+    int64_t k = FrameDown(d, reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(m));
+    if (k < 0) return static_cast<int>(k);
+  }
   return 1;  // a short send: the next round's send gets EAGAIN and sets wait_out
 }
 
@@ -178,10 +198,13 @@ void RelayCore::Pump(RelayConn* c, int dirs, int64_t now) {
     return Finish(c, n < 0 ? errno : EPIPE);
   }
   int rc = 0;
-  if ((dirs & kDirUp) != 0 && c->prefix_off == c->prefix.size()) rc = PumpDir(&c->up, &budget_left);
+  if ((dirs & kDirUp) != 0 && c->prefix_off == c->prefix.size()) {
+    rc = c->watch ? PumpUpWatched(c, &budget_left) : PumpDir(&c->up, &budget_left);
+  }
   if (rc == 0 && (dirs & kDirDown) != 0) rc = PumpDir(&c->down, &budget_left);
   if (rc < 0) return Finish(c, -rc);
   if (c->up.bytes + c->down.bytes != before) c->deadline_ms = now;
+  if (c->watch && AfterPump(c, now)) return;
   bool up_done = c->up.eof && c->up.queued == 0 && c->up.shut;
   bool down_done = c->down.eof && c->down.queued == 0 && c->down.shut;
   if (up_done && down_done) return Finish(c, 0);

@@ -3,7 +3,8 @@
 // first. No per-env state: everything lives in the relay handle, so nothing here is a mutable global.
 // A relay handle is a type-tagged External. Its payload is shared by the External's finalizer and the
 // threadsafe function's finalizer and freed by whichever runs last. Events reach JS in batches through a
-// Float64Array the caller provided (5 slots per event), so no JS object is made per connection here.
+// Float64Array the caller provided (kEventWidth slots per event), so no JS object is made per connection
+// here; the bytes of head and returned events go into a Buffer the caller provided too (offset, length).
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -23,7 +24,8 @@ struct baton__relay {
   RelayCore* core = nullptr;
   baton__tsfn tsfn;
   Napi::FunctionReference on_event;
-  Napi::ObjectReference events;  // Float64Array, 5 doubles per event
+  Napi::ObjectReference events;  // Float64Array, kEventWidth doubles per event
+  Napi::ObjectReference bytes;   // Buffer for the bytes of head and returned events
   napi_env env = nullptr;
   bool tsfn_live = false;
   bool hook_live = false;
@@ -32,7 +34,7 @@ struct baton__relay {
 };
 
 static const napi_type_tag baton__relay_tag = {0x6a1b2c3d4e5f6071ULL, 0x8192a3b4c5d6e7f8ULL};
-static const int kEventWidth = 5;
+static const int kEventWidth = 8;  // kind, id, a, b, err, fd, bytes offset, bytes length (-1: too long)
 
 static void baton__relay_unref(baton__relay* r) {
   if (--r->refs > 0) return;
@@ -48,20 +50,44 @@ static void baton__relay_notify(void* arg) {
 static void baton__relay_drain(Napi::Env env, Napi::Function fn, baton__relay* r) {
   if (r->events.IsEmpty()) return;
   Napi::Float64Array buf = r->events.Value().As<Napi::Float64Array>();
+  Napi::Buffer<char> bytes = r->bytes.Value().As<Napi::Buffer<char>>();
   size_t slots = buf.ElementLength() / kEventWidth;
-  RelayEvent tmp[64];
+  size_t cap = bytes.Length();
+  static const size_t kTake = 16;
+  RelayEvent tmp[kTake];
   for (;;) {
-    size_t n = r->core->TakeEvents(tmp, slots < 64 ? slots : 64);
+    size_t n = r->core->TakeEvents(tmp, slots < kTake ? slots : kTake);
     if (n == 0) return;
     double* out = buf.Data();
+    size_t used = 0;
+    size_t k = 0;  // events in the Float64Array not yet delivered
     for (size_t i = 0; i < n; i++) {
-      out[i * kEventWidth + 0] = tmp[i].kind;
-      out[i * kEventWidth + 1] = tmp[i].id;
-      out[i * kEventWidth + 2] = tmp[i].a;
-      out[i * kEventWidth + 3] = tmp[i].b;
-      out[i * kEventWidth + 4] = tmp[i].err;
+      if (!tmp[i].data.empty() && used + tmp[i].data.size() > cap && k > 0) {  // bytes full: deliver, reuse
+        fn.Call({Napi::Number::New(env, static_cast<double>(k))});
+        if (env.IsExceptionPending() || r->closed) return;
+        k = used = 0;
+      }
+      double* o = out + k * kEventWidth;
+      o[0] = tmp[i].kind;
+      o[1] = tmp[i].id;
+      o[2] = tmp[i].a;
+      o[3] = tmp[i].b;
+      o[4] = tmp[i].err;
+      o[5] = tmp[i].fd;
+      o[6] = static_cast<double>(used);
+      o[7] = 0;
+      if (!tmp[i].data.empty()) {
+        if (tmp[i].data.size() > cap) {
+          o[7] = -1;
+        } else {
+          memcpy(bytes.Data() + used, tmp[i].data.data(), tmp[i].data.size());
+          o[7] = static_cast<double>(tmp[i].data.size());
+          used += tmp[i].data.size();
+        }
+      }
+      k++;
     }
-    fn.Call({Napi::Number::New(env, static_cast<double>(n))});
+    fn.Call({Napi::Number::New(env, static_cast<double>(k))});
     if (env.IsExceptionPending()) return;  // splice-relay.ts never throws here; do not call into a pending exception
     if (r->closed) return;                 // closed from inside the call; that close drained the rest
   }
@@ -94,6 +120,7 @@ static void baton__relay_release(baton__relay* r) {
   if (r->tsfn_live) r->tsfn.Release();
   r->on_event.Reset();
   r->events.Reset();
+  r->bytes.Reset();
 }
 
 static void baton__relay_finalize(Napi::Env, baton__relay* r) {
@@ -114,7 +141,8 @@ static baton__relay* baton__relay_unwrap(const Napi::CallbackInfo& info) {
   return v.As<Napi::External<baton__relay>>().Data();
 }
 
-// baton_relay_create(onEvent, events: Float64Array, pipeSize, connectTimeoutMs, idleTimeoutMs, poolMax)
+// baton_relay_create(onEvent, events: Float64Array, pipeSize, connectTimeoutMs, idleTimeoutMs, poolMax,
+//                    bytes: Buffer, maxHeaderBytes)
 static Napi::Value baton_relay_create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   baton::RelayOptions opts;
@@ -122,11 +150,13 @@ static Napi::Value baton_relay_create(const Napi::CallbackInfo& info) {
   opts.connect_timeout_ms = info[3].As<Napi::Number>().Int32Value();
   opts.idle_timeout_ms = info[4].As<Napi::Number>().Int32Value();
   opts.pool_max = info[5].As<Napi::Number>().Int32Value();
+  opts.max_header_bytes = info[7].As<Napi::Number>().Int32Value();
   baton__relay* r = new baton__relay();
   r->env = env;
   r->core = new RelayCore(opts);
   r->on_event = Napi::Persistent(info[0].As<Napi::Function>());
   r->events = Napi::Persistent(info[1].As<Napi::Object>());
+  r->bytes = Napi::Persistent(info[6].As<Napi::Object>());
   r->tsfn = baton__tsfn::New(env, info[0].As<Napi::Function>(), "baton_relay", 0, 1, r,
                              baton__relay_tsfn_finalize, static_cast<void*>(nullptr));
   r->tsfn_live = true;
@@ -143,7 +173,9 @@ static Napi::Value baton_relay_create(const Napi::CallbackInfo& info) {
   return ext;
 }
 
-// baton_relay_connect(handle, clientFd, addr: Buffer, id, prefix: Buffer | null): 0, 1 or -errno.
+// baton_relay_connect(handle, clientFd, addr: Buffer, id, prefix: Buffer | null, consumed: Buffer | null,
+//                     watch: boolean): 0, 1 or -errno. consumed: client bytes already read, relayed first
+// (after the prefix); with watch they are framed like every client byte (splice_watch.cc).
 // On 0 or 1 the relay holds a dup of clientFd; the caller keeps clientFd until the established event.
 // 1 = the relay thread has not been signalled: call baton_relay_wake (once for a burst of connects).
 static Napi::Value baton_relay_connect(const Napi::CallbackInfo& info) {
@@ -166,6 +198,12 @@ static Napi::Value baton_relay_connect(const Napi::CallbackInfo& info) {
     Napi::Buffer<char> prefix = info[4].As<Napi::Buffer<char>>();
     c->prefix.assign(prefix.Data(), prefix.Length());
   }
+  if (info[6].As<Napi::Boolean>().Value()) c->watch.reset(new baton::RelayWatch());
+  if (info[5].IsBuffer()) {
+    Napi::Buffer<char> consumed = info[5].As<Napi::Buffer<char>>();
+    if (c->watch) c->watch->in.assign(consumed.Data(), consumed.Length());
+    else c->prefix.append(consumed.Data(), consumed.Length());
+  }
   return Napi::Number::New(env, r->core->Submit(c) ? 1 : 0);
 }
 
@@ -173,6 +211,16 @@ static Napi::Value baton_relay_connect(const Napi::CallbackInfo& info) {
 static Napi::Value baton_relay_wake(const Napi::CallbackInfo& info) {
   baton__relay* r = baton__relay_unwrap(info);
   if (r != nullptr && !r->closed) r->core->Wake();
+  return info.Env().Undefined();
+}
+
+// baton_relay_verdict(handle, id, move: boolean): the answer to a head event; baton_relay_wake must follow
+// (once for the verdicts of one batch of events).
+static Napi::Value baton_relay_verdict(const Napi::CallbackInfo& info) {
+  baton__relay* r = baton__relay_unwrap(info);
+  if (r != nullptr && !r->closed) {
+    r->core->Verdict(info[1].As<Napi::Number>().DoubleValue(), info[2].As<Napi::Boolean>().Value());
+  }
   return info.Env().Undefined();
 }
 
@@ -203,6 +251,8 @@ static Napi::Object baton__relay_constants(Napi::Env env) {
   c.Set("EV_ESTABLISHED", Napi::Number::New(env, baton::kRelayEstablished));
   c.Set("EV_FAILED", Napi::Number::New(env, baton::kRelayFailed));
   c.Set("EV_CLOSED", Napi::Number::New(env, baton::kRelayClosed));
+  c.Set("EV_HEAD", Napi::Number::New(env, baton::kRelayHead));
+  c.Set("EV_RETURNED", Napi::Number::New(env, baton::kRelayReturned));
   c.Set("EVENT_WIDTH", Napi::Number::New(env, kEventWidth));
   c.Set("STATS_LENGTH", Napi::Number::New(env, baton::kStatCount));
   return c;
@@ -213,6 +263,7 @@ void baton_relay_init(Napi::Env env, Napi::Object exports) {
   exports.Set("baton_relay_create", Napi::Function::New(env, baton_relay_create, "baton_relay_create"));
   exports.Set("baton_relay_connect", Napi::Function::New(env, baton_relay_connect, "baton_relay_connect"));
   exports.Set("baton_relay_wake", Napi::Function::New(env, baton_relay_wake, "baton_relay_wake"));
+  exports.Set("baton_relay_verdict", Napi::Function::New(env, baton_relay_verdict, "baton_relay_verdict"));
   exports.Set("baton_relay_stats", Napi::Function::New(env, baton_relay_stats, "baton_relay_stats"));
   exports.Set("baton_relay_close", Napi::Function::New(env, baton_relay_close, "baton_relay_close"));
 }

@@ -12,9 +12,14 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
+
+#include "splice_http.h"
 
 namespace baton {
 
@@ -23,15 +28,20 @@ static const int kDirUp = 1;
 static const int kDirDown = 2;
 static const uintptr_t kTagUpstream = 1;
 
-// Event kinds delivered to JS (one record = kind, id, a, b, err).
-enum RelayEventKind { kRelayEstablished = 1, kRelayFailed = 2, kRelayClosed = 3 };
+// Event kinds delivered to JS (one record = kind, id, a, b, err, fd, and bytes for head/returned).
+// head: a watched connection's later request head (data) waits for a verdict (baton_relay_verdict).
+// returned: a watched connection stopped before a request that moves; fd is the client (the relay's dup,
+// now the caller's), data the bytes from that head on, a/b the bytes relayed.
+enum RelayEventKind { kRelayEstablished = 1, kRelayFailed = 2, kRelayClosed = 3, kRelayHead = 4, kRelayReturned = 5 };
 
 struct RelayEvent {
-  int kind;
-  double id;
-  double a;  // established: the caller's original client fd; closed: bytes up
-  double b;  // closed: bytes down
-  int err;   // failed/closed: positive errno or 0
+  int kind = 0;
+  double id = 0;
+  double a = 0;  // established: the caller's original client fd; closed/returned: bytes up
+  double b = 0;  // closed/returned: bytes down
+  int err = 0;   // failed/closed: positive errno or 0
+  int fd = -1;   // returned: the client
+  std::string data;  // head/returned
 };
 
 struct RelayPipe {
@@ -56,6 +66,26 @@ struct RelayDir {
   uint64_t bytes = 0;
   bool dst_upstream = false;      // dst is the upstream socket (no other reference to it exists)
   const RelayDir* other = nullptr;  // the opposite direction of the same connection
+  struct RelayWatch* watch = nullptr;  // down of a watched connection: responses are framed (splice_watch.cc)
+};
+
+// A watched connection's request and response framing (splice_watch.cc). The client's bytes go up through
+// `in` (read, framed, sent); at each later request boundary the head waits there for JS's verdict.
+struct RelayWatch {
+  std::deque<uint8_t> pending;  // kinds of forwarded requests whose final response head has not come
+  HttpFramer req{true, &pending};
+  HttpFramer res{false, &pending};
+  std::string in;      // client bytes read and not yet sent up
+  size_t in_off = 0;   // in[in_off, fwd_end): framed, to send; in[fwd_end, size): not framed yet
+  size_t fwd_end = 0;
+  size_t scan = 0;     // where the search for the end of a waiting head resumes (from in_off)
+  uint64_t requests = 0;
+  bool waiting = false;     // a head was posted; no verdict yet
+  bool stay = false;        // the verdict for the head at in_off: it stays
+  bool wait_upgrade = false;  // an Upgrade/CONNECT went up: the client waits until its response decides
+  bool moving = false;
+  bool tunnel = false;
+  bool discard = false;     // the server ended while moving: read the client to its end, drop it
 };
 
 enum class RelayState : uint8_t { kConnecting, kRelaying, kDead };
@@ -71,6 +101,7 @@ struct RelayConn {
   socklen_t addrlen = 0;
   std::string prefix;  // PROXY header, written before any client byte
   size_t prefix_off = 0;
+  std::unique_ptr<RelayWatch> watch;  // set for watched connections (conn.watch); consumed bytes start in watch->in
   RelayDir up;    // client -> upstream
   RelayDir down;  // upstream -> client
   int64_t deadline_ms = 0;  // connecting: connect deadline; relaying: last activity
@@ -83,6 +114,12 @@ struct RelayOptions {
   int connect_timeout_ms = 5000;
   int idle_timeout_ms = 0;  // 0 = none
   int pool_max = 64;        // idle pipes kept for reuse (each is 2 fds); pipes in use are not counted
+  int max_header_bytes = 16384;  // watched connections: a later head longer than this goes to JS as is (431)
+};
+
+struct RelayVerdict {
+  double id;
+  bool move;
 };
 
 // Stats slots, in the order baton_relay_stats writes them.
@@ -104,6 +141,8 @@ class RelayCore {
   bool Submit(RelayConn* c);
   // JS thread: signal the eventfd so the relay thread takes the inbox.
   void Wake();
+  // JS thread: the verdict on the head a kRelayHead event carried. Wake() must follow (once per batch).
+  void Verdict(double id, bool move);
   // JS thread: stop the loop, end all connections (events are queued), join. Idempotent.
   void Stop();
   // JS thread. Moves up to max queued events to out; returns how many.
@@ -126,6 +165,16 @@ class RelayCore {
   int PumpDirRounds(RelayDir* d, bool* budget_left);
   int CopyDir(RelayDir* d);
   int ReadSend(RelayDir* d);
+  // splice_watch.cc
+  int PumpUpWatched(RelayConn* c, bool* budget_left);
+  int SendIn(RelayConn* c);
+  int JudgeHead(RelayConn* c);
+  int ReadIn(RelayConn* c);
+  int ShutUp(RelayConn* c);
+  int64_t FrameDown(RelayDir* d, const uint8_t* p, size_t n);
+  bool AfterPump(RelayConn* c, int64_t now);
+  void ApplyVerdict(const RelayVerdict& v, int64_t now);
+  void Return(RelayConn* c);
   void Fail(RelayConn* c, int err);
   void Finish(RelayConn* c, int err);
   void Sweep(int64_t now);
@@ -133,7 +182,7 @@ class RelayCore {
   void ShutdownAll();
   bool PipeGet(RelayPipe* p);
   void PipePut(RelayPipe* p, bool reusable);
-  void Post(const RelayEvent& ev);
+  void Post(RelayEvent ev);
   void FlushNotify();
   void Link(RelayConn* c);
   void Unlink(RelayConn* c);
@@ -152,6 +201,7 @@ class RelayCore {
   // Shared with the JS thread, under mu_.
   std::mutex mu_;
   std::vector<RelayConn*> inbox_;
+  std::vector<RelayVerdict> verdicts_;
   std::vector<RelayEvent> events_;
   size_t events_head_ = 0;
   bool notify_pending_ = false;
@@ -161,6 +211,7 @@ class RelayCore {
   std::vector<RelayConn*> dead_;
   std::vector<RelayConn*> ready_;
   std::vector<RelayPipe> pool_;
+  std::unordered_map<double, RelayConn*> waiting_;  // watched connections whose head waits for a verdict
   bool posted_ = false;
 
   std::atomic<int64_t> stat_[kStatCount] = {};

@@ -5,6 +5,12 @@
 // kernel queue, so it is relayed like any other byte. Per connection the JS side does one connect call,
 // one Map entry, and handles two events (established -> taken(), then closed(); or failed()).
 //
+// A watched connection (conn.watch: keepAlive reroute) is framed on the relay thread (splice_watch.cc):
+// each later request head comes here once (head), is sniffed and judged by the sink (nextRequest), and the
+// verdict goes back (one event and one eventfd write per later request). A request that moves ends the
+// relay with `returned`: closed(), then the sink's returned() with the client's fd (the relay's dup, the
+// data path's now) and the bytes from that head on.
+//
 // The dispatcher's client fd is closed in one place: #onEstablished, once the relay works on its own dup.
 import assert from 'node:assert'
 import dns from 'node:dns'
@@ -15,10 +21,13 @@ import type { Logger } from '../log'
 import { native } from '../native/binding'
 import { errnoName } from '../native/errno'
 import type { NativeRelay, RelayStats } from '../native/splice-relay'
+import { REJECT, sniffHead } from '../request/sniff'
 import { targetName } from './method'
 import type { CheckAddress } from '../protocol/handoff'
 import { connectError, proxyPrefix, relayCheckAddress } from './relay'
-import type { ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, ForwardTarget, HealthInput } from './types'
+import type {
+  ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, ForwardTarget, HealthInput, MoveReason,
+} from './types'
 
 const DEFAULT_PIPE_SIZE = 256 * 1024
 const PIPE_POOL_MAX = 64
@@ -37,21 +46,28 @@ export class SpliceForwarder<C extends ForwardConn<S>, S extends ForwardServer> 
   /** Taken: the relay owns the client until closed(). */
   readonly #live = new Map<number, C>()
   readonly #addrs = new Map<string, { addr: Buffer; expiresMs: number }>()
+  /** Watched connections told to move, until they return (or end). */
+  readonly #moving = new Map<number, MoveReason>()
+  readonly #maxHeaderBytes: number
   #closed = false
 
   constructor (sink: ForwardSink<C, S>, health: HealthInput<S>, opts: ForwarderOptions, log: Logger) {
     this.#sink = sink
     this.#health = health
     this.#log = log
+    this.#maxHeaderBytes = opts.maxHeaderBytes
     this.#relay = native.createRelay({
       pipeSize: opts.pipeSize ?? DEFAULT_PIPE_SIZE,
       connectTimeoutMs: opts.connectTimeoutMs,
       idleTimeoutMs: opts.idleTimeoutMs,
       pipePoolMax: PIPE_POOL_MAX,
+      maxHeaderBytes: opts.maxHeaderBytes,
     }, {
       established: (id, origFd) => { this.#onEstablished(id, origFd) },
       failed: (id, errno) => { this.#onFailed(id, errno) },
       closed: (id, bytesUp, bytesDown, errno) => { this.#onClosed(id, bytesUp, bytesDown, errno) },
+      head: (id, bytes) => { this.#onHead(id, bytes) },
+      returned: (id, bytesUp, bytesDown, fd, consumed) => { this.#onReturned(id, bytesUp, bytesDown, fd, consumed) },
     })
   }
 
@@ -98,12 +114,9 @@ export class SpliceForwarder<C extends ForwardConn<S>, S extends ForwardServer> 
   }
 
   #submit (conn: C, addr: Buffer): void {
-    const header = proxyPrefix(conn, conn.server!.target)
-    // Bytes the dispatcher already read go right after the PROXY header (normally none on this path).
-    const prefix = conn.consumed === undefined || conn.consumed.length === 0
-      ? header
-      : header === undefined ? conn.consumed : Buffer.concat([header, conn.consumed])
-    const rc = this.#relay.connect(conn.fd, addr, conn.id, prefix)
+    // Bytes the dispatcher already read (a moved connection's next request) go right after the PROXY header.
+    const consumed = conn.consumed === undefined || conn.consumed.length === 0 ? undefined : conn.consumed
+    const rc = this.#relay.connect(conn.fd, addr, conn.id, proxyPrefix(conn, conn.server!.target), consumed, conn.watch)
     if (rc < 0) return this.#failLater(conn, -rc)
     this.#connecting.set(conn.id, conn)
   }
@@ -139,9 +152,39 @@ export class SpliceForwarder<C extends ForwardConn<S>, S extends ForwardServer> 
     this.#connectFailed(conn, connectError(errno, targetName(conn.server!.target)))
   }
 
+  /** A watched connection's later head: sniffed, judged by the sink, answered. Hot for relayed keep-alive. */
+  #onHead (id: number, bytes: Buffer): void {
+    const conn = this.#live.get(id)
+    if (conn === undefined) return this.#relay.verdict(id, true)
+    let r = sniffHead(bytes, bytes.length, this.#maxHeaderBytes)
+    if (r.kind === 'incomplete') r = REJECT.parse // the client ended inside a head
+    const reason = this.#sink.nextRequest(conn, r) ?? (r.kind === 'reject' ? 'reroute' : undefined)
+    if (reason !== undefined) this.#moving.set(id, reason)
+    this.#relay.verdict(id, reason !== undefined)
+  }
+
+  /** The relay stopped before a request that moves: closed() for the relayed part, then the client goes back. */
+  #onReturned (id: number, bytesUp: number, bytesDown: number, fd: number, consumed: Buffer | undefined): void {
+    const conn = this.#live.get(id)
+    const reason = this.#moving.get(id) ?? 'reroute'
+    this.#live.delete(id)
+    this.#moving.delete(id)
+    if (conn === undefined || consumed === undefined) {
+      native.close(fd)
+      if (conn !== undefined) this.#sink.closed(conn, { bytesUp, bytesDown, errno: 0 })
+      return
+    }
+    this.#sink.closed(conn, { bytesUp, bytesDown, errno: 0 })
+    this.#sink.returned(conn.server!, {
+      fd, socket: undefined, clientAddress: conn.clientAddress, clientPort: conn.clientPort,
+      localAddress: conn.localAddress, localPort: conn.localPort,
+    }, consumed, reason, conn.id)
+  }
+
   #onClosed (id: number, bytesUp: number, bytesDown: number, errno: number): void {
     const conn = this.#live.get(id)
     this.#live.delete(id)
+    this.#moving.delete(id)
     if (errno !== 0) this.#log.debug({ conn: id, err: errnoName(errno) }, 'relay reset')
     if (conn !== undefined) this.#sink.closed(conn, { bytesUp, bytesDown, errno })
   }

@@ -18,6 +18,8 @@ export interface RelayOptions {
    * are in it, so an idle relay costs its two sockets; without a pipe (EMFILE) the relay copies instead.
    */
   readonly pipePoolMax: number
+  /** Watched connections: a later head is passed to JS once whole, or once it is this long (then sniff says 431). */
+  readonly maxHeaderBytes: number
 }
 
 export interface RelayStats {
@@ -41,9 +43,22 @@ export interface RelayHandler {
   failed (id: number, errno: number): void
   /** A relayed connection ended; errno 0 = both directions ended cleanly, else both sides were reset. */
   closed (id: number, bytesUp: number, bytesDown: number, errno: number): void
+  /**
+   * A watched connection's later request head (bytes valid only during the call): nothing of it went up,
+   * the client is not read until verdict(id, move) answers. Hot for relayed keep-alive.
+   */
+  head (id: number, bytes: Buffer): void
+  /**
+   * A watched connection stopped before a request that moves: the upstream is closed, the client's fd is the
+   * handler's now, `consumed` (the handler's copy) starts with that request's head. consumed undefined: the
+   * bytes did not fit the event buffer (cannot happen with the sizes here); the handler still owns fd.
+   */
+  returned (id: number, bytesUp: number, bytesDown: number, fd: number, consumed: Buffer | undefined): void
 }
 
 const EVENT_SLOTS = 256
+/** Head and returned events' bytes; one event holds at most maxHeaderBytes + one 16 KiB read. */
+const BYTES_SLACK = 64 * 1024
 const STAT_NAMES = ['relaying', 'connecting', 'total', 'failed', 'errors', 'pipes', 'pooled', 'bytesUp', 'bytesDown'] as const
 
 export class NativeRelay {
@@ -54,6 +69,10 @@ export class NativeRelay {
   readonly #handler: RelayHandler
   readonly #evEstablished: number
   readonly #evFailed: number
+  readonly #evClosed: number
+  readonly #evHead: number
+  readonly #bytes: Buffer
+  #verdicts = 0
   #closed = false
   #wakePending = false
   readonly #wake = (): void => {
@@ -70,17 +89,22 @@ export class NativeRelay {
     assertInt(opts.connectTimeoutMs, 1, 2 ** 31 - 1, 'connectTimeoutMs')
     assertInt(opts.idleTimeoutMs, 0, 2 ** 31 - 1, 'idleTimeoutMs')
     assertInt(opts.pipePoolMax, 0, 1 << 20, 'pipePoolMax')
+    assertInt(opts.maxHeaderBytes, 256, 1 << 24, 'maxHeaderBytes')
     assert(typeof handler?.established === 'function' && typeof handler.failed === 'function' &&
-      typeof handler.closed === 'function', 'handler must have established, failed and closed')
+      typeof handler.closed === 'function' && typeof handler.head === 'function' &&
+      typeof handler.returned === 'function', 'handler must have established, failed, closed, head and returned')
     const c = raw.baton_relay_constants
     this.#raw = raw
     this.#handler = handler
     this.#evEstablished = c.EV_ESTABLISHED
     this.#evFailed = c.EV_FAILED
+    this.#evClosed = c.EV_CLOSED
+    this.#evHead = c.EV_HEAD
     this.#events = new Float64Array(EVENT_SLOTS * c.EVENT_WIDTH)
     this.#stats = new Float64Array(c.STATS_LENGTH)
+    this.#bytes = Buffer.alloc(2 * opts.maxHeaderBytes + BYTES_SLACK)
     this.#handle = raw.baton_relay_create((count: number) => { this.#dispatch(count) }, this.#events,
-      opts.pipeSize, opts.connectTimeoutMs, opts.idleTimeoutMs, opts.pipePoolMax)
+      opts.pipeSize, opts.connectTimeoutMs, opts.idleTimeoutMs, opts.pipePoolMax, this.#bytes, opts.maxHeaderBytes)
   }
 
   /**
@@ -89,18 +113,33 @@ export class NativeRelay {
    * clientFd until established(). Hot path: one dup. The relay thread is signalled (one eventfd write) from
    * a setImmediate, so a burst of connects in one event-loop turn costs one wakeup instead of one each.
    */
-  connect (clientFd: number, addr: Buffer, id: number, prefix: Buffer | undefined): number {
+  connect (clientFd: number, addr: Buffer, id: number, prefix: Buffer | undefined, consumed?: Buffer,
+    watch = false): number {
     assertFd(clientFd, 'clientFd')
     assert(Buffer.isBuffer(addr) && addr.length > 2, 'addr must be a sockaddr Buffer')
     assert(Number.isSafeInteger(id), 'id must be a safe integer')
     assert(prefix === undefined || Buffer.isBuffer(prefix), 'prefix must be a Buffer')
-    const rc: number = this.#raw.baton_relay_connect(this.#handle, clientFd, addr, id, prefix ?? null)
+    assert(consumed === undefined || Buffer.isBuffer(consumed), 'consumed must be a Buffer')
+    const rc: number = this.#raw.baton_relay_connect(this.#handle, clientFd, addr, id, prefix ?? null,
+      consumed ?? null, watch === true)
     if (rc !== 1) return rc
     if (!this.#wakePending) {
       this.#wakePending = true
       setImmediate(this.#wake)
     }
     return 0
+  }
+
+  /**
+   * The answer to head(id): move = the request goes elsewhere (nothing more goes up; returned() follows once
+   * the responses before it went down), else it is relayed. Called inside head() or later; one eventfd
+   * write per batch of events wakes the relay thread.
+   */
+  verdict (id: number, move: boolean): void {
+    if (this.#closed) return
+    this.#raw.baton_relay_verdict(this.#handle, id, move)
+    if (this.#dispatching) this.#verdicts++
+    else this.#raw.baton_relay_wake(this.#handle)
   }
 
   stats (): RelayStats {
@@ -126,6 +165,10 @@ export class NativeRelay {
     } finally {
       this.#dispatching = false
     }
+    if (this.#verdicts > 0) {
+      this.#verdicts = 0
+      if (!this.#closed) this.#raw.baton_relay_wake(this.#handle)
+    }
     if (this.#closeDeferred) {
       this.#closeDeferred = false
       this.#raw.baton_relay_close(this.#handle)
@@ -142,11 +185,22 @@ export class NativeRelay {
       try {
         if (kind === this.#evEstablished) this.#handler.established(id, ev[o + 2] ?? -1)
         else if (kind === this.#evFailed) this.#handler.failed(id, ev[o + 4] ?? 0)
-        else this.#handler.closed(id, ev[o + 2] ?? 0, ev[o + 3] ?? 0, ev[o + 4] ?? 0)
+        else if (kind === this.#evClosed) this.#handler.closed(id, ev[o + 2] ?? 0, ev[o + 3] ?? 0, ev[o + 4] ?? 0)
+        else this.#bytesEvent(kind, id, o)
       } catch (err) {
         // A throwing handler is a bug; surface it as an uncaught exception without losing the other events.
         process.nextTick(() => { throw err })
       }
     }
+  }
+
+  /** head: the bytes are a view, valid during the call; returned: a copy, the handler keeps it. */
+  #bytesEvent (kind: number, id: number, o: number): void {
+    const ev = this.#events
+    const off = ev[o + 6] ?? 0
+    const len = ev[o + 7] ?? 0
+    const view = len >= 0 ? this.#bytes.subarray(off, off + len) : undefined
+    if (kind === this.#evHead) this.#handler.head(id, view ?? Buffer.alloc(0))
+    else this.#handler.returned(id, ev[o + 2] ?? 0, ev[o + 3] ?? 0, ev[o + 5] ?? -1, view === undefined ? undefined : Buffer.from(view))
   }
 }

@@ -28,7 +28,7 @@ async function socketListener (): Promise<{ port: number; next: () => Promise<{ 
   }
 }
 
-const factories: Array<[string, () => TestForwarder]> = [['pipe', () => pipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0, channelTimeoutMs: 2000 })]]
+const factories: Array<[string, () => TestForwarder]> = [['pipe', () => pipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0, channelTimeoutMs: 2000, maxHeaderBytes: 16384 })]]
 
 describe.runIf(linux)('pipe relay', () => {
   let echo: Awaited<ReturnType<typeof echoServer>>
@@ -60,7 +60,7 @@ describe.runIf(linux)('pipe relay', () => {
   it.runIf(native.available)('a refused connect fails retryable; the fd is untouched and still readable', async () => {
     const listener = new FdListener()
     const port = await listener.listen()
-    const fwd = pipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0, channelTimeoutMs: 2000 })
+    const fwd = pipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0, channelTimeoutMs: 2000, maxHeaderBytes: 16384 })
     const client = await connectClient(port)
     client.write('hello')
     const a = await listener.next()
@@ -86,7 +86,7 @@ describe.runIf(linux)('pipe relay', () => {
     const fillers = [0, 1, 2].map(() => net.connect(l.port, '127.0.0.1').on('error', () => {}))
     await new Promise((resolve) => setTimeout(resolve, 50))
     const lis = await socketListener()
-    const fwd = pipeForwarder({ connectTimeoutMs: 100, idleTimeoutMs: 0, channelTimeoutMs: 2000 })
+    const fwd = pipeForwarder({ connectTimeoutMs: 100, idleTimeoutMs: 0, channelTimeoutMs: 2000, maxHeaderBytes: 16384 })
     const client = await connectClient(lis.port)
     client.write('x')
     const { a, socket, consumed } = await lis.next()
@@ -109,7 +109,7 @@ describe.runIf(linux)('pipe relay', () => {
 
   it('an idle relay is reset; close() resets live relays and waits for closed()', async () => {
     const lis = await socketListener()
-    const fwd = pipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 100, channelTimeoutMs: 2000 })
+    const fwd = pipeForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 100, channelTimeoutMs: 2000, maxHeaderBytes: 16384 })
     const c1 = await connectClient(lis.port)
     c1.write('a')
     const one = await lis.next()

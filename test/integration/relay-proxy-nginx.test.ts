@@ -85,8 +85,8 @@ describe.runIf(linux && NGINX !== undefined && native.available)('PROXY protocol
   })
 
   const cases = [
-    { method: 'splice', make: (): TestForwarder => spliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0, channelTimeoutMs: 2000 }) },
-    { method: 'pipe', make: (): TestForwarder => pipeForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0, channelTimeoutMs: 2000 }) },
+    { method: 'splice', make: (): TestForwarder => spliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0, channelTimeoutMs: 2000, maxHeaderBytes: 16384 }) },
+    { method: 'pipe', make: (): TestForwarder => pipeForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0, channelTimeoutMs: 2000, maxHeaderBytes: 16384 }) },
   ].flatMap((c) => (['v1', 'v2'] as const).map((version) => ({ ...c, version })))
 
   it.each(cases)('$method relay, PROXY $version: nginx reports the real client address', async ({ make, version }) => {

@@ -124,7 +124,7 @@ export interface Upstream {
 /**
  * A real node:http server named `name`. Every response carries `x-server: name` and a body
  * `<name>:<METHOD> <url> <bodyBytes>;`, except: /chunked* (chunked with a trailer), /s204, /s304, /early
- * (103 first), /aslow* (the body's end 150 ms late), /large (1 MiB chunked). HEAD gets the headers only; Expect: 100-continue gets a 100 first.
+ * (103 first), /aslow* (the body's end 150 ms late), /large (1 MiB chunked), /alen (4 MiB + the text, Content-Length). HEAD gets the headers only; Expect: 100-continue gets a 100 first.
  */
 export async function httpUpstream (name: string): Promise<Upstream> {
   const seen: string[] = []
@@ -156,6 +156,11 @@ export async function httpUpstream (name: string): Promise<Upstream> {
       } else if (url === '/early') {
         res.writeEarlyHints({ link: '</a.css>; rel=preload' })
         res.setHeader('content-length', Buffer.byteLength(text))
+        res.end(text)
+      } else if (url === '/alen') {
+        const body = Buffer.alloc(4 << 20, 0x62)
+        res.setHeader('content-length', body.length + Buffer.byteLength(text))
+        res.write(body)
         res.end(text)
       } else if (url === '/large') {
         const block = Buffer.alloc(64 * 1024, 0x61)

@@ -14,7 +14,7 @@ import {
   watchedConn, type Returned, type Upstream,
 } from './relay-reroute-helpers'
 
-const methods = (process.env.RELAY_REROUTE_METHODS ?? 'pipe').split(',') as Array<'pipe' | 'splice'>
+const methods = (process.env.RELAY_REROUTE_METHODS ?? 'pipe,splice').split(',') as Array<'pipe' | 'splice'>
 
 describe.runIf(linux && native.available).each(methods)('%s relay, watched', (method) => {
   let listener: FdListener
@@ -158,6 +158,42 @@ describe.runIf(linux && native.available).each(methods)('%s relay, watched', (me
     await new Promise((resolve) => setTimeout(resolve, 50))
     expect(r.text().endsWith('A:GET /large 0;\r\n0\r\n\r\n')).toBe(true)
     expect(r.text().split('a').length).toBeGreaterThan(1 << 20)
+    client.destroy()
+    closeReturned(sink)
+    await fwd.close()
+  })
+
+  it('4 MiB each way (Content-Length) stay; the move after them is exact', async () => {
+    reset()
+    const upload = post('/a-up', 'u'.repeat(4 << 20))
+    const { sink, fwd, client, r } = await open(upload + get('/alen') + get('/b1'))
+    await sink.until(() => sink.returns.length === 1)
+    expect(a.seen).toEqual([`POST /a-up ${4 << 20}`, 'GET /alen 0'])
+    expect(sink.returns[0]!.consumed.toString('latin1')).toBe(get('/b1'))
+    await r.until('A:GET /alen 0;')
+    expect(r.text().endsWith('A:GET /alen 0;')).toBe(true)
+    expect(r.text().length).toBeGreaterThan(4 << 20)
+    client.destroy()
+    closeReturned(sink)
+    await fwd.close()
+  })
+
+  it('300 sequential requests stay, 50 pipelined stay, then one moves', async () => {
+    reset()
+    const { sink, fwd, client, r } = await open(get('/a0'))
+    for (let i = 1; i <= 300; i++) {
+      client.write(i % 2 === 0 ? get(`/a${i}`) : post(`/a${i}`, 'x'.repeat(i)))
+      await r.until(`/a${i} `)
+    }
+    let burst = ''
+    for (let i = 0; i < 50; i++) burst += i % 3 === 0 ? postChunked(`/ap${i}`, ['ab', 'c']) : get(`/ap${i}`)
+    client.write(burst + get('/b1'))
+    await sink.until(() => sink.returns.length === 1)
+    expect(a.seen.length).toBe(351)
+    expect(a.seen.some((l) => l.includes('/b'))).toBe(false)
+    expect(sink.returns[0]!.consumed.toString('latin1')).toBe(get('/b1'))
+    await r.until('A:GET /ap49 0;')
+    expect(r.text().split('HTTP/1.1 200').length - 1).toBe(351)
     client.destroy()
     closeReturned(sink)
     await fwd.close()

@@ -35,8 +35,8 @@ function stopServer (f: Fixture): Promise<void> {
 }
 
 const methods = [
-  { name: 'splice', make: (idleTimeoutMs = 0) => spliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs, channelTimeoutMs: 2000 }) },
-  { name: 'pipe', make: (idleTimeoutMs = 0) => pipeForwarder({ connectTimeoutMs: 2000, idleTimeoutMs, channelTimeoutMs: 2000 }) },
+  { name: 'splice', make: (idleTimeoutMs = 0) => spliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs, channelTimeoutMs: 2000, maxHeaderBytes: 16384 }) },
+  { name: 'pipe', make: (idleTimeoutMs = 0) => pipeForwarder({ connectTimeoutMs: 2000, idleTimeoutMs, channelTimeoutMs: 2000, maxHeaderBytes: 16384 }) },
 ]
 
 describe.runIf(linux && native.available).each(methods)('$name relay', ({ name, make }) => {
@@ -325,7 +325,7 @@ describe.runIf(linux && native.available)('splice relay: idle connections hold n
     const echoPort = Number((await reply()).echo)
     const fds0 = fdCount()
     const pipes0 = pipeCount()
-    const fwd = spliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0, channelTimeoutMs: 2000 })
+    const fwd = spliceForwarder({ connectTimeoutMs: 2000, idleTimeoutMs: 0, channelTimeoutMs: 2000, maxHeaderBytes: 16384 })
     const recs: ReturnType<typeof recorder>[] = []
     const t0 = process.hrtime.bigint()
     child.send({ open: n, port })

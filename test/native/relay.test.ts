@@ -28,7 +28,7 @@ describe.runIf(linux && native.available)('native splice relay', () => {
   })
 
   it('relays both ways, carries half-close, reports byte counts and frees everything', async () => {
-    const fwd = spliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0, channelTimeoutMs: 2000 })
+    const fwd = spliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0, channelTimeoutMs: 2000, maxHeaderBytes: 16384 })
     const client = await connectClient(port)
     client.write('hello relay')
     const a = await listener.next()
@@ -52,7 +52,7 @@ describe.runIf(linux && native.available)('native splice relay', () => {
   })
 
   it('a refused connect fails retryable and leaves the client untouched', async () => {
-    const fwd = spliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0, channelTimeoutMs: 2000 })
+    const fwd = spliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0, channelTimeoutMs: 2000, maxHeaderBytes: 16384 })
     const client = await connectClient(port)
     client.write('GET / HTTP/1.1\r\n\r\n')
     const a = await listener.next()
@@ -78,7 +78,7 @@ describe.runIf(linux && native.available)('native splice relay', () => {
     const l = native.listenTcp('127.0.0.1', 0, 0, 0)
     const fillers = [0, 1, 2].map(() => net.connect(l.port, '127.0.0.1').on('error', () => {}))
     await new Promise((resolve) => setTimeout(resolve, 50))
-    const fwd = spliceForwarder({ connectTimeoutMs: 150, idleTimeoutMs: 0, channelTimeoutMs: 2000 })
+    const fwd = spliceForwarder({ connectTimeoutMs: 150, idleTimeoutMs: 0, channelTimeoutMs: 2000, maxHeaderBytes: 16384 })
     const client = await connectClient(port)
     const a = await listener.next()
     const rec = recorder()
@@ -96,7 +96,7 @@ describe.runIf(linux && native.available)('native splice relay', () => {
   })
 
   it('an idle relay is reset after idleTimeoutMs', async () => {
-    const fwd = spliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 100, channelTimeoutMs: 2000 })
+    const fwd = spliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 100, channelTimeoutMs: 2000, maxHeaderBytes: 16384 })
     const client = await connectClient(port)
     const a = await listener.next()
     const rec = recorder()
@@ -111,7 +111,7 @@ describe.runIf(linux && native.available)('native splice relay', () => {
   })
 
   it('close() fails connects in flight (not retryable) and resets relays', async () => {
-    const fwd = spliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0, channelTimeoutMs: 2000 })
+    const fwd = spliceForwarder({ connectTimeoutMs: 1000, idleTimeoutMs: 0, channelTimeoutMs: 2000, maxHeaderBytes: 16384 })
     const client = await connectClient(port)
     const a = await listener.next()
     const rec = recorder()

@@ -1,0 +1,239 @@
+// Watched connections on the relay thread (the service's keepAlive is reroute): every request after the
+// first is judged by JS before a byte of it goes up. The client's bytes go up through RelayWatch::in: read
+// (recv, the small direction), framed (splice_http.cc), sent. At a later request boundary the head waits in
+// `in` until it is whole (or maxHeaderBytes long), goes to JS in one kRelayHead event, and the client is not
+// read until the verdict comes back (baton_relay_verdict, through the inbox): stay = send it and go on;
+// move = nothing more goes up, the responses to the requests already sent finish (the response direction is
+// framed too, but its body bytes are still spliced: FrameDown only sees what ReadSend reads, and bulk splices
+// are cut at body ends), then Return() closes the upstream and gives the client back (kRelayReturned, with
+// `in` from that head on). After a 101 or a CONNECT 2xx the connection is a tunnel: `in` is flushed and the
+// up direction is an ordinary PumpDir again. A response framed by close means the connection cannot move:
+// the client is read to its end and dropped (discard), as an unwatched relay would end.
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+
+#include "baton.h"
+#include "splice_relay.h"
+
+namespace baton {
+
+static const int kWatchRounds = 16;
+static const size_t kReadChunk = 16384;
+static const size_t kCompactAt = 65536;
+
+// Sends in[in_off, fwd_end). 1 = all sent, 0 = upstream full (wait_out: its EPOLLOUT pumps up again), -errno.
+int RelayCore::SendIn(RelayConn* c) {
+  RelayWatch* w = c->watch.get();
+  RelayDir* d = &c->up;
+  while (w->in_off < w->fwd_end) {
+    ssize_t n = send(c->upstream, w->in.data() + w->in_off, w->fwd_end - w->in_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      w->in_off += static_cast<size_t>(n);
+      d->bytes += static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      d->wait_out = true;
+      return 0;
+    }
+    return n < 0 ? -errno : -EPIPE;
+  }
+  if (w->in_off == w->in.size()) {
+    w->in.clear();
+    w->in_off = w->fwd_end = 0;
+  } else if (w->in_off >= kCompactAt) {
+    w->in.erase(0, w->in_off);
+    w->fwd_end -= w->in_off;
+    w->in_off = 0;
+  }
+  return 1;
+}
+
+// A later head starts at in[fwd_end]: once it is whole (or as long as JS accepts, or the client ended), post
+// it and wait. 1 = posted, 0 = read more.
+int RelayCore::JudgeHead(RelayConn* c) {
+  RelayWatch* w = c->watch.get();
+  const char* base = w->in.data() + w->fwd_end;
+  size_t avail = w->in.size() - w->fwd_end;
+  size_t from = w->scan > 3 ? w->scan - 3 : 0;
+  size_t len = 0;
+  const char* end = static_cast<const char*>(memmem(base + from, avail - from, "\r\n\r\n", 4));
+  if (end != nullptr) len = static_cast<size_t>(end - base) + 4;
+  else if (avail >= static_cast<size_t>(opts_.max_header_bytes) || c->up.eof) len = avail;
+  if (len == 0) {
+    w->scan = avail;
+    return 0;
+  }
+  w->scan = 0;
+  w->waiting = true;
+  waiting_[c->id] = c;
+  RelayEvent ev;
+  ev.kind = kRelayHead;
+  ev.id = c->id;
+  ev.data.assign(base, len);
+  Post(std::move(ev));
+  return 1;
+}
+
+// Appends what the client has (one read). 1 = read something (maybe more queued) or EOF, 2 = read what was
+// queued (a short read: a later arrival raises a new edge), 0 = nothing queued, -errno.
+int RelayCore::ReadIn(RelayConn* c) {
+  RelayWatch* w = c->watch.get();
+  size_t old = w->in.size();
+  w->in.resize(old + kReadChunk);
+  ssize_t n;
+  do n = recv(c->client, &w->in[old], kReadChunk, MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+  w->in.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
+  if (n == 0) {
+    c->up.eof = true;
+    return 1;
+  }
+  if (n < 0) return errno == EAGAIN ? 0 : -errno;
+  return static_cast<size_t>(n) == kReadChunk || c->up.rdhup ? 1 : 2;
+}
+
+// The client ended and everything before its end went up: pass the end on (see PumpDirRounds).
+int RelayCore::ShutUp(RelayConn* c) {
+  RelayDir* d = &c->up;
+  if (d->shut) return 0;
+  d->shut = true;
+  bool closing = d->other->eof && d->other->queued == 0 && d->other->shut;
+  if (!closing && shutdown(c->upstream, SHUT_WR) < 0 && errno != ENOTCONN) return -errno;
+  return 0;
+}
+
+// The up direction of a watched connection. 0 = waiting (for bytes, space, a verdict or a response), -errno.
+int RelayCore::PumpUpWatched(RelayConn* c, bool* budget_left) {
+  RelayWatch* w = c->watch.get();
+  RelayDir* d = &c->up;
+  d->wait_out = false;
+  bool drained = false;
+  for (int round = 0; round < kWatchRounds; round++) {
+    if (w->discard) {
+      w->in.clear();
+      w->in_off = w->fwd_end = 0;
+      if (d->eof) return ShutUp(c);
+      if (drained) return 0;
+      int rc = ReadIn(c);
+      if (rc <= 0) return rc;
+      drained = rc == 2;
+      continue;
+    }
+    int rc = SendIn(c);
+    if (rc <= 0) return rc;
+    if (w->tunnel) {
+      w->fwd_end = w->in.size();
+      rc = SendIn(c);
+      if (rc <= 0) return rc;
+      return PumpDir(d, budget_left);
+    }
+    if (w->moving || w->waiting || w->wait_upgrade) return 0;
+    if (w->fwd_end < w->in.size()) {
+      if (w->req.at_boundary() && w->requests > 0 && !w->stay) {
+        if (JudgeHead(c) > 0) return 0;
+      } else {
+        int64_t k = w->req.Feed(reinterpret_cast<const uint8_t*>(w->in.data()) + w->fwd_end, w->in.size() - w->fwd_end);
+        if (k < 0) return static_cast<int>(k);
+        w->fwd_end += static_cast<size_t>(k);
+        if (w->req.ended()) {
+          w->requests++;
+          w->stay = false;
+          if ((w->req.last_kind() & (kReqUpgrade | kReqConnect)) != 0) w->wait_upgrade = true;
+        }
+        continue;
+      }
+    }
+    if (d->eof) return w->in.empty() ? ShutUp(c) : 0;  // a partial head at the end was posted above
+    if (drained) return 0;
+    rc = ReadIn(c);
+    if (rc <= 0) return rc;
+    drained = rc == 2;
+  }
+  *budget_left = false;
+  return 0;
+}
+
+// Response bytes p[0, n) going down: framed. Returns how many may go on (fewer when a move is due and
+// what follows answers no request), or -EPROTO.
+int64_t RelayCore::FrameDown(RelayDir* d, const uint8_t* p, size_t n) {
+  RelayWatch* w = d->watch;
+  size_t off = 0;
+  while (off < n) {
+    if (w->res.tunnel() || w->res.until_close()) return static_cast<int64_t>(n);
+    if (w->moving && w->pending.empty() && w->res.at_boundary()) return static_cast<int64_t>(off);
+    int64_t k = w->res.Feed(p + off, n - off);
+    if (k < 0) return k;
+    off += static_cast<size_t>(k);
+  }
+  return static_cast<int64_t>(n);
+}
+
+// After a pump of a watched connection: a tunnel starts, an upgrade was declined, the server ended a
+// connection that was to move, or the move is due. true = it took over (returned, or pumped again).
+bool RelayCore::AfterPump(RelayConn* c, int64_t now) {
+  RelayWatch* w = c->watch.get();
+  bool again = false;
+  if (w->res.tunnel() && !w->tunnel) {
+    w->tunnel = true;
+    w->wait_upgrade = false;
+    c->down.watch = nullptr;
+    again = true;
+  } else if (w->wait_upgrade && w->pending.empty()) {
+    w->wait_upgrade = false;  // answered without switching: judge what follows
+    again = true;
+  }
+  if (c->down.eof && (w->moving || w->wait_upgrade) && !w->discard) {
+    w->moving = w->wait_upgrade = false;
+    w->discard = true;
+    again = true;
+  }
+  if (w->moving && w->pending.empty() && w->res.at_boundary() && c->down.queued == 0) {
+    Return(c);
+    return true;
+  }
+  if (!again) return false;
+  Pump(c, kDirUp, now);
+  return true;
+}
+
+void RelayCore::ApplyVerdict(const RelayVerdict& v, int64_t now) {
+  auto it = waiting_.find(v.id);
+  if (it == waiting_.end()) return;  // ended meanwhile
+  RelayConn* c = it->second;
+  waiting_.erase(it);
+  if (c->state != RelayState::kRelaying || !c->watch) return;
+  c->watch->waiting = false;
+  if (v.move) c->watch->moving = true;
+  else c->watch->stay = true;
+  Pump(c, kDirUp | kDirDown, now);
+}
+
+// Every response before the moving request went down: close the upstream, give the client back.
+void RelayCore::Return(RelayConn* c) {
+  RelayWatch* w = c->watch.get();
+  epoll_ctl(epfd_, EPOLL_CTL_DEL, c->client, nullptr);
+  baton__close(c->upstream);
+  PipePut(&c->up.pipe, c->up.queued == 0);
+  PipePut(&c->down.pipe, c->down.queued == 0);
+  RelayEvent ev;
+  ev.kind = kRelayReturned;
+  ev.id = c->id;
+  ev.a = static_cast<double>(c->up.bytes);
+  ev.b = static_cast<double>(c->down.bytes);
+  ev.fd = c->client;
+  ev.data.assign(w->in, w->in_off, std::string::npos);
+  c->upstream = c->client = -1;
+  c->state = RelayState::kDead;
+  stat_[kStatRelaying].fetch_sub(1, std::memory_order_relaxed);
+  stat_[kStatBytesUp].fetch_add(static_cast<int64_t>(c->up.bytes), std::memory_order_relaxed);
+  stat_[kStatBytesDown].fetch_add(static_cast<int64_t>(c->down.bytes), std::memory_order_relaxed);
+  Post(std::move(ev));
+  dead_.push_back(c);
+}
+
+}  // namespace baton
