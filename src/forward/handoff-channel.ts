@@ -83,6 +83,7 @@ export class HandoffChannel<T> {
   #caps = 0 // what the back end said it can do (CAPS), on this connection
   #closed = false
   #routesSent = false
+  #retireTimer: NodeJS.Timeout | undefined
   #retryMs = RECONNECT_MIN_MS
   #retryTimer: NodeJS.Timeout | undefined
 
@@ -128,6 +129,23 @@ export class HandoffChannel<T> {
   rebalance (count: number): void {
     if (this.#fd < 0 || !this.handsBack) return
     native.sendMsg(this.#fd, this.#ctlBuf, encodeRebalance(this.#ctlBuf, count))
+  }
+
+  /**
+   * The server left its service: nothing new is sent, but the channel stays open for `ms` so the back end
+   * hands its kept-alive connections back at their next request (asked every second: a connection becomes
+   * movable once it stayed limits.moveIntervalMs), then closes. Feedback and hand-backs go on meanwhile.
+   */
+  retire (ms: number): void {
+    if (this.#closed || this.#retireTimer !== undefined) return
+    this.#draining = true
+    this.#ready = false
+    const ask = (): void => { this.rebalance(0xffffffff) }
+    ask()
+    const every = setInterval(ask, 1000)
+    every.unref()
+    this.#retireTimer = setTimeout(() => { clearInterval(every); this.close() }, ms)
+    this.#retireTimer.unref()
   }
 
   /** Connects now; on failure the channel stays down and retries with backoff. */
@@ -199,6 +217,7 @@ export class HandoffChannel<T> {
     if (this.#closed) return
     this.#closed = true
     clearTimeout(this.#retryTimer)
+    clearTimeout(this.#retireTimer)
     this.#fail(new BatonError('BATON_ERR_CHANNEL_DOWN', 'dispatcher closing', { source: 'internal' }), false)
   }
 
@@ -364,7 +383,7 @@ export class HandoffChannel<T> {
 
   /** Returns the delay until the next attempt (0: none, the channel is closed or one is already due). */
   #scheduleReconnect (): number {
-    if (this.#closed || this.#retryTimer !== undefined) return 0
+    if (this.#closed || this.#retireTimer !== undefined || this.#retryTimer !== undefined) return 0
     const delayMs = this.#retryMs
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined

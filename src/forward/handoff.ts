@@ -19,6 +19,9 @@ export interface RequestTimes {
   sum: number
 }
 
+/** How long a removed server's channel stays open for its back end to hand kept-alive connections back. */
+const RETIRE_MS = 30_000
+
 export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer> implements Forwarder<C, S> {
   readonly method = 'handoff' as const
   readonly reportsLiveness = true
@@ -36,6 +39,8 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   #carry: Buffer | undefined
   /** The routes as ROUTES messages, sent to every channel (and again on reload). */
   #routes: readonly Buffer[] | undefined
+  /** Channels of servers that left, open a while longer for hand-backs (detach). */
+  readonly #retiring = new Set<HandoffChannel<C>>()
   /** Keyed `service\0server`; kept when a server leaves, as counters are. */
   readonly #times = new Map<string, RequestTimes>()
 
@@ -73,7 +78,7 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
         for (let i = 0; i < LATENCY_BUCKETS; i++) t.counts[i]! += counts[i]!
         t.sum += sum
       },
-      hello: (addr) => { this.#checkAddresses.set(server, addr) },
+      hello: (addr) => { if (this.#channels.get(server) === ch) this.#checkAddresses.set(server, addr) },
       report: (state, percent) => { health.agent(server, state, percent) },
       sent: (conn) => { sink.handedOff(conn) },
       unsent: (conn, err) => { sink.failed(conn, err) },
@@ -89,13 +94,20 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     ch.open()
   }
 
-  /** Closes the channel: the back end keeps and finishes the connections it has; queued clients come back. */
+  /**
+   * The server left. A back end that hands connections back keeps its channel for RETIRE_MS so its kept-alive
+   * connections move to the servers that remain (HandoffChannel.retire); other channels close now. Either
+   * way the back end keeps the connections it does not hand back and finishes them; queued clients come back.
+   */
   detach (server: S): void {
     const ch = this.#channels.get(server)
     if (ch === undefined) return
     this.#channels.delete(server)
     this.#checkAddresses.delete(server)
-    ch.close()
+    if (!ch.handsBack) { ch.close(); return }
+    this.#retiring.add(ch)
+    ch.retire(RETIRE_MS)
+    setTimeout(() => { this.#retiring.delete(ch) }, RETIRE_MS + 1000).unref()
   }
 
   /**
@@ -159,6 +171,8 @@ export class HandoffForwarder<C extends ForwardConn<S>, S extends ForwardServer>
 
   async close (): Promise<void> {
     for (const ch of this.#channels.values()) ch.close()
+    for (const ch of this.#retiring) ch.close()
+    this.#retiring.clear()
     this.#channels.clear()
   }
 }

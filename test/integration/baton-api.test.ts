@@ -113,10 +113,11 @@ ${extra}`
     await waitFor(() => row('C')?.up === true)
     for (let i = 0; i < 6; i++) expect(['A', 'C']).toContain(await backendOf())
     expect((await exchange(port, get('/nope'))).responses[0]?.status).toBe(404) // the new routes are in force
-    // The kept-alive connection was not touched: it still talks to A.
+    // The kept-alive connection was not touched: it still talks to A (its next request routes by the new
+    // routes, to the same service, so it stays).
     const again = await new Promise<string>((resolve) => {
       idle!.once('data', (d) => resolve(d.toString()))
-      idle!.write('GET /keep HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n')
+      idle!.write('GET /x/keep HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n')
     })
     expect(again).toContain('x-baton-backend: A')
     idle!.destroy()

@@ -76,7 +76,7 @@ services:
     return out
   }
 
-  it('a server added under load answers its share within 5 s; a drained one answers nothing within 5 s; no client sees a reset', async () => {
+  it('a server added under load answers its share within 5 s; a drained or removed one answers nothing within 5 s; no client sees a reset', async () => {
     const fds = fdCount()
     const counts = new Map<string, number>()
     const clients = Array.from({ length: CONNS }, () => new Client(port, counts))
@@ -99,12 +99,19 @@ services:
       const drained = await window(counts, 1500)
       expect(drained.get('r1') ?? 0).toBe(0)
       expect((drained.get('r2') ?? 0) + (drained.get('r3') ?? 0)).toBeGreaterThan(0)
+
+      // A removed server's back end hands its connections back over the channel kept open for that.
+      b.removeServer('s', 'r2')
+      await new Promise((resolve) => setTimeout(resolve, 5000))
+      const removed = await window(counts, 1500)
+      expect(removed.get('r2') ?? 0).toBe(0)
+      expect(removed.get('r3') ?? 0).toBeGreaterThan(0)
       expect(clients.flatMap((c) => c.errors)).toEqual([])
     } finally {
       for (const c of clients) c.stop()
     }
-    await waitFor(() => fdCount() <= fds + 1, 3000) // + r3's handoff channel
-  }, 30_000)
+    await waitFor(() => fdCount() <= fds + 2, 3000) // + r3's handoff channel, + r2's, open while it retires
+  }, 40_000)
 })
 
 describe('moves in /metrics', () => {
