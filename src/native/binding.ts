@@ -109,19 +109,10 @@ function makeApi (raw: any): NativeApi {
     ...makeRepairApi(raw, mapErrors),
 
     nftOpen (spec: { family?: 'ip' | 'inet'; table: string; set: string }): NftSetHandle {
-      assert(typeof spec === 'object' && spec !== null, 'spec must be an object')
       return new NftSet(raw, mapErrors, spec)
     },
-
-    netnsEnter (p: string): number {
-      assertPath(p)
-      return mapErrors(() => raw.baton_netns_enter(p))
-    },
-
-    netnsReturn (fd: number): void {
-      assertFd(fd)
-      mapErrors(() => raw.baton_netns_return(fd))
-    },
+    netnsEnter (p: string): number { assertPath(p); return mapErrors(() => raw.baton_netns_enter(p)) },
+    netnsReturn (fd: number): void { assertFd(fd); mapErrors(() => raw.baton_netns_return(fd)) },
 
     available: true,
     loadError: undefined,

@@ -61,6 +61,7 @@ export class NftSet implements NftSetHandle {
 
   /** Opens the socket and checks the set (GETSET); throws BatonNativeError and leaks nothing on failure. */
   constructor (raw: NftRaw, mapErrors: <T>(fn: () => T) => T, spec: { family?: 'ip' | 'inet'; table: string; set: string }) {
+    assert(typeof spec === 'object' && spec !== null, 'spec must be an object')
     this.family = spec.family ?? 'ip'
     assert(this.family in FAMILIES, `family must be 'ip' or 'inet', got ${String(spec.family)}`)
     assert(typeof spec.table === 'string' && NAME.test(spec.table), `bad nft table name: ${String(spec.table)}`)
