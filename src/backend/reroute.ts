@@ -72,7 +72,7 @@ interface NodeParser {
   onIncoming: ((req: http.IncomingMessage, keepAlive: boolean) => number) | null
 }
 
-interface StreamHandle { reading?: boolean; readStop?: () => number; fd?: number }
+interface StreamHandle { reading?: boolean; readStop?: () => number; readStart?: () => number; fd?: number }
 
 /**
  * Hooks the parser of a socket the http.Server just took ('connection' ran synchronously). `check()`
@@ -130,11 +130,17 @@ export function socketFd (socket: net.Socket): number {
   return typeof fd === 'number' && fd >= 0 ? fd : -1
 }
 
+/**
+ * Stops reading for good: the socket is about to leave this process, and not one more byte may be taken
+ * from the kernel. Node itself resumes a socket it paused for pipelining backpressure (socketOnDrain), so
+ * this handle's readStart is disabled too (the handle goes away with the socket).
+ */
 function stopReading (socket: net.Socket): void {
   const h = (socket as unknown as { _handle?: StreamHandle | null })._handle
   if (h == null || typeof h.readStop !== 'function') return
   h.reading = false
   h.readStop()
+  h.readStart = () => 0
 }
 
 /** The head as Node parsed it, written again: request line, each field as received (latin1, as Node decoded it). */
