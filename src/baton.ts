@@ -394,7 +394,8 @@ export class Baton {
 
 /** The routes back ends check later requests against (ROUTES). */
 function routeTableOf (config: Config): string {
-  return encodeRouteTable({ routes: config.routes, moveIntervalMs: config.limits.moveIntervalMs })
+  const { moveIntervalMs, maxHeaderBytes } = config.limits
+  return encodeRouteTable({ routes: config.routes, moveIntervalMs, maxHeaderBytes })
 }
 
 /** Builds and starts a Baton: the one-call form of `new Baton(config, options).start()`. */

@@ -46,10 +46,12 @@ export interface WatchedConn {
 export class RouteCheck {
   readonly router: Router<string>
   readonly moveIntervalMs: number
+  readonly maxHeaderBytes: number
 
   constructor (table: RouteTable) {
     this.router = new Router(table.routes, (name) => name)
     this.moveIntervalMs = table.moveIntervalMs
+    this.maxHeaderBytes = table.maxHeaderBytes
   }
 
   /** The compiled table in `json`, or why it cannot be used. */
@@ -60,7 +62,9 @@ export class RouteCheck {
 
   /** undefined: the request stays; else why the connection moves. Per later request: no allocation beyond the head. */
   verdict (req: http.IncomingMessage, conn: WatchedConn): HandbackReason | undefined {
-    const r = checkParsedHead(req.method ?? '', req.url ?? '', req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders, 0)
+    const size = headSize(req)
+    if (size > this.maxHeaderBytes) return 'reroute' // the dispatcher answers 431
+    const r = checkParsedHead(req.method ?? '', req.url ?? '', req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders, size)
     if (r.kind !== 'ok') return 'reroute'
     const m = this.router.match(r.head)
     if (m === null || m.route.service !== conn.service) return 'reroute'
@@ -141,6 +145,14 @@ function stopReading (socket: net.Socket): void {
   h.reading = false
   h.readStop()
   h.readStart = () => 0
+}
+
+/** The length of the head serializeHead writes (as the dispatcher would measure it). */
+function headSize (req: http.IncomingMessage): number {
+  let n = (req.method?.length ?? 0) + (req.url?.length ?? 0) + 13 // ' ' + ' HTTP/1.1\r\n' + final CRLF
+  const raw = req.rawHeaders
+  for (let i = 0; i < raw.length; i++) n += raw[i]!.length + 2 // name + ': ' / value + CRLF
+  return n
 }
 
 /** The head as Node parsed it, written again: request line, each field as received (latin1, as Node decoded it). */

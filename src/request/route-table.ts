@@ -12,6 +12,8 @@ export interface RouteTable {
   readonly routes: readonly RouteConfig[]
   /** limits.moveIntervalMs */
   readonly moveIntervalMs: number
+  /** limits.maxHeaderBytes: a later head larger than this is the dispatcher's to answer (431). */
+  readonly maxHeaderBytes: number
 }
 
 interface WireHeader { n: string, v?: string, r?: string }
@@ -45,7 +47,7 @@ export function encodeRouteTable (table: RouteTable): string {
     }
     return w
   })
-  return JSON.stringify({ v: ROUTE_TABLE_VERSION, moveIntervalMs: table.moveIntervalMs, routes })
+  return JSON.stringify({ v: ROUTE_TABLE_VERSION, moveIntervalMs: table.moveIntervalMs, maxHeaderBytes: table.maxHeaderBytes, routes })
 }
 
 /** The table in `json`, or a reason it cannot be used (the back end then checks nothing and says so). */
@@ -57,14 +59,15 @@ export function decodeRouteTable (json: string): RouteTable | string {
     return `not JSON: ${(err as Error).message}`
   }
   if (!isRecord(doc) || doc.v !== ROUTE_TABLE_VERSION) return `unknown route table version ${String(isRecord(doc) ? doc.v : doc)}`
-  if (!Array.isArray(doc.routes) || typeof doc.moveIntervalMs !== 'number' || !(doc.moveIntervalMs >= 0)) return 'malformed route table'
+  if (!Array.isArray(doc.routes) || typeof doc.moveIntervalMs !== 'number' || !(doc.moveIntervalMs >= 0) ||
+    typeof doc.maxHeaderBytes !== 'number' || !(doc.maxHeaderBytes > 0)) return 'malformed route table'
   const routes: RouteConfig[] = []
   for (const w of doc.routes as unknown[]) {
     const r = decodeRoute(w)
     if (typeof r === 'string') return r
     routes.push(r)
   }
-  return { routes, moveIntervalMs: doc.moveIntervalMs }
+  return { routes, moveIntervalMs: doc.moveIntervalMs, maxHeaderBytes: doc.maxHeaderBytes }
 }
 
 function decodeRoute (w: unknown): RouteConfig | string {
