@@ -16,6 +16,8 @@ export interface BatonSettings {
   readonly port: number
   readonly backendPort: number
   readonly handoffPath: string
+  /** The service's keepAlive (default reroute: relays watch every later request). */
+  readonly keepAlive?: 'reroute' | 'sticky'
 }
 
 export function batonConfig (method: BatonMethod, s: BatonSettings): string {
@@ -29,6 +31,7 @@ log: { level: warn }
 services:
   - name: web
     scheduler: rr
+    keepAlive: ${s.keepAlive ?? 'reroute'}
     servers:
       - ${server}
 routes:
@@ -43,7 +46,7 @@ export function batonMissing (): string | undefined {
 }
 
 export function startBaton (method: BatonMethod, s: BatonSettings): Child {
-  const file = path.join(s.dir, `baton-${method}.yaml`)
+  const file = path.join(s.dir, `baton-${method}-${s.keepAlive ?? 'reroute'}.yaml`)
   fs.writeFileSync(file, batonConfig(method, s))
   return startChild(`baton (${method})`, process.execPath, [BATON_CLI, 'start', '-c', file], { cwd: REPO_ROOT })
 }

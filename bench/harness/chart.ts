@@ -10,6 +10,8 @@ const COLORS: Readonly<Record<TargetName, string>> = {
   'baton-handoff': '#1b6ac9',
   'baton-splice': '#4f9be8',
   'baton-pipe': '#9cc7f2',
+  'baton-splice-sticky': '#7fb3ee',
+  'baton-pipe-sticky': '#c4ddf7',
   'haproxy-http': '#d9822b',
   'haproxy-tcp': '#f0b36b',
   nginx: '#3a9b4a'

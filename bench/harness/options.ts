@@ -1,7 +1,8 @@
 // Command-line options of `npm run bench -- ...`. Parsing only; run.ts decides what to do with them.
 
 export const TARGETS = [
-  'direct', 'baton-handoff', 'baton-splice', 'baton-pipe', 'haproxy-http', 'haproxy-tcp', 'nginx'
+  'direct', 'baton-handoff', 'baton-splice', 'baton-pipe', 'baton-splice-sticky', 'baton-pipe-sticky',
+  'haproxy-http', 'haproxy-tcp', 'nginx'
 ] as const
 export type TargetName = typeof TARGETS[number]
 
@@ -12,6 +13,8 @@ const ALIASES: Readonly<Record<string, readonly TargetName[]>> = {
   handoff: ['baton-handoff'],
   splice: ['baton-splice'],
   pipe: ['baton-pipe'],
+  // The relays with keepAlive: sticky (later requests not watched), beside the default reroute rows.
+  sticky: ['baton-splice-sticky', 'baton-pipe-sticky'],
   baton: ['baton-handoff', 'baton-splice', 'baton-pipe'],
   haproxy: ['haproxy-http', 'haproxy-tcp']
 }
@@ -44,7 +47,7 @@ export interface Options {
 export const USAGE = `usage: npm run bench -- [options]
   --quick               every row ~2 s, 1 round, 64 MiB stream, 1,000 idle connections (CI)
   --only=T,...          targets: ${TARGETS.join(', ')}
-                        (aliases: baton, handoff, splice, pipe, haproxy)
+                        (aliases: baton, handoff, splice, pipe, sticky, haproxy)
   --scenario=S,...      scenarios: ${SCENARIOS.join(', ')}
   --rounds=N            interleaved rounds, medians reported (default 3; --quick 1)
   --duration=S          seconds per row (default 10; --quick 2)

@@ -160,7 +160,7 @@ async function idleRow (ctx: RowContext, watch: RssWatch): Promise<Sample> {
   const isDirect = ctx.target.pids.length === 0
   // Each process may hold fdLimit descriptors; a relay (one server connection per client connection)
   // holds two sockets per client connection. HAProxy http mode and nginx share pooled server connections.
-  const relay = name === 'baton-splice' || name === 'baton-pipe' || name === 'haproxy-tcp'
+  const relay = name.startsWith('baton-splice') || name.startsWith('baton-pipe') || name === 'haproxy-tcp'
   const cap = Math.floor((ctx.fdLimit - 500) / (relay ? 2 : 1))
   const count = Math.min(ctx.options.idleConns, cap)
   const base = watch.now()

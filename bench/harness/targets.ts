@@ -55,14 +55,15 @@ async function startChildTarget (name: TargetName, port: number, child: Child | 
   }
 }
 
-async function startBatonTarget (name: TargetName, method: BatonMethod, ctx: TargetContext): Promise<StartResult> {
+async function startBatonTarget (name: TargetName, method: BatonMethod, ctx: TargetContext,
+  keepAlive: 'reroute' | 'sticky' = 'reroute'): Promise<StartResult> {
   const missing = batonMissing()
   if (missing !== undefined) return { state: 'skipped', reason: missing }
   if (method === 'handoff' && !ctx.backend.handoffState.startsWith('ok')) {
     return { state: 'failed', reason: `the back end cannot take handoffs: ${ctx.backend.handoffState}` }
   }
   const port = await freePort()
-  const child = startBaton(method, { dir: ctx.dir, port, backendPort: ctx.backend.port, handoffPath: ctx.backend.handoffPath })
+  const child = startBaton(method, { dir: ctx.dir, port, backendPort: ctx.backend.port, handoffPath: ctx.backend.handoffPath, keepAlive })
   return await startChildTarget(name, port, child, '')
 }
 
@@ -74,6 +75,8 @@ export async function startTarget (name: TargetName, ctx: TargetContext): Promis
   if (name === 'baton-handoff') return await startBatonTarget(name, 'handoff', ctx)
   if (name === 'baton-splice') return await startBatonTarget(name, 'splice', ctx)
   if (name === 'baton-pipe') return await startBatonTarget(name, 'pipe', ctx)
+  if (name === 'baton-splice-sticky') return await startBatonTarget(name, 'splice', ctx, 'sticky')
+  if (name === 'baton-pipe-sticky') return await startBatonTarget(name, 'pipe', ctx, 'sticky')
   const port = await freePort()
   const peer = { dir: ctx.dir, port, backendPort, maxConns: ctx.maxConns, connections: ctx.connections, fdLimit: ctx.fdLimit }
   if (name === 'nginx') return await startChildTarget(name, port, startNginx(peer), `nginx is not installed (${INSTALL_HINT})`)

@@ -310,6 +310,87 @@ describe.runIf(linux && native.available).each(methods)('%s relay, watched', (me
     await fwd.close()
   })
 
+  it('a bad chunk line resets the connection (EPROTO) rather than guess where the next request starts', async () => {
+    reset()
+    const bad = 'POST /a1 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n' + get('/b1')
+    const { sink, fwd, client } = await open(bad)
+    await sink.until(() => sink.stats.length === 1)
+    expect(sink.stats[0]!.errno).toBe(71)
+    expect(sink.returns).toEqual([])
+    client.destroy()
+    await fwd.close()
+  })
+
+  it('a client that resets while its next head waits, or while it moves, ends the relay once; nothing returns', async () => {
+    reset()
+    const o1 = await open(get('/a1'))
+    await o1.r.until('A:GET /a1 0;')
+    o1.client.write('GET /a2 HTT') // half a head: it waits
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    o1.client.resetAndDestroy()
+    await o1.sink.until(() => o1.sink.stats.length === 1)
+    expect(o1.sink.stats[0]!.errno).not.toBe(0)
+    const o2 = await open(get('/aslow') + get('/b1')) // moving, waiting for the slow response
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    o2.client.resetAndDestroy()
+    await o2.sink.until(() => o2.sink.stats.length === 1)
+    expect(o2.sink.returns).toEqual([])
+    expect(a.seen.filter((l) => l.includes('/b'))).toEqual([])
+    await o1.fwd.close()
+    await o2.fwd.close()
+  })
+
+  it('close() while a connection moves or waits for a head resets it (ECANCELED)', async () => {
+    reset()
+    const { sink, fwd, client } = await open(get('/aslow') + get('/b1'))
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    await fwd.close()
+    await sink.until(() => sink.stats.length === 1)
+    expect(sink.stats[0]!.errno).toBe(125)
+    expect(sink.returns).toEqual([])
+    client.destroy()
+  })
+
+  it('the idle timeout ends a relay whose next head never completes', async () => {
+    reset()
+    const sink = new RerouteSink()
+    const fwd = makeForwarder(method, sink, { ...OPTS, idleTimeoutMs: 150 })
+    const client = await connectClient(port)
+    const r = reader(client)
+    client.on('error', () => {})
+    client.write(get('/a1'))
+    fwd.forward(watchedConn(a.port, await listener.next()))
+    await r.until('A:GET /a1 0;')
+    client.write('GET /a2 HTTP/1.1\r\nHost')
+    await sink.until(() => sink.stats.length === 1)
+    expect(sink.stats[0]!.errno).toBe(110)
+    expect(a.seen).toEqual(['GET /a1 0'])
+    client.destroy()
+    await fwd.close()
+  })
+
+  it('100 connections that each move once leave nothing behind', async () => {
+    reset()
+    const sink = new RerouteSink()
+    sink.serviceB.add(b.port)
+    const fwd = makeForwarder(method, sink)
+    const clients = await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+      const client = await connectClient(port)
+      const r = reader(client)
+      client.write(get(`/a${i}`) + get(`/b${i}`))
+      fwd.forward(watchedConn(a.port, await listener.next()))
+      return { client, r }
+    }))
+    await sink.until(() => sink.returns.length === 100)
+    for (const ret of sink.returns) again(fwd, b.port, ret)
+    await Promise.all(clients.map(async ({ r }, i) => await r.until(`B:GET /b${i} 0;`)))
+    for (const { client } of clients) client.destroy()
+    await sink.until(() => sink.stats.length === 200)
+    expect(a.seen.length).toBe(100)
+    expect(b.seen.length).toBe(100)
+    await fwd.close()
+  })
+
   it('leaves no descriptor behind', async () => {
     await new Promise((resolve) => setTimeout(resolve, 100))
     // the listener's and the two upstream servers' (their connections are destroyed by the tests)
