@@ -6,6 +6,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import crypto from 'node:crypto'
 import net from 'node:net'
 import path from 'node:path'
+import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Baton } from '../../src/baton'
 import { parseConfig } from '../../src/config/load'
@@ -122,16 +123,19 @@ describe.runIf(process.platform === 'linux' && native.available)('keep-alive rer
   const config = (publicTo = 'pub', maxHeaderBytes = 4096): string => `
 listen: 127.0.0.1:0
 limits: { maxHeaderBytes: ${maxHeaderBytes} }
+admin: { listen: 127.0.0.1:0 }
 services:
   - { name: pub, scheduler: rr, servers: [ { name: p1, handoff: ${h.sock('p1')} } ] }
   - { name: adm, scheduler: rr, servers: [ { name: a1, handoff: ${h.sock('a1')} } ] }
   - { name: api, scheduler: rr, servers: [ { name: x1, handoff: ${h.sock('x1')} }, { name: x2, handoff: ${h.sock('x2')} } ] }
   - { name: st, scheduler: rr, keepAlive: sticky, servers: [ { name: s1, handoff: ${h.sock('s1')} } ] }
+  - { name: dead, scheduler: rr, servers: [ { name: nobody, handoff: ${h.sock('nobody')} } ] }
 routes:
   - { name: public, match: { path: /public/ }, service: ${publicTo} }
   - { name: admin, match: { path: /admin/ }, service: adm }
   - { name: api, match: { path: /api/ }, service: api }
   - { name: sticky, match: { path: /sticky/ }, service: st }
+  - { name: dead, match: { path: /dead/ }, service: dead }
 `
 
   beforeAll(async () => {
@@ -147,7 +151,7 @@ routes:
     }))
     baton = await h.baton(config())
     port = baton.ports[0]!
-    await waitFor(() => baton.servers().every((s) => s.state === 'up'), 5000)
+    await waitFor(() => baton.servers().every((s) => s.state === 'up' || s.service === 'dead'), 5000)
     // Every channel must have its ROUTES (and the dispatcher the back end's CAPS) before connections are
     // checked: probe until a move works from each service.
     const probe = async (from: string, to: string, want: string): Promise<boolean> => {
@@ -393,7 +397,7 @@ routes:
       let wide: Baton
       beforeAll(async () => {
         wide = await h.baton(config('pub', 65_536))
-        await waitFor(() => wide.servers().every((s) => s.state === 'up'), 5000)
+        await waitFor(() => wide.servers().every((s) => s.state === 'up' || s.service === 'dead'), 5000)
         // ROUTES reach each back end over the new channel: wait until a move works through it.
         const until = Date.now() + 5000
         for (;;) {
@@ -542,6 +546,75 @@ routes:
     expect(Date.now() - t0).toBeGreaterThanOrEqual(390)
     expect(got.map((r) => echo(r).url)).toEqual([`/public/${t}-0?delayMs=300`, `/admin/${t}-1`, `/api/${t}-2?delayMs=100`, `/public/${t}-3`])
     expect(got.map((r) => echo(r).service)).toEqual(['pub', 'adm', 'api', 'pub'])
+  })
+
+  it('100 pipelined requests alternating between two services on one connection: each moves, all in order', async () => {
+    const t = tag()
+    const c = await open()
+    const paths = Array.from({ length: 100 }, (_, i) => `/${i % 2 === 0 ? 'public' : 'admin'}/${t}-${i}`)
+    c.send(paths.map((p) => GET(p)).join(''))
+    const got = await c.next(100, 10_000)
+    expect(got.map((r) => echo(r).url)).toEqual(paths)
+    expect(got.map(backendOf)).toEqual(paths.map((_, i) => (i % 2 === 0 ? 'p1' : 'a1')))
+    const saw = await whoSaw(t)
+    expect(saw).toHaveLength(100)
+    for (const [, s] of saw) expect(s.client).toBe(c.local)
+  }, 15_000)
+
+  it('a move to a service with no server up: the dispatcher\'s 503, logged with where it came from', async () => {
+    const t = tag()
+    const before = h.logs.length
+    const c = await open()
+    c.send(GET(`/public/${t}-0`) + GET(`/dead/${t}-1`))
+    const got = await c.next(2)
+    expect(got.map((r) => [r.status, backendOf(r) ?? r.headers['x-baton-error']])).toEqual([[200, 'p1'], [503, 'BATON_ERR_NO_SERVER']])
+    await waitFor(() => h.logs.slice(before).some((l) => l.target === `/dead/${t}-1`), 3000)
+    expect(h.logs.slice(before).find((l) => l.target === `/dead/${t}-1`)).toMatchObject({ client: c.local, movedFrom: 'pub/p1', moveReason: 'reroute' })
+  })
+
+  it('the client half-closes right after pipelining a request that moves: both answered, then the end', async () => {
+    const t = tag()
+    const c = await open()
+    c.s.end(GET(`/public/${t}-0`) + GET(`/admin/${t}-1`) + GET(`/api/${t}-2`))
+    await waitFor(() => c.closed, 3000)
+    expect(parseResponses(c.raw).map((r) => echo(r).url)).toEqual([`/public/${t}-0`, `/admin/${t}-1`, `/api/${t}-2`])
+  })
+
+  it('each move counts once in /metrics (baton_connection_moves_total by the service it left)', async () => {
+    const moves = async (): Promise<Record<string, number>> => {
+      const text = await (await request(`http://${baton.admin!}/metrics`)).body.text()
+      const out: Record<string, number> = {}
+      for (const m of text.matchAll(/^baton_connection_moves_total\{service="(\w+)",outcome="(\w+)"\} (\d+)$/gm)) out[`${m[1]!}/${m[2]!}`] = Number(m[3])
+      return out
+    }
+    const before = await moves()
+    const c = await open()
+    c.send(GET('/public/metric-0') + GET('/admin/metric-1') + GET('/public/metric-2') + GET('/api/metric-3'))
+    await c.next(4)
+    const after = await moves()
+    const d = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0)
+    expect({ pub: d('pub/reroute'), adm: d('adm/reroute'), api: d('api/reroute') }).toEqual({ pub: 2, adm: 1, api: 0 })
+  })
+
+  it('the client goes away while a move waits for a slow response: counters and descriptors come back', async () => {
+    for (const c of clients.splice(0)) await c.close()
+    const total = (): number => baton.servers().reduce((n, s) => n + s.active + s.inactive, 0)
+    let last = -1
+    await waitFor(() => { const n = total(); const same = n === last; last = n; return same }, 5000)
+    await new Promise((r) => setTimeout(r, 100))
+    const base = total()
+    const fds = fdCount()
+    const t = tag()
+    const gone = await Promise.all(Array.from({ length: 10 }, async () => {
+      const c = await Client.open(port)
+      c.send(GET(`/public/${t}-0?delayMs=200`) + GET(`/admin/${t}-1`))
+      return c
+    }))
+    await new Promise((r) => setTimeout(r, 50))
+    for (const c of gone) await c.close()
+    await new Promise((r) => setTimeout(r, 400)) // the slow responses are written (to nobody), the moves fail or go on
+    await waitFor(() => total() === base, 5000)
+    await waitFor(() => fdCount() <= fds, 5000)
   })
 
   it('counts a moved connection on the server that has it now; the dispatcher keeps no descriptor', async () => {
