@@ -11,6 +11,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   errors: 0, log: 0,
   net: 1, native: 1,
   protocol: 2, schedulers: 2,
+  host: 2.5,           // `baton host`: host setup for migrate (sysctl, ip, nft at setup time); the nft table's names
   config: 3,
   request: 4,
   backend: 4.5,        // a back end's process: never forward/, dispatcher/, cluster/ or health/
