@@ -1,0 +1,144 @@
+// `baton host dispatcher|realserver` for real, inside fresh network namespaces (test/helpers/netns.ts): it
+// applies, the kernel is asked what it holds (`nft -j list ruleset`, `sysctl`, `ip -j`), applying again
+// changes nothing, and --remove puts back exactly what was there before. Plain TCP through the topology
+// checks the setup itself: the dispatcher answers on the VIP (and its payload counter counts that), and
+// only the dispatcher answers ARP for the VIP.
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type Role, type Topology, leftoverNamespaces, makeTopology, netnsSkipReason } from '../helpers/netns'
+
+const MAIN = resolve(__dirname, '../../dist/src/cli/main.js')
+const skip = netnsSkipReason()
+if (skip !== null) describe('baton host', () => { it.skip(`skipped: ${skip}`, () => {}) })
+
+describe.runIf(skip === null)('baton host (network namespaces)', () => {
+  let t: Topology
+  let stateDir = ''
+  let vip = ''
+  const host = (where: Role, ...args: string[]): { code: number | null; stdout: string; stderr: string } => {
+    const r = spawnSync('ip', ['netns', 'exec', t.ns[where], process.execPath, MAIN, 'host', ...args, '--state-dir', stateDir], { encoding: 'utf8', timeout: 20_000 })
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+  }
+  const sysctl = (where: Role, key: string): number => Number(t.exec(where, ['sysctl', '-n', key]).trim())
+  const rules = (where: Role): string[] => (JSON.parse(t.exec(where, ['ip', '-4', '-j', 'rule', 'show'])) as Array<{ priority: number; table: string }>)
+    .map((r) => `${r.priority} ${r.table}`)
+  const addrs = (where: Role): string[] => (JSON.parse(t.exec(where, ['ip', '-4', '-j', 'address', 'show'])) as Array<{ ifname: string; addr_info: Array<{ local: string; prefixlen: number }> }>)
+    .flatMap((l) => l.addr_info.map((a) => `${l.ifname} ${a.local}/${a.prefixlen}`)).sort()
+  const ruleset = (where: Role): Array<Record<string, any>> => (JSON.parse(t.exec(where, ['nft', '-j', 'list', 'ruleset'])) as { nftables: Array<Record<string, any>> }).nftables
+  const DISP_KEYS = ['net.ipv4.ip_forward', 'net.ipv4.conf.all.send_redirects', 'net.ipv4.conf.eth0.send_redirects', 'net.ipv4.conf.all.rp_filter', 'net.ipv4.conf.eth0.rp_filter']
+  const RS_KEYS = ['all', 'lo', 'eth0'].flatMap((d) => [`net.ipv4.conf.${d}.arp_ignore`, `net.ipv4.conf.${d}.arp_announce`])
+  const snapshot = (where: Role, keys: readonly string[]): unknown => ({
+    sysctl: Object.fromEntries(keys.map((k) => [k, sysctl(where, k)])), rules: rules(where), addrs: addrs(where), nft: ruleset(where).filter((o) => o.metainfo === undefined),
+  })
+
+  beforeAll(() => {
+    t = makeTopology()
+    vip = t.ip.vip
+    stateDir = mkdtempSync(join(tmpdir(), 'baton-host-'))
+  })
+  afterAll(() => {
+    t.destroy()
+    expect(leftoverNamespaces(t.id)).toEqual([])
+    rmSync(stateDir, { recursive: true, force: true })
+  })
+
+  it('dispatcher: applies, is idempotent, and --remove puts back what was there', () => {
+    const before = snapshot('disp', DISP_KEYS)
+    const applied = host('disp', 'dispatcher', '--vip', vip, '--port', '80')
+    expect(applied.stderr).toBe('')
+    expect(applied.code).toBe(0)
+    expect(applied.stdout).toContain('ran  sysctl -w net.ipv4.ip_forward=1')
+    expect(applied.stdout).toContain('kept net.ipv4.conf.all.rp_filter = 0') // loose or 0: a fresh namespace has 0
+
+    expect(DISP_KEYS.map((k) => sysctl('disp', k))).toEqual([1, 0, 0, 0, 0])
+    expect(addrs('disp')).toContain(`eth0 ${vip}/32`)
+    expect(rules('disp')).toEqual(['1000 local', '32766 main', '32767 default'])
+    const nft = ruleset('disp')
+    const flows = nft.find((o) => o.map?.name === 'flows')?.map
+    expect(flows).toMatchObject({ family: 'ip', table: 'baton', type: ['ipv4_addr', 'inet_service'], map: 'mark', size: 65536, flags: ['timeout'] })
+    const chains = nft.filter((o) => o.chain !== undefined).map((o) => `${o.chain.name} ${o.chain.hook} ${o.chain.prio}`)
+    expect(chains.sort()).toEqual(['forwarded forward 0', 'raw_output output -300', 'raw_prerouting prerouting -300', 'sent output 0', 'steer prerouting -150'])
+    const counters = nft.filter((o) => o.counter !== undefined).map((o) => o.counter.name)
+    expect(counters.sort()).toEqual(['frozen_drop', 'steered', 'vip_payload_out', 'vip_rst_out'])
+    const notrack = nft.filter((o) => o.rule?.chain === 'raw_prerouting' && JSON.stringify(o.rule.expr).includes('notrack'))
+    expect(notrack).toHaveLength(1)
+
+    const again = host('disp', 'dispatcher', '--vip', vip, '--port', '80')
+    expect(again.code).toBe(0)
+    expect(again.stdout).not.toContain('ran ')
+    expect(again.stdout).toContain(`kept ${vip} on eth0`) // added by the first apply: still recorded as ours
+    expect(again.stdout).toContain('kept table ip baton')
+
+    const removed = host('disp', 'dispatcher', '--vip', vip, '--remove')
+    expect(removed.stderr).toBe('')
+    expect(removed.code).toBe(0)
+    expect(snapshot('disp', DISP_KEYS)).toEqual(before)
+    expect(readdirSync(stateDir)).toEqual([])
+    expect(host('disp', 'dispatcher', '--vip', vip, '--remove').stdout).toContain('nothing recorded')
+  })
+
+  it('realserver: the VIP on lo, ARP suppressed; --remove undoes it', () => {
+    const before = snapshot('rs1', RS_KEYS)
+    const applied = host('rs1', 'realserver', '--vip', vip)
+    expect(applied.stderr).toBe('')
+    expect(applied.code).toBe(0)
+    expect(addrs('rs1')).toContain(`lo ${vip}/32`)
+    expect(RS_KEYS.map((k) => sysctl('rs1', k))).toEqual([1, 2, 1, 2, 1, 2])
+    expect(host('rs1', 'realserver', '--vip', vip).stdout).not.toContain('ran ')
+    expect(host('rs1', 'realserver', '--vip', vip, '--remove').code).toBe(0)
+    expect(snapshot('rs1', RS_KEYS)).toEqual(before)
+  })
+
+  it('with both applied, the dispatcher alone answers on the VIP, and its payload counter sees it', async () => {
+    expect(host('disp', 'dispatcher', '--vip', vip).code).toBe(0)
+    expect(host('rs1', 'realserver', '--vip', vip).code).toBe(0)
+    expect(host('rs2', 'realserver', '--vip', vip).code).toBe(0)
+    const server = t.spawn('disp', [process.execPath, '-e', `require('net').createServer((s) => s.end('hello from disp')).listen(80, '${vip}', () => console.log('up'))`])
+    try {
+      await new Promise<void>((resolve) => server.stdout!.once('data', () => { resolve() }))
+      const got = t.exec('client', [process.execPath, '-e', `const s = require('net').connect(80, '${vip}'); let d = ''; s.on('data', (b) => { d += b }); s.on('end', () => console.log(d))`])
+      expect(got.trim()).toBe('hello from disp')
+    } finally {
+      server.kill()
+    }
+    const mac = (where: Role): string => (JSON.parse(t.exec(where, ['ip', '-j', 'link', 'show', 'eth0'])) as Array<{ address: string }>)[0]!.address
+    const neigh = JSON.parse(t.exec('client', ['ip', '-j', 'neigh', 'show', vip])) as Array<{ lladdr: string }>
+    expect(neigh.map((n) => n.lladdr)).toEqual([mac('disp')])
+    const listed = JSON.parse(t.exec('disp', ['nft', '-j', 'list', 'counter', 'ip', 'baton', 'vip_payload_out'])) as { nftables: Array<{ counter?: { packets: number } }> }
+    expect(listed.nftables.find((o) => o.counter !== undefined)?.counter?.packets).toBe(1) // the one segment with 'hello from disp'
+  })
+
+  it('a VIP that was there already is assumed and left in place', () => {
+    t.exec('rs2', ['ip', 'address', 'add', '10.99.250.1/32', 'dev', 'eth0'])
+    const applied = host('rs2', 'dispatcher', '--vip', '10.99.250.1', '--port', '8080', '--dev', 'eth0')
+    expect(applied.code).toBe(0)
+    expect(applied.stdout).toContain('assumed 10.99.250.1 on eth0')
+    expect(host('rs2', 'dispatcher', '--vip', '10.99.250.1', '--remove').code).toBe(0)
+    expect(addrs('rs2')).toContain('eth0 10.99.250.1/32')
+  })
+
+  it('names the failing command, exits 1, and --remove undoes the part that ran', () => {
+    const before = sysctl('client', 'net.ipv4.ip_forward')
+    const failed = host('client', 'dispatcher', '--vip', '10.99.250.2', '--dev', 'nosuch0')
+    expect(failed.code).toBe(1)
+    expect(failed.stderr).toMatch(/`sysctl -w net\.ipv4\.conf\.nosuch0\.send_redirects=0` failed \(exit \d+\)/)
+    expect(sysctl('client', 'net.ipv4.ip_forward')).toBe(1)
+    expect(host('client', 'dispatcher', '--vip', '10.99.250.2', '--remove').code).toBe(0)
+    expect(sysctl('client', 'net.ipv4.ip_forward')).toBe(before)
+  })
+
+  it('without CAP_NET_ADMIN: a clear message, nothing changed, exit 1; --dry-run still prints', () => {
+    const unprivileged = (...args: string[]): ReturnType<typeof spawnSync> => spawnSync('ip', ['netns', 'exec', t.ns.client,
+      'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, MAIN, 'host', ...args], { encoding: 'utf8', timeout: 20_000 })
+    const r = unprivileged('realserver', '--vip', '10.99.250.3', '--dev', 'eth0', '--state-dir', '/nonexistent')
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain('needs root (CAP_NET_ADMIN); nothing was changed')
+    expect(addrs('client')).not.toContain('lo 10.99.250.3/32')
+    const dry = unprivileged('realserver', '--vip', '10.99.250.3', '--dev', 'eth0', '--dry-run')
+    expect(dry.status).toBe(0)
+    expect(dry.stdout).toContain('ip address add 10.99.250.3/32 dev lo')
+  })
+})
