@@ -9,8 +9,8 @@
 //   await baton.close()                          // connections already handed off are not affected
 import assert from 'node:assert'
 import { ConfigReloader, restartOnlyChanges, type ReloadOutcome, type ReloadTrigger } from './admin/reload'
-import { startAdmin, type AdminServer } from './admin/server'
-import { offerTakeover, takeoverPath, takeSockets, type TakeoverOffer } from './admin/takeover'
+import { stageAdmin, type AdminServer, type StagedAdmin } from './admin/server'
+import { collectGarbage, offerTakeover, takeoverPath, takeSockets, type TakenSockets, type TakeoverOffer } from './admin/takeover'
 import { Cluster, type ClusterDiff } from './cluster/cluster'
 import type { ServerSnapshot, ServerState } from './cluster/types'
 import type { Service } from './cluster/service'
@@ -18,7 +18,7 @@ import type { Config, ServerConfig } from './config/types'
 import type { Conn } from './dispatcher/conn'
 import { DataPath, type Routing } from './dispatcher/data-path'
 import type { PendingCounts } from './dispatcher/pending'
-import { listenJs, listenNative, listenNativeFd, wallMs, type Listener } from './dispatcher/listeners'
+import { armNativeFd, listenJs, listenNative, wallMs, type ArmedListener, type Listener } from './dispatcher/listeners'
 import { waitForQuiet } from './dispatcher/shutdown'
 import { BatonError } from './errors'
 import { Forwarders } from './forward/forwarders'
@@ -27,7 +27,7 @@ import { resolveTarget } from './forward/method'
 import { HealthChecker } from './health/checker'
 import { checkSpecOf, policyOf } from './health/policy'
 import { HealthState, type AdminState } from './health/state'
-import { createLogger, type Logger } from './log'
+import { createLogger, flushLog, type Logger } from './log'
 import { native } from './native/binding'
 import { Router } from './request/route'
 import { encodeRouteTable } from './request/route-table'
@@ -40,12 +40,22 @@ export interface BatonOptions {
    * src/admin/takeover.ts) instead of listening. Needs admin.socket and the native addon.
    */
   readonly takeover?: boolean
+  /**
+   * Each wait for the other process in a takeover (default 10000): as the new process, for the sockets (then
+   * start() fails) and, after GO, for the old one to release the admin socket (then it warns and serves
+   * meanwhile); as the running process, for GO once it sent its sockets (then it keeps them).
+   */
+  readonly takeoverTimeoutMs?: number
+  /**
+   * As the new process of a takeover, holding the sockets: how long to wait for the servers to be up before
+   * taking over with some still down (default 5000). Keep it below the running one's takeoverTimeoutMs.
+   */
+  readonly takeoverServersMs?: number
 }
 
-/** How long a takeover waits for this process's servers to come up before it takes the sockets anyway. */
-const TAKEOVER_SERVERS_MS = 5000
-/** How long each step of a takeover waits for the other process. */
-const TAKEOVER_STEP_MS = 10_000
+/** BatonOptions' defaults for the waits of a takeover. */
+export const TAKEOVER_TIMEOUT_MS = 10_000
+export const TAKEOVER_SERVERS_MS = 5000
 
 /** Cluster housekeeping period (LVS's GC timer): locality expiry, persistence templates. */
 const TICK_MS = 1000
@@ -73,7 +83,11 @@ export class Baton {
   #started = false
   #closing: Promise<void> | undefined
   readonly #takeover: boolean
+  readonly #takeoverTimeoutMs: number
+  readonly #takeoverServersMs: number
   #offer: TakeoverOffer | undefined
+  /** A takeover's channel to the old process, open until it released the admin socket. */
+  #taken: TakenSockets | undefined
   #handedOver: (() => void) | undefined
   /** Resolves once a new process took this one's listening sockets over and this one stopped accepting. */
   readonly handedOver: Promise<void>
@@ -85,6 +99,8 @@ export class Baton {
     this.#log = log
     this.#nativeOk = nativeOk
     this.#takeover = options.takeover === true
+    this.#takeoverTimeoutMs = options.takeoverTimeoutMs ?? TAKEOVER_TIMEOUT_MS
+    this.#takeoverServersMs = options.takeoverServersMs ?? TAKEOVER_SERVERS_MS
     this.handedOver = new Promise((resolve) => { this.#handedOver = resolve })
     this.#config = config
     this.#bound = config
@@ -134,10 +150,13 @@ export class Baton {
     }
     this.#observeCluster()
     try {
-      if (this.#takeover) await this.#takeOver(socket!)
-      else await this.#listen()
-      if (this.#config.admin !== undefined) await this.#startAdmin()
-      if (socket !== undefined && this.#nativeOk) this.#offerTakeover(socket)
+      if (this.#takeover) {
+        await this.#takeOver(socket!)
+      } else {
+        await this.#listen()
+        if (this.#config.admin !== undefined) this.#admin = await publishAdmin(await this.#stageAdmin())
+        if (socket !== undefined && this.#nativeOk) this.#offerTakeover(socket)
+      }
     } catch (err) {
       await this.#teardown()
       throw err
@@ -147,7 +166,7 @@ export class Baton {
     this.#reloader.watch(this.#config.watch)
     this.#log.info({ listen: this.#listeners.map((l) => `${l.host}:${l.port}`), native: this.#nativeOk,
       services: this.#config.services.length }, 'baton started')
-    this.#log.flush() // process managers and scripts wait for this line on a pipe
+    flushLog(this.#log) // process managers and scripts wait for this line on a pipe
   }
 
   /**
@@ -211,13 +230,13 @@ export class Baton {
       this.#reloader.close()
       this.#log.info({ pending: this.#path.pending, relays: this.#forwarders.active, timeoutMs },
         'shutting down: not accepting; finishing the connections already accepted')
-      this.#log.flush()
+      flushLog(this.#log)
       const left = await waitForQuiet(this.#path, () => this.#forwarders.active, timeoutMs, this.#config.limits)
       if (left.relaysLeft + left.ownedLeft > 0) this.#log.warn({ ...left, timeoutMs }, 'shutdown timeout: closing what is left')
       await this.#teardown()
       await Promise.all(stopping)
       this.#log.info('baton stopped')
-      this.#log.flush()
+      flushLog(this.#log)
     })()
     return this.#closing
   }
@@ -227,7 +246,7 @@ export class Baton {
     this.#closing ??= (async () => {
       await this.#teardown()
       this.#log.info('baton stopped')
-      this.#log.flush()
+      flushLog(this.#log)
     })()
     return this.#closing
   }
@@ -276,33 +295,87 @@ export class Baton {
     }
   }
 
-  /** Waits (bounded) for the servers to come up, receives the sockets, accepts on them, then sends GO. */
+  /**
+   * Receives the running process's sockets, waits (bounded) for the servers to come up, builds everything
+   * the first accept and the admin API need, then starts accepting as it sends GO: the old process stops as
+   * it reads GO, so the pause between them is one message. The admin API is published, and the takeover
+   * socket offered, once the old one released them (BYE); start() does not wait past takeoverTimeoutMs.
+   */
   async #takeOver (socket: string): Promise<void> {
-    const until = Date.now() + TAKEOVER_SERVERS_MS
-    while (Date.now() < until && this.servers().some((s) => s.state === 'down')) {
+    const { limits } = this.#config
+    const timeoutMs = this.#takeoverTimeoutMs
+    const taken = await takeSockets(takeoverPath(socket), timeoutMs)
+    this.#taken = taken
+    this.#log.info({ sockets: taken.sockets.length }, 'takeover: received the listening sockets; getting ready')
+    flushLog(this.#log)
+    const armed: ArmedListener[] = []
+    let admin: StagedAdmin | undefined
+    try {
+      await this.#serversUp(this.#takeoverServersMs)
+      for (const s of taken.sockets) {
+        if (armed.length < taken.sockets.indexOf(s)) { native.close(s.fd); continue } // one failed: close the rest
+        try { armed.push(armNativeFd(s.fd, { host: s.host, port: s.port }, this.#path, limits)) } catch (err) { if (armed.length === 0) throw err }
+      }
+      if (armed.length < taken.sockets.length) throw new BatonError('BATON_ERR_TAKEOVER', 'takeover: cannot accept on a socket taken over')
+      if (this.#config.admin !== undefined) admin = await this.#stageAdmin()
+      collectGarbage() // while the old process still accepts, not right after GO
+      taken.go()
+    } catch (err) {
+      taken.abandon()
+      admin?.abort()
+      await Promise.all(armed.map((l) => l.close()))
+      throw err
+    }
+    for (const l of armed) l.start()
+    const acceptingAt = wallMs()
+    this.#listeners.push(...armed)
+    this.#log.info({ listen: this.#listeners.map((l) => `${l.host}:${l.port}`), acceptingAt }, 'takeover: accepting on the sockets taken over')
+    this.#logFirstAccept(Date.now() + timeoutMs)
+    const released = taken.released(timeoutMs, () => {
+      this.#log.warn({ code: 'BATON_ERR_TAKEOVER', timeoutMs },
+        'takeover: the old process has not released the admin socket yet; accepting meanwhile, admin API once it does')
+      flushLog(this.#log)
+    }).then(() => this.#afterRelease(socket, admin, acceptingAt))
+    await Promise.race([released, new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())])
+  }
+
+  /** The old process let the admin socket go: publish ours and offer the sockets to the next takeover. */
+  async #afterRelease (socket: string, admin: StagedAdmin | undefined, acceptingAt: number): Promise<void> {
+    this.#taken = undefined
+    if (this.#closing !== undefined) { admin?.abort(); return }
+    this.#log.info({ releasedMs: +(wallMs() - acceptingAt).toFixed(3) }, 'takeover: the old process stopped accepting and released the admin socket')
+    try {
+      if (admin !== undefined) this.#admin = await publishAdmin(admin)
+    } catch (err) {
+      this.#log.error({ code: 'BATON_ERR_ADMIN_LISTEN', err: (err as Error).message }, 'admin API not started after the takeover')
+    }
+    if (this.#closing === undefined) this.#offerTakeover(socket)
+    flushLog(this.#log)
+  }
+
+  /** Resolves once no server is down, or after timeoutMs (logs which are still down). */
+  async #serversUp (timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs
+    const down = (): string[] => this.servers().filter((s) => s.state === 'down').map((s) => `${s.service}/${s.id}`)
+    while (down().length > 0) {
+      if (Date.now() >= until) {
+        this.#log.warn({ down: down(), timeoutMs }, 'takeover: servers still down after --takeover-servers-timeout; taking over anyway')
+        flushLog(this.#log)
+        return
+      }
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
-    const taken = await takeSockets(takeoverPath(socket), TAKEOVER_STEP_MS)
-    const { limits } = this.#config
-    for (const [i, s] of taken.sockets.entries()) {
-      try {
-        this.#listeners.push(listenNativeFd(s.fd, { host: s.host, port: s.port }, this.#path, limits))
-      } catch (err) {
-        for (const rest of taken.sockets.slice(i + 1)) native.close(rest.fd)
-        throw err
-      }
-    }
-    const acceptingAt = wallMs()
-    await taken.go(TAKEOVER_STEP_MS)
-    this.#log.info({ listen: this.#listeners.map((l) => `${l.host}:${l.port}`), acceptingAt,
-      goMs: +(wallMs() - acceptingAt).toFixed(3) }, 'takeover: accepting on the sockets taken over')
-    this.#logFirstAccept(Date.now() + TAKEOVER_STEP_MS)
   }
 
   /** Logs this process's first accept after a takeover (for the accept pause: old lastAcceptAt to this). */
   #logFirstAccept (until: number): void {
-    const first = Math.min(...this.#listeners.map((l) => l.firstAcceptAt ?? NaN).filter((t) => !Number.isNaN(t)))
-    if (Number.isFinite(first)) { this.#log.info({ firstAcceptAt: first }, 'takeover: first accept'); return }
+    let first: Listener | undefined
+    for (const l of this.#listeners) if ((l.firstAcceptAt ?? NaN) < (first?.firstAcceptAt ?? Infinity)) first = l
+    if (first !== undefined) {
+      this.#log.info({ firstAcceptAt: first.firstAcceptAt, clientPort: first.firstAcceptPort }, 'takeover: first accept')
+      flushLog(this.#log)
+      return
+    }
     if (Date.now() > until || this.#closing !== undefined) return
     setTimeout(() => { this.#logFirstAccept(until) }, 10).unref()
   }
@@ -312,7 +385,7 @@ export class Baton {
     const path = takeoverPath(socket)
     try {
       this.#offer = offerTakeover(path, () => this.#listeners.map((l) => ({ fd: l.fd!, host: l.host, port: l.port })),
-        (finish) => { void this.#handOver(finish) }, this.#log)
+        (finish) => { void this.#handOver(finish) }, this.#takeoverTimeoutMs, this.#log)
     } catch (err) {
       // Not fatal: the switch works as before, only a later `--takeover` will not find it.
       this.#log.warn({ code: 'BATON_ERR_ADMIN_LISTEN', path, err: (err as Error).message },
@@ -320,26 +393,30 @@ export class Baton {
     }
   }
 
-  /** A new process accepts on our sockets: stop accepting, release the admin socket, let it go on. */
+  /**
+   * A new process accepts on our sockets: stop accepting now, release the takeover and admin sockets (both
+   * are free when close() returns), say BYE so it publishes its own, then let the in-flight work finish.
+   */
   async #handOver (finish: () => void): Promise<void> {
     const listeners = this.#listeners.splice(0)
     const closing = listeners.map((l) => l.close()) // the acceptors stop synchronously
     const stoppedAt = wallMs()
-    await Promise.all(closing)
-    const lastAcceptAt = Math.max(...listeners.map((l) => l.lastAcceptAt ?? NaN).filter((t) => !Number.isNaN(t)), 0)
     this.#offer?.close()
     this.#offer = undefined
-    await this.#admin?.close()
+    const admin = this.#admin?.close()
     this.#admin = undefined
     finish()
+    await Promise.all([...closing, admin])
+    const lastAcceptAt = Math.max(...listeners.map((l) => l.lastAcceptAt ?? NaN).filter((t) => !Number.isNaN(t)), 0)
     this.#log.info({ lastAcceptAt, stoppedAt }, 'takeover: handed the listening sockets over; finishing in-flight work')
-    this.#log.flush()
+    flushLog(this.#log)
     this.#handedOver?.()
   }
 
-  async #startAdmin (): Promise<void> {
+  /** The admin API built (on a socket: listening under its staging name); publish() makes it reachable. */
+  async #stageAdmin (): Promise<StagedAdmin> {
     try {
-      this.#admin = await startAdmin(this.#config.admin!, {
+      return await stageAdmin(this.#config.admin!, {
         servers: () => this.servers(),
         outcomes: () => this.#path.outcomes,
         pending: () => this.#path.pending,
@@ -359,6 +436,8 @@ export class Baton {
   async #teardown (): Promise<void> {
     clearInterval(this.#tick)
     this.#reloader.close()
+    this.#taken?.abandon()
+    this.#taken = undefined
     this.#offer?.close()
     this.#offer = undefined
     await this.#admin?.close()
@@ -396,6 +475,15 @@ export class Baton {
 function routeTableOf (config: Config): string {
   const { moveIntervalMs, maxHeaderBytes } = config.limits
   return encodeRouteTable({ routes: config.routes, moveIntervalMs, maxHeaderBytes })
+}
+
+/** Makes a staged admin API reachable; a failure is BATON_ERR_ADMIN_LISTEN (and nothing is left listening). */
+async function publishAdmin (staged: StagedAdmin): Promise<AdminServer> {
+  try {
+    return await staged.publish()
+  } catch (err) {
+    throw new BatonError('BATON_ERR_ADMIN_LISTEN', `admin API: ${(err as Error).message}`, { cause: err })
+  }
 }
 
 /** Builds and starts a Baton: the one-call form of `new Baton(config, options).start()`. */

@@ -33,6 +33,7 @@ export const CODES = {
   BATON_ERR_ADMIN_LISTEN: 'the admin API could not listen on its address or socket',
   BATON_ERR_ADMIN_AUTH: 'an admin write was refused: no or a wrong bearer token, or a browser request',
   BATON_ERR_ADMIN_REQUEST: 'an admin request could not be taken: unknown route, wrong method, or a bad or too large body',
+  BATON_ERR_TAKEOVER: 'a takeover restart did not happen or is late: no running Baton answered, or one side waited past --takeover-timeout',
   // back-end module
   BATON_ERR_BACKEND_ATTACH: 'acceptHandoffs could not attach to the handoff socket',
 } as const

@@ -18,3 +18,12 @@ export function createLogger (level: LogLevel = 'info', dest: number | string = 
 export function silentLogger (): Logger {
   return pino({ level: 'silent' })
 }
+
+/**
+ * Writes out what is buffered, also when a write is already in flight: sonic-boom's flush() then only
+ * waits for that write, and what was logged meanwhile stays buffered (under minLength) until more comes.
+ * For the lines a process manager or an operator waits for (started, takeover steps).
+ */
+export function flushLog (log: Logger): void {
+  log.flush(() => { log.flush() })
+}

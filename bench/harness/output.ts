@@ -102,9 +102,10 @@ ${configs}
 `
 }
 
-/** bench/health.ts and bench/reload.ts write these sections of RESULTS.md; a full run keeps them, before the generated configs. */
+/** bench/health.ts, reload.ts and takeover.ts write these sections of RESULTS.md; a full run keeps them, before the generated configs. */
 const HEALTH_SECTION = '## Health checks'
 const RELOAD_SECTION = '## Reload time'
+const TAKEOVER_SECTION = '## Takeover'
 
 /** The `## heading` section of a RESULTS.md text, from its heading to the next one ('' if absent). */
 export function sectionOf (text: string, heading: string): string {
@@ -164,7 +165,8 @@ export function writeResults (repoRoot: string, r: RunRecord): Written {
   if (!o.quick && !o.partial) {
     md = path.join(repoRoot, 'bench', 'RESULTS.md')
     const fresh = markdown(r, rows, `results/${svgName}`)
-    fs.writeFileSync(md, keepSection(md, keepSection(md, fresh, HEALTH_SECTION), RELOAD_SECTION))
+    const file = md
+    fs.writeFileSync(file, [HEALTH_SECTION, RELOAD_SECTION, TAKEOVER_SECTION].reduce((text, heading) => keepSection(file, text, heading), fresh))
   } else {
     fs.writeFileSync(path.join(dir, `${base}.md`), markdown(r, rows, svgName))
   }

@@ -9,7 +9,7 @@ import type { AdminConfig } from '../config/types'
 import type { DispatchTimes, RelayBytes } from '../dispatcher/conn-log'
 import type { PendingCounts } from '../dispatcher/pending'
 import type { Logger } from '../log'
-import { listenUnix, unlinkIfSame, type FileId } from '../net/unix-socket'
+import { stageUnix, unlinkIfSame, type FileId } from '../net/unix-socket'
 import { serveStats } from './stats-page'
 import { createMetrics } from './metrics'
 import { createWriteHandler, type AdminControl } from './write'
@@ -40,8 +40,24 @@ export interface AdminServer {
   close (): Promise<void>
 }
 
+/** The admin API built, and on a Unix socket already listening under a staging name; publish() makes it reachable. */
+export interface StagedAdmin {
+  /** Listens at admin.listen, or links the socket into place at admin.socket (one link(2)). */
+  publish (): Promise<AdminServer>
+  /** For a stage never published: stops listening, removes the staging name. */
+  abort (): void
+}
+
 /** `control`: the write routes (write.ts); without it every write is 405. */
 export async function startAdmin (cfg: AdminConfig, src: AdminSource, log: Logger, control?: AdminControl): Promise<AdminServer> {
+  return (await stageAdmin(cfg, src, log, control)).publish()
+}
+
+/**
+ * startAdmin in two steps, for a takeover: everything is built (and a socket listens in its staging
+ * directory) before the running process releases admin.socket; publish() is then one system call or two.
+ */
+export async function stageAdmin (cfg: AdminConfig, src: AdminSource, log: Logger, control?: AdminControl): Promise<StagedAdmin> {
   const write = control === undefined ? undefined : createWriteHandler(control, cfg.token, log)
   const registry = createMetrics(src)
   const server = http.createServer((req, res) => {
@@ -60,25 +76,34 @@ export async function startAdmin (cfg: AdminConfig, src: AdminSource, log: Logge
   // A socket file is 0600 from its creation, '@name' stays abstract, a live socket is never taken and a
   // stale one is replaced (net/unix-socket.ts); the caller wraps a failure in BATON_ERR_ADMIN_LISTEN.
   const socket = cfg.socket
-  let id: FileId | undefined
-  if (socket !== undefined) {
-    id = await listenUnix(server, socket, 0o600, (reason, cause) => new Error(`cannot listen on ${socket}: ${reason}`, { cause }))
-  } else {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen({ host: cfg.listen!.host, port: cfg.listen!.port }, () => resolve())
-    })
-  }
-  const a = server.address() as net.AddressInfo
-  const address = socket ?? `${a.address}:${a.port}`
-  log.info({ admin: address }, 'admin API listening')
+  const staged = socket === undefined
+    ? undefined
+    : await stageUnix(server, socket, 0o600, (reason, cause) => new Error(`cannot listen on ${socket}: ${reason}`, { cause }))
   return {
-    address,
-    close: () => new Promise<void>((resolve) => {
-      if (socket !== undefined) unlinkIfSame(socket, id) // only the file this server created
-      server.closeAllConnections()
-      server.close(() => resolve())
-    }),
+    abort: () => { if (staged !== undefined) staged.abort(); else if (server.listening) server.close() },
+    publish: async () => {
+      let id: FileId | undefined
+      if (staged !== undefined) {
+        id = await staged.publish()
+      } else {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject)
+          server.listen({ host: cfg.listen!.host, port: cfg.listen!.port }, () => resolve())
+        })
+      }
+      const a = server.address() as net.AddressInfo
+      const address = socket ?? `${a.address}:${a.port}`
+      log.info({ admin: address }, 'admin API listening')
+      return {
+        address,
+        close: () => new Promise<void>((resolve) => {
+          // The socket file and an abstract name are free when this returns (the listening fd closes now).
+          if (socket !== undefined) unlinkIfSame(socket, id) // only the file this server created
+          server.closeAllConnections()
+          server.close(() => resolve())
+        }),
+      }
+    },
   }
 }
 

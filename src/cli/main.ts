@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { loadConfigFile } from '../config/load'
+import type { BatonOptions } from '../baton'
 import type { Config } from '../config/types'
 import { BatonError, ConfigError, formatIssue } from '../errors'
 import { getScheduler, schedulerNames } from '../schedulers/registry'
@@ -16,15 +17,13 @@ const DEFAULT_CONFIG = 'config/baton.yaml'
 const USAGE = `Usage: baton <command> [options]
 
 Commands:
-  start [-c FILE] [--takeover]
+  start [-c FILE] [--takeover] [--takeover-timeout MS] [--takeover-servers-timeout MS]
                       run the switch (default config: ${DEFAULT_CONFIG}); SIGHUP reloads the file,
                       SIGTERM or SIGINT stops gracefully (a second one exits at once); --takeover
                       takes the listening sockets of the Baton running with the same admin.socket
                       over (zero-downtime restart or upgrade): that one finishes its work and exits 0
   check FILE          validate a config; print each issue as file:line:col: message
   ctl COMMAND ...     change a running switch through its admin API (baton ctl --help)
-  host dispatcher|realserver --vip IP [--dry-run | --remove]
-                      set up this host for migrate forwarding (baton host --help)
   schema              print the config's JSON Schema (for editors: see the README)
   demo [-c FILE]      run the built-in demo: back ends and the switch (default: ${DEFAULT_CONFIG})
   help                show this help
@@ -35,6 +34,15 @@ Options:
       --version       print the version
       --list-schedulers
                       list the schedulers, with a description of each
+      --takeover-timeout MS
+                      start: each wait for the other process of a takeover (default 10000). The new
+                      process waits this long for the running one's sockets (then exits 1) and, after
+                      it took over, for the admin socket (then warns and serves meanwhile); a running
+                      process waits this long for a new one's GO (then keeps its sockets)
+      --takeover-servers-timeout MS
+                      start --takeover: how long to wait for the servers to be up before taking over
+                      with some still down (default 5000; keep it below the running one's
+                      --takeover-timeout)
 `
 
 class UsageError extends Error {}
@@ -43,10 +51,6 @@ async function main (argv: readonly string[]): Promise<number> {
   if (argv[0] === 'ctl') {
     const { ctl } = await import('./ctl')
     return ctl(argv.slice(1), process.env, (s) => { process.stdout.write(s) }, (s) => { process.stderr.write(s) })
-  }
-  if (argv[0] === 'host') {
-    const { host } = await import('./host')
-    return host(argv.slice(1), (s) => { process.stdout.write(s) }, (s) => { process.stderr.write(s) })
   }
   let parsed
   try {
@@ -59,6 +63,8 @@ async function main (argv: readonly string[]): Promise<number> {
         version: { type: 'boolean' },
         'list-schedulers': { type: 'boolean' },
         takeover: { type: 'boolean' },
+        'takeover-timeout': { type: 'string' },
+        'takeover-servers-timeout': { type: 'string' },
       },
     })
   } catch (err) {
@@ -74,9 +80,16 @@ async function main (argv: readonly string[]): Promise<number> {
     case 'check':
       if (rest.length > 1 || (rest.length === 1 && file !== undefined)) throw new UsageError('check takes one FILE')
       return check(rest[0] ?? file ?? DEFAULT_CONFIG)
-    case 'start':
+    case 'start': {
       noArgs(rest, command)
-      return start(file ?? DEFAULT_CONFIG, values.takeover === true)
+      const timeoutMs = ms(values['takeover-timeout'], '--takeover-timeout', 100)
+      const serversMs = ms(values['takeover-servers-timeout'], '--takeover-servers-timeout', 0)
+      return start(file ?? DEFAULT_CONFIG, {
+        takeover: values.takeover === true,
+        ...(timeoutMs === undefined ? {} : { takeoverTimeoutMs: timeoutMs }),
+        ...(serversMs === undefined ? {} : { takeoverServersMs: serversMs }),
+      })
+    }
     case 'demo':
       noArgs(rest, command)
       return demo(file ?? DEFAULT_CONFIG)
@@ -92,6 +105,14 @@ async function main (argv: readonly string[]): Promise<number> {
 
 function noArgs (rest: readonly string[], command: string): void {
   if (rest.length > 0) throw new UsageError(`${command} takes no arguments (use -c FILE), got "${rest.join(' ')}"`)
+}
+
+/** A whole number of milliseconds, min..3600000, from an option; undefined when not given. */
+function ms (text: string | undefined, option: string, min: number): number | undefined {
+  if (text === undefined) return undefined
+  const n = Number(text)
+  if (!/^\d+$/.test(text) || n < min || n > 3_600_000) throw new UsageError(`${option} must be milliseconds, ${min}..3600000, got "${text}"`)
+  return n
 }
 
 function print (text: string): number {
@@ -145,7 +166,8 @@ function check (file: string): number {
   return 0
 }
 
-async function start (file: string, takeover: boolean): Promise<number> {
+async function start (file: string, options: BatonOptions): Promise<number> {
+  const takeover = options.takeover === true
   const config = load(file)
   if (config === undefined) return 2
   if (takeover) {
@@ -161,7 +183,7 @@ async function start (file: string, takeover: boolean): Promise<number> {
   const { startBaton } = await import('../baton')
   let instance
   try {
-    instance = await startBaton(config, { takeover })
+    instance = await startBaton(config, options)
   } catch (err) {
     if (!takeover) throw err
     process.stderr.write(`baton: ${(err as Error).message}\n`) // the running Baton goes on as it was

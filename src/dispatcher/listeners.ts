@@ -13,6 +13,8 @@ export interface Listener extends LocalEnd {
   /** Wall-clock ms (sub-ms precision) of the first and the last accept, NaN before any. */
   readonly firstAcceptAt?: number
   readonly lastAcceptAt?: number
+  /** The client port of the first accepted connection (a takeover's bench matches it to its client). */
+  readonly firstAcceptPort?: number
   close (): Promise<void>
 }
 
@@ -34,17 +36,27 @@ export function listenNative (addr: ListenAddress, path: DataPath, limits: Limit
  * accept on it too). On failure the fd is closed. TCP_DEFER_ACCEPT and the backlog are the socket's own.
  */
 export function listenNativeFd (fd: number, local: LocalEnd, path: DataPath, limits: LimitsConfig): Listener {
+  const l = armNativeFd(fd, local, path, limits)
+  l.start()
+  return l
+}
+
+/** A listener whose acceptor is built but not started: start() makes it accept (a takeover's last step). */
+export interface ArmedListener extends Listener { start (): void }
+
+/** listenNativeFd without the start: everything the first accept needs is built. On failure the fd is closed. */
+export function armNativeFd (fd: number, local: LocalEnd, path: DataPath, limits: LimitsConfig): ArmedListener {
   const peekBuf = Buffer.allocUnsafe(limits.maxHeaderBytes)
   let acceptor: AcceptorHandle
   let first = NaN
   let last = NaN
+  let firstPort = 0
   try {
     acceptor = native.createAcceptor(fd, peekBuf, (cfd, peeked, address, cport) => {
       last = wallMs()
-      if (Number.isNaN(first)) first = last
+      if (Number.isNaN(first)) { first = last; firstPort = cport }
       path.accept(cfd, peekBuf, peeked, address, cport, local)
     })
-    acceptor.start()
   } catch (err) {
     native.close(fd)
     throw err
@@ -54,6 +66,8 @@ export function listenNativeFd (fd: number, local: LocalEnd, path: DataPath, lim
     fd,
     get firstAcceptAt () { return first },
     get lastAcceptAt () { return last },
+    get firstAcceptPort () { return firstPort },
+    start: () => { acceptor.start() },
     close: async () => {
       acceptor.close()
       native.close(fd)

@@ -74,9 +74,29 @@ function probe (p: string): Promise<string> {
  * on disk. The staging name is gone before this returns (libuv's unlink of it at close finds nothing).
  */
 export async function listenUnix (server: net.Server, p: string, mode: number, fail: Fail): Promise<FileId | undefined> {
+  return (await stageUnix(server, p, mode, fail)).publish()
+}
+
+/** A server listening on a staged name, not yet reachable at its path (see stageUnix). */
+export interface StagedUnix {
+  /**
+   * Makes it reachable at the path (link(2); a stale file there is replaced, a live one never taken; an
+   * abstract name is bound only now). Resolves to the file's identity (undefined for '@name'); on failure
+   * nothing is left listening or on disk.
+   */
+  publish (): Promise<FileId | undefined>
+  /** Stops listening and removes the staging directory; for a stage that is never published. */
+  abort (): void
+}
+
+/**
+ * listenUnix in two steps, for a process that must be ready before the path is free (a takeover: the
+ * running process still holds it): the server already listens in its private staging directory, and
+ * publish() is one link(2) (abstract names: one bind and listen) once the path is free.
+ */
+export async function stageUnix (server: net.Server, p: string, mode: number, fail: Fail): Promise<StagedUnix> {
   if (isAbstract(p)) {
-    await listen(server, nodeSocketPath(p), fail)
-    return undefined
+    return { publish: async () => { await listen(server, nodeSocketPath(p), fail); return undefined }, abort: () => {} }
   }
   let dir: string
   try {
@@ -84,25 +104,39 @@ export async function listenUnix (server: net.Server, p: string, mode: number, f
   } catch (err) {
     throw fail(`cannot create a private directory next to it (${(err as Error).message})`, err)
   }
+  const staged = path.join(dir, 'sock')
+  const abort = (): void => {
+    if (server.listening) server.close()
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
   try {
-    const staged = path.join(dir, 'sock')
     await listen(server, staged, fail)
     fs.chmodSync(staged, mode & fs.statSync(staged).mode & 0o777) // born 0777 & ~umask: gives mode & ~umask
-    for (let attempt = 0; ; attempt++) {
-      try {
-        fs.linkSync(staged, p)
-        return fileId(p)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fail((err as Error).message, err)
-        if (attempt > 0) throw fail('the path was taken again while a stale file was being replaced', err)
-        await reclaimStale(p, fail)
-      }
-    }
   } catch (err) {
-    if (server.listening) server.close()
+    abort()
     throw err
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true })
+  }
+  return {
+    abort,
+    publish: async () => {
+      try {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            fs.linkSync(staged, p)
+            return fileId(p)
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fail((err as Error).message, err)
+            if (attempt > 0) throw fail('the path was taken again while a stale file was being replaced', err)
+            await reclaimStale(p, fail)
+          }
+        }
+      } catch (err) {
+        if (server.listening) server.close()
+        throw err
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    },
   }
 }
 
