@@ -63,6 +63,9 @@ void RelayCore::OnEvent(RelayConn* c, bool is_upstream, uint32_t events, int64_t
     if (err == 0) getsockopt(c->client, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) return Finish(c, err);
   }
+  if (c->watch && !is_upstream && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
+    c->watch->drained = false;  // a new edge: the watched up direction reads again
+  }
   int in_dir = is_upstream ? kDirDown : kDirUp;
   int out_dir = is_upstream ? kDirUp : kDirDown;
   const RelayDir& out = is_upstream ? c->up : c->down;

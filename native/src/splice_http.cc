@@ -40,12 +40,24 @@ int64_t HttpFramer::Feed(const uint8_t* p, size_t n) {
       continue;
     }
     if (state_ == kClose || state_ == kTunnel) return static_cast<int64_t>(n);
+    if (state_ == kLine && Skipping()) {  // the rest of a line nothing is kept of: to its CR (or a bare LF)
+      while (i < n && p[i] != CR && p[i] != LF) i++;
+      if (i == n) break;
+    }
     uint8_t c = p[i++];
     int rc = state_ <= kNone ? HeadByte(c) : BodyByte(c);
     if (rc < 0) return rc;
     if (rc > 0) return static_cast<int64_t>(i);
   }
   return static_cast<int64_t>(i);
+}
+
+// Inside a line whose remaining bytes change nothing: a header value not kept, or the first line past
+// the bytes read from it (a request's method, a response's status code).
+bool HttpFramer::Skipping() const {
+  if (line_start_) return false;
+  if (line_no_ == 0) return first_len_ > (request_ ? 8 : 12);
+  return in_value_ && name_idx_ == -2;
 }
 
 void HttpFramer::Skip(uint64_t k) {

@@ -44,6 +44,7 @@ class HttpFramer {
     kLine, kCr, kNone, kLength, kChunkSize, kChunkExt, kChunkSizeLf, kChunkData, kChunkDataCr, kChunkDataLf,
     kTrailer, kTrailerLine, kTrailerLf, kTrailerEndLf, kClose, kTunnel
   };
+  bool Skipping() const;
   int HeadByte(uint8_t c);  // 1 = the message ended, 0 = go on, -EPROTO
   int BodyByte(uint8_t c);
   void StartHead();

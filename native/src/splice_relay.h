@@ -86,6 +86,7 @@ struct RelayWatch {
   bool moving = false;
   bool tunnel = false;
   bool discard = false;     // the server ended while moving: read the client to its end, drop it
+  bool drained = false;     // the client's queue was read empty and no EPOLLIN edge came since
 };
 
 enum class RelayState : uint8_t { kConnecting, kRelaying, kDead };

@@ -22,7 +22,7 @@
 namespace baton {
 
 static const int kWatchRounds = 16;
-static const size_t kReadChunk = 16384;
+static const size_t kReadChunk = 16384;  // as kCopyBuf: one read's stack buffer
 static const size_t kCompactAt = 65536;
 
 // Sends in[in_off, fwd_end). 1 = all sent, 0 = upstream full (wait_out: its EPOLLOUT pumps up again), -errno.
@@ -80,21 +80,28 @@ int RelayCore::JudgeHead(RelayConn* c) {
   return 1;
 }
 
-// Appends what the client has (one read). 1 = read something (maybe more queued) or EOF, 2 = read what was
-// queued (a short read: a later arrival raises a new edge), 0 = nothing queued, -errno.
+// Appends what the client has (one read). 1 = read something (maybe more queued) or EOF, 0 = nothing
+// queued (or known to be drained: a short read emptied the queue and no EPOLLIN edge came since), -errno.
 int RelayCore::ReadIn(RelayConn* c) {
   RelayWatch* w = c->watch.get();
-  size_t old = w->in.size();
-  w->in.resize(old + kReadChunk);
+  if (w->drained) return 0;
+  char buf[kReadChunk];
   ssize_t n;
-  do n = recv(c->client, &w->in[old], kReadChunk, MSG_DONTWAIT); while (n < 0 && errno == EINTR);
-  w->in.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
+  do n = recv(c->client, buf, sizeof buf, MSG_DONTWAIT); while (n < 0 && errno == EINTR);
   if (n == 0) {
     c->up.eof = true;
     return 1;
   }
-  if (n < 0) return errno == EAGAIN ? 0 : -errno;
-  return static_cast<size_t>(n) == kReadChunk || c->up.rdhup ? 1 : 2;
+  if (n < 0) {
+    if (errno != EAGAIN) return -errno;
+    w->drained = true;
+    return 0;
+  }
+  w->in.append(buf, static_cast<size_t>(n));
+  // A short read emptied the queue: a later arrival raises a new edge (OnEvent clears drained), unless the
+  // peer's FIN was seen, whose edge is spent: then read on to EOF.
+  if (static_cast<size_t>(n) < sizeof buf && !c->up.rdhup) w->drained = true;
+  return 1;
 }
 
 // The client ended and everything before its end went up: pass the end on (see PumpDirRounds).
@@ -112,16 +119,13 @@ int RelayCore::PumpUpWatched(RelayConn* c, bool* budget_left) {
   RelayWatch* w = c->watch.get();
   RelayDir* d = &c->up;
   d->wait_out = false;
-  bool drained = false;
   for (int round = 0; round < kWatchRounds; round++) {
     if (w->discard) {
       w->in.clear();
       w->in_off = w->fwd_end = 0;
       if (d->eof) return ShutUp(c);
-      if (drained) return 0;
       int rc = ReadIn(c);
       if (rc <= 0) return rc;
-      drained = rc == 2;
       continue;
     }
     int rc = SendIn(c);
@@ -149,10 +153,8 @@ int RelayCore::PumpUpWatched(RelayConn* c, bool* budget_left) {
       }
     }
     if (d->eof) return w->in.empty() ? ShutUp(c) : 0;  // a partial head at the end was posted above
-    if (drained) return 0;
     rc = ReadIn(c);
     if (rc <= 0) return rc;
-    drained = rc == 2;
   }
   *budget_left = false;
   return 0;
@@ -210,7 +212,7 @@ void RelayCore::ApplyVerdict(const RelayVerdict& v, int64_t now) {
   c->watch->waiting = false;
   if (v.move) c->watch->moving = true;
   else c->watch->stay = true;
-  Pump(c, kDirUp | kDirDown, now);
+  Pump(c, kDirUp, now);  // its AfterPump returns the client if the move is due already
 }
 
 // Every response before the moving request went down: close the upstream, give the client back.

@@ -115,6 +115,10 @@ export class MessageFramer {
         continue
       }
       if (s === B_CLOSE || s === B_TUNNEL) return end
+      if (s === H_LINE && this.#skipping()) { // the rest of a line nothing is kept of: to its CR (or a bare LF)
+        while (i < end && buf[i] !== CR && buf[i] !== LF) i++
+        if (i === end) break
+      }
       const c = buf[i++]!
       if (s < B_NONE || s === B_NONE) {
         if (this.#headByte(c)) return i
@@ -123,6 +127,13 @@ export class MessageFramer {
       }
     }
     return i
+  }
+
+  /** Inside a line whose remaining bytes change nothing: a header value not kept, or the first line past what is read of it. */
+  #skipping (): boolean {
+    if (this.#lineStart) return false
+    if (this.#lineNo === 0) return this.#firstLen > (this.#request ? 8 : 12)
+    return this.#inValue && this.#nameIdx === -2
   }
 
   #done (): void {

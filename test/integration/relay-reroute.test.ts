@@ -45,8 +45,9 @@ describe.runIf(linux && native.available).each(methods)('%s relay, watched', (me
     const r = reader(client)
     client.write(first)
     const acc = await listener.next()
-    fwd.forward(watchedConn(typeof to === 'number' ? to : to.port, acc, { watch }))
-    return { sink, fwd, client, r }
+    const conn = watchedConn(typeof to === 'number' ? to : to.port, acc, { watch })
+    fwd.forward(conn)
+    return { sink, fwd, client, r, conn }
   }
 
   function reset (): void { a.seen.length = 0; b.seen.length = 0; a.bodies.length = 0; b.bodies.length = 0 }
@@ -326,12 +327,12 @@ describe.runIf(linux && native.available).each(methods)('%s relay, watched', (me
     const o1 = await open(get('/a1'))
     await o1.r.until('A:GET /a1 0;')
     o1.client.write('GET /a2 HTT') // half a head: it waits
-    await new Promise((resolve) => setTimeout(resolve, 30))
+    await new Promise((resolve) => setTimeout(resolve, 50))
     o1.client.resetAndDestroy()
     await o1.sink.until(() => o1.sink.stats.length === 1)
     expect(o1.sink.stats[0]!.errno).not.toBe(0)
     const o2 = await open(get('/aslow') + get('/b1')) // moving, waiting for the slow response
-    await new Promise((resolve) => setTimeout(resolve, 30))
+    await waitUntil(() => o2.sink.log.includes('next GET /b1'))
     o2.client.resetAndDestroy()
     await o2.sink.until(() => o2.sink.stats.length === 1)
     expect(o2.sink.returns).toEqual([])
@@ -343,7 +344,7 @@ describe.runIf(linux && native.available).each(methods)('%s relay, watched', (me
   it('close() while a connection moves or waits for a head resets it (ECANCELED)', async () => {
     reset()
     const { sink, fwd, client } = await open(get('/aslow') + get('/b1'))
-    await new Promise((resolve) => setTimeout(resolve, 30))
+    await waitUntil(() => sink.log.includes('next GET /b1')) // moving: the slow response is still on its way
     await fwd.close()
     await sink.until(() => sink.stats.length === 1)
     expect(sink.stats[0]!.errno).toBe(125)
@@ -397,6 +398,10 @@ describe.runIf(linux && native.available).each(methods)('%s relay, watched', (me
     expect(fdCount()).toBe(startFds + 3)
   })
 })
+
+async function waitUntil (cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((resolve) => setTimeout(resolve, 5))
+}
 
 /** Returned clients not forwarded anew: close them (the data path would answer or forward them). */
 function closeReturned (sink: RerouteSink): void {
