@@ -24,6 +24,8 @@ Commands:
                       over (zero-downtime restart or upgrade): that one finishes its work and exits 0
   check FILE          validate a config; print each issue as file:line:col: message
   ctl COMMAND ...     change a running switch through its admin API (baton ctl --help)
+  host dispatcher|realserver --vip IP [--dry-run | --remove]
+                      set up this host for migrate forwarding (baton host --help)
   schema              print the config's JSON Schema (for editors: see the README)
   demo [-c FILE]      run the built-in demo: back ends and the switch (default: ${DEFAULT_CONFIG})
   help                show this help
@@ -51,6 +53,10 @@ async function main (argv: readonly string[]): Promise<number> {
   if (argv[0] === 'ctl') {
     const { ctl } = await import('./ctl')
     return ctl(argv.slice(1), process.env, (s) => { process.stdout.write(s) }, (s) => { process.stderr.write(s) })
+  }
+  if (argv[0] === 'host') {
+    const { host } = await import('./host')
+    return host(argv.slice(1), (s) => { process.stdout.write(s) }, (s) => { process.stderr.write(s) })
   }
   let parsed
   try {
