@@ -16,9 +16,11 @@ import {
   MAX_MESSAGE_BYTES, MSG_GOODBYE, MSG_REBALANCE, MSG_ROUTES, ROUTES_FIRST, ROUTES_LAST,
   type CheckAddress, type HandoffMeta, type ReportState,
 } from '../protocol/handoff'
+import type { ErrorCode } from '../errors'
 import { native } from '../native/binding'
+import { responseBytes } from '../protocol/answers'
 import type { PollerHandle } from '../native/types'
-import { hookParser, mayShed, movedBytes, pauseReported, RouteCheck, socketFd, type Move, type WatchedConn } from './reroute'
+import { hookParser, mayShed, movedBytes, pauseReported, RouteCheck, socketFd, upgradeReported, type Move, type WatchedConn } from './reroute'
 
 /** How often request times are reported at most (see #scheduleLatency). */
 const LATENCY_FLUSH_MS = 500
@@ -26,10 +28,10 @@ const MAX_RECV_PER_WAKEUP = 256
 /** A HANDBACK that finds the channel full is tried again this often, up to HANDBACK_GIVE_UP_MS. */
 const HANDBACK_RETRY_MS = 10
 const HANDBACK_GIVE_UP_MS = 2000
+/** How long a connection answered here (refuse) stays open after the answer, for the client to read it. */
+const REFUSE_LINGER_MS = 1000
 /** The largest routes table a back end accepts (ROUTES fragments joined). */
 const MAX_ROUTES_BYTES = 16 * 1024 * 1024
-/** What the client gets when its connection had to move and could not (no channel takes it back). */
-const UNAVAILABLE = 'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n'
 
 /** Reads on every channel are synchronous: one receive buffer for all, large enough for a HANDOFF with bytes. */
 const recvBuf = Buffer.allocUnsafe(MAX_CARRY_BYTES)
@@ -163,6 +165,16 @@ export class BackendChannel {
   }
 
   /**
+   * The same for a moving request with Upgrade, or a CONNECT: llhttp takes its upgrade path, so Node gives
+   * the head to 'upgrade' / 'connect' with the bytes after it (bodyHead). True when it was a move.
+   */
+  upgradeStopped (rec: ConnRecord, bodyHead: unknown): boolean {
+    if (!upgradeReported(rec, bodyHead)) return false
+    rec.channel.handBack(rec)
+    return true
+  }
+
+  /**
    * Hands the connection back once every response before the moving request is written (the kernel has
    * them), over this channel or, if it cannot, another. A client whose connection cannot go back gets 503.
    */
@@ -174,13 +186,17 @@ export class BackendChannel {
       socket.once('drain', () => { rec.channel.handBack(rec, since) })
       return
     }
+    if (move.answer !== undefined) { // a rule only this process can see: answered here, as the dispatcher would
+      refuse(socket, move.answer.status, move.answer.code)
+      return
+    }
     const ch = this.takesHandbacks ? this : this.#host.handbackChannel()
     const bytes = movedBytes(move)
     const fd = socketFd(socket)
     if (ch === undefined || bytes === undefined || fd < 0) {
       this.#host.error(new Error(`handoff: connection ${rec.meta.connId} must move (${move.reason}) but ${
         fd < 0 ? 'its socket is gone' : bytes === undefined ? 'too many bytes were read' : 'no dispatcher takes it back'}`))
-      refuse(socket)
+      refuse(socket, 503, 'BATON_ERR_HANDOFF_FAILED')
       return
     }
     const len = encodeHandback(handbackBuf, {
@@ -198,7 +214,7 @@ export class BackendChannel {
       return
     }
     this.#host.error(new Error(`handoff: connection ${rec.meta.connId} could not go back: ${native.errnoName(-rc)}`))
-    refuse(socket)
+    refuse(socket, 503, 'BATON_ERR_HANDOFF_FAILED')
   }
 
   connectionClosed (rec: ConnRecord): void {
@@ -446,9 +462,13 @@ export class BackendChannel {
   }
 }
 
-/** A connection that had to move and cannot: the client gets a 503 for the request that moved, then the end. */
-function refuse (socket: net.Socket): void {
+/**
+ * The request that moved is answered here (a rule only this process sees, or the connection cannot go
+ * back: 503), with the dispatcher's own answer, after which the connection ends.
+ */
+function refuse (socket: net.Socket, status: number, code: ErrorCode): void {
   if (socket.destroyed) return
-  socket.end(UNAVAILABLE)
-  socket.destroySoon()
+  socket.end(responseBytes(status, code))
+  // Not at once: closing with the request's bytes unread sends a reset, which can cost the client the answer.
+  setTimeout(() => { socket.destroy() }, REFUSE_LINGER_MS).unref()
 }

@@ -162,23 +162,38 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
 }
 
 /**
- * The pause that stops a moving connection's parser reaches the http.Server as a 'clientError'
- * (reroute.ts); it must not be answered as one. Wraps server.emit for that event only; returns the undo.
+ * The pause that stops a moving connection's parser reaches the http.Server as a 'clientError', or, for a
+ * request with Upgrade or a CONNECT (llhttp's upgrade path), as 'upgrade' or 'connect' (reroute.ts). None
+ * may reach the application. Wraps server.emit for those events; returns the undo.
+ *
+ * Node emits 'connect' only when the server has a listener, and destroys the socket otherwise, which would
+ * lose the responses before the moving CONNECT: a listener of ours keeps the event coming, and the wrapper
+ * does what Node would have done when it is the only one.
  */
 function interceptPause (server: http.Server): () => void {
   const emit = server.emit
+  const noConnectListener = (): void => {}
   const wrapped = function (this: http.Server, event: string | symbol): boolean {
-    if (event === 'clientError') {
+    if (event === 'clientError' || event === 'upgrade' || event === 'connect') {
       // eslint-disable-next-line prefer-rest-params
-      const rec = (arguments[2] as Record<symbol, ConnRecord | undefined> | undefined)?.[kConn]
-      // eslint-disable-next-line prefer-rest-params
-      if (rec !== undefined && rec.channel.paused(rec, arguments[1])) return true
+      const a = arguments
+      const socket = a[2] as net.Socket | undefined
+      const rec = (socket as unknown as Record<symbol, ConnRecord | undefined> | undefined)?.[kConn]
+      if (rec !== undefined && (event === 'clientError' ? rec.channel.paused(rec, a[1]) : rec.channel.upgradeStopped(rec, a[3]))) return true
+      if (event === 'connect' && server.listenerCount('connect') === 1) { // ours only: Node's default
+        socket?.destroy()
+        return false
+      }
     }
     // eslint-disable-next-line prefer-rest-params
     return Reflect.apply(emit, this, arguments) as boolean
   } as typeof server.emit
   server.emit = wrapped
-  return () => { if (server.emit === wrapped) server.emit = emit }
+  server.on('connect', noConnectListener)
+  return () => {
+    server.off('connect', noConnectListener)
+    if (server.emit === wrapped) server.emit = emit
+  }
 }
 
 /** Where the server answers HTTP on its own listener (TCP or a Unix socket path), for the dispatcher's health checks. */

@@ -13,11 +13,12 @@
 // the bytes read but not parsed. The socket stops reading at once, so nothing else is read from the kernel.
 // The head itself is written again from what Node parsed (method, target, version, rawHeaders in order).
 import type http from 'node:http'
+import type { ErrorCode } from '../errors'
 import type net from 'node:net'
 import { MAX_CONSUMED_BYTES, type HandbackReason } from '../protocol/handoff'
 import { Router } from '../request/route'
 import { decodeRouteTable, type RouteTable } from '../request/route-table'
-import { checkParsedHead } from '../request/sniff'
+import { checkParsedHead, framingTabIn } from '../request/sniff'
 
 /** llhttp's HPE_PAUSED: a callback that returns it pauses the parser (llhttp.h). */
 const HPE_PAUSED = 21
@@ -27,6 +28,11 @@ export interface Move {
   readonly reason: HandbackReason
   readonly head: Buffer
   rest: Buffer | undefined
+  /**
+   * The request breaks a rule only this process can see (the raw bytes of its head, which its parser does
+   * not keep): it is answered here, with the dispatcher's answer, instead of going back.
+   */
+  readonly answer?: { readonly status: number; readonly code: ErrorCode } | undefined
 }
 
 /** What the rerouter needs of a connection's record (backend/channel.ts ConnRecord). */
@@ -74,7 +80,11 @@ export class RouteCheck {
 
 interface NodeParser {
   onIncoming: ((req: http.IncomingMessage, keepAlive: boolean) => number) | null
+  getCurrentBuffer?: () => Buffer
 }
+
+/** A verdict that the back end answers itself (see Move.answer). */
+export const FRAMING_TAB = Object.freeze({ status: 400, code: 'BATON_ERR_BAD_REQUEST' as ErrorCode })
 
 interface StreamHandle { reading?: boolean; readStop?: () => number; readStart?: () => number; fd?: number }
 
@@ -92,9 +102,12 @@ export function hookParser (socket: net.Socket, conn: WatchedConn, check: () => 
     if (++conn.heads > 1 && conn.move === undefined) {
       const rc = check()
       const why = rc?.verdict(req, conn)
-      if (why !== undefined) {
+      // Node trims a framing header's value: HTAB in it (refused on a first head) shows only in the bytes.
+      const answer = rc !== undefined && (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) &&
+        typeof parser.getCurrentBuffer === 'function' && framingTabIn(parser.getCurrentBuffer()) ? FRAMING_TAB : undefined
+      if (why !== undefined || answer !== undefined) {
         stopReading(socket)
-        conn.move = { reason: why, head: serializeHead(req), rest: undefined }
+        conn.move = { reason: why ?? 'reroute', head: serializeHead(req), rest: undefined, answer }
         return HPE_PAUSED
       }
     }
@@ -114,6 +127,18 @@ export function pauseReported (conn: WatchedConn, err: unknown): boolean {
   const raw = Buffer.isBuffer(e.rawPacket) ? e.rawPacket : undefined
   const at = typeof e.bytesParsed === 'number' ? e.bytesParsed : 0
   move.rest = raw !== undefined && at < raw.length ? Buffer.from(raw.subarray(at)) : Buffer.alloc(0)
+  return true
+}
+
+/**
+ * A moving request that llhttp read as an upgrade (Upgrade header, CONNECT): Node does not report the pause
+ * as an error but hands the head to 'upgrade' / 'connect' with `bodyHead`, the bytes read after it. True
+ * when it was our move (the move now knows its bytes).
+ */
+export function upgradeReported (conn: WatchedConn, bodyHead: unknown): boolean {
+  const move = conn.move
+  if (move === undefined || move.rest !== undefined) return false
+  move.rest = Buffer.isBuffer(bodyHead) ? Buffer.from(bodyHead) : Buffer.alloc(0)
   return true
 }
 

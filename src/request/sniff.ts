@@ -158,6 +158,23 @@ function checkRequestLine (buf: Buffer, eol: number): Reject | null {
   return major === 1 && minor <= 1 ? null : REJECT.version
 }
 
+/**
+ * Whether buf holds a Content-Length or Transfer-Encoding header line with an HTAB in its value (the rule
+ * scanHead applies to a first head). For a back end checking a later head whose parser (Node's) trims the
+ * value: it scans the bytes that parser was given. A line of another request in buf may answer true too.
+ */
+export function framingTabIn (buf: Buffer): boolean {
+  const lim = buf.length
+  for (let i = buf.indexOf(LF); i >= 0 && i + 1 < lim; i = buf.indexOf(LF, i + 1)) {
+    const start = i + 1
+    let j = start
+    while (j < lim && TCHAR[buf[j]!] === 1) j++
+    if (j >= lim || buf[j] !== COLON || !isFramingName(buf, start, j - start)) continue
+    for (j++; j < lim && buf[j] !== CR && buf[j] !== LF; j++) if (buf[j] === HTAB) return true
+  }
+  return false
+}
+
 /** Content-Length or Transfer-Encoding, any case, at buf[start, start + n). */
 function isFramingName (buf: Buffer, start: number, n: number): boolean {
   const name = n === 14 ? 'content-length' : n === 17 ? 'transfer-encoding' : null
@@ -271,6 +288,7 @@ export function sniffHead (buf: Buffer, len: number, maxHeaderBytes: number): Sn
 export function checkParsedHead (method: string, url: string, versionMajor: number, versionMinor: number,
   headers: readonly string[], headBytes: number): SniffResult {
   if (versionMajor !== 1 || versionMinor > 1) return REJECT.version
+  if (headers.length > 2 * MAX_HEADER_LINES) return REJECT.tooManyHeaders
   if (!ROUTABLE_METHODS.has(method)) return method === 'CONNECT' ? REJECT.connect : REJECT.method
   const fieldError = checkFields(headers, versionMinor)
   if (fieldError !== null) return fieldError
