@@ -168,6 +168,8 @@ class RelayCore {
   int ReadSend(RelayDir* d);
   // splice_watch.cc
   int PumpUpWatched(RelayConn* c, bool* budget_left);
+  int PumpUpWatchedRounds(RelayConn* c, bool* budget_left);
+  int SpliceBody(RelayConn* c);
   int SendIn(RelayConn* c);
   int JudgeHead(RelayConn* c);
   int ReadIn(RelayConn* c);

@@ -6,10 +6,12 @@
 // move = nothing more goes up, the responses to the requests already sent finish (the response direction is
 // framed too, but its body bytes are still spliced: FrameDown only sees what ReadSend reads, and bulk splices
 // are cut at body ends), then Return() closes the upstream and gives the client back (kRelayReturned, with
-// `in` from that head on). After a 101 or a CONNECT 2xx the connection is a tunnel: `in` is flushed and the
+// `in` from that head on). Large request bodies (a Content-Length or chunk of 16 KiB or more still to come)
+// are spliced up, cut at their end. After a 101 or a CONNECT 2xx the connection is a tunnel: `in` is flushed and the
 // up direction is an ordinary PumpDir again. A response framed by close means the connection cannot move:
 // the client is read to its end and dropped (discard), as an unwatched relay would end.
 #include <errno.h>
+#include <fcntl.h>  // splice
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -114,8 +116,63 @@ int RelayCore::ShutUp(RelayConn* c) {
   return 0;
 }
 
+// A request ended at fwd_end (or at the end of a spliced body).
+static void baton__request_ended(RelayWatch* w) {
+  w->requests++;
+  w->stay = false;
+  if ((w->req.last_kind() & (kReqUpgrade | kReqConnect)) != 0) w->wait_upgrade = true;
+}
+
+// A large request body goes up by splice (through the direction's pipe), never past its end; `in` is empty.
+// 1 = progress, 0 = waiting (upstream full, or the client's queue empty), 2 = not a bulk body: read it, -errno.
+int RelayCore::SpliceBody(RelayConn* c) {
+  RelayWatch* w = c->watch.get();
+  RelayDir* d = &c->up;
+  while (d->queued > 0) {
+    ssize_t n = splice(d->pipe.r, nullptr, c->upstream, nullptr, d->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+      d->queued -= static_cast<size_t>(n);
+      d->bytes += static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      d->wait_out = true;
+      return 0;
+    }
+    return n < 0 ? -errno : -EPIPE;
+  }
+  uint64_t left = w->req.BodyLeft();
+  if (left < kReadChunk || w->drained || d->eof) return 2;
+  if (d->pipe.r < 0 && !PipeGet(&d->pipe)) return 2;  // no pipe to be had: copy
+  size_t want = std::min<uint64_t>(left, static_cast<uint64_t>(d->pipe.cap));
+  ssize_t n = splice(c->client, nullptr, d->pipe.w, nullptr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  if (n > 0) {
+    d->queued = static_cast<size_t>(n);
+    w->req.Skip(static_cast<uint64_t>(n));
+    if (w->req.ended()) baton__request_ended(w);
+    return 1;
+  }
+  if (n == 0) {
+    d->eof = true;
+    return 1;
+  }
+  if (errno == EINTR) return 1;
+  if (errno != EAGAIN) return -errno;
+  w->drained = true;  // the pipe is empty, so EAGAIN means the socket is
+  return 0;
+}
+
 // The up direction of a watched connection. 0 = waiting (for bytes, space, a verdict or a response), -errno.
+// The direction's pipe is held only while a spliced body has bytes in it.
 int RelayCore::PumpUpWatched(RelayConn* c, bool* budget_left) {
+  int rc = PumpUpWatchedRounds(c, budget_left);
+  RelayDir* d = &c->up;
+  if (d->queued == 0 && d->pipe.r >= 0) PipePut(&d->pipe, true);
+  return rc;
+}
+
+int RelayCore::PumpUpWatchedRounds(RelayConn* c, bool* budget_left) {
   RelayWatch* w = c->watch.get();
   RelayDir* d = &c->up;
   d->wait_out = false;
@@ -144,11 +201,14 @@ int RelayCore::PumpUpWatched(RelayConn* c, bool* budget_left) {
         int64_t k = w->req.Feed(reinterpret_cast<const uint8_t*>(w->in.data()) + w->fwd_end, w->in.size() - w->fwd_end);
         if (k < 0) return static_cast<int>(k);
         w->fwd_end += static_cast<size_t>(k);
-        if (w->req.ended()) {
-          w->requests++;
-          w->stay = false;
-          if ((w->req.last_kind() & (kReqUpgrade | kReqConnect)) != 0) w->wait_upgrade = true;
-        }
+        if (w->req.ended()) baton__request_ended(w);
+        continue;
+      }
+    }
+    if (w->in.empty() && (d->queued > 0 || w->req.BodyLeft() >= kReadChunk)) {
+      rc = SpliceBody(c);
+      if (rc <= 1) {
+        if (rc <= 0) return rc;
         continue;
       }
     }

@@ -2,6 +2,7 @@
 // by a small real sink against real HTTP servers. Every request after the first is judged before it reaches
 // the server; one that moves is returned byte for byte with everything after it, once the responses before
 // it went down whole and in order; the returned client is then forwarded anew, as the data path does.
+import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -174,6 +175,33 @@ describe.runIf(linux && native.available).each(methods)('%s relay, watched', (me
     await r.until('A:GET /alen 0;')
     expect(r.text().endsWith('A:GET /alen 0;')).toBe(true)
     expect(r.text().length).toBeGreaterThan(4 << 20)
+    client.destroy()
+    closeReturned(sink)
+    await fwd.close()
+  })
+
+  it('a 64 MiB upload and a chunked one in 1 MiB chunks arrive byte for byte; the move after them is exact', async () => {
+    reset()
+    const big = randomBytes(64 << 20)
+    const chunk = randomBytes(1 << 20)
+    const head = `POST /a-big HTTP/1.1\r\nHost: t\r\nContent-Length: ${big.length}\r\n\r\n`
+    const chunked = Buffer.concat([
+      Buffer.from('POST /a-chunks HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'),
+      ...[0, 1, 2].flatMap(() => [Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]),
+      Buffer.from('0\r\n\r\n'),
+    ])
+    const { sink, fwd, client, r } = await open(head)
+    client.write(big)
+    client.write(chunked)
+    client.write(get('/b1'))
+    await sink.until(() => sink.returns.length === 1)
+    expect(a.seen).toEqual([`POST /a-big ${big.length}`, `POST /a-chunks ${3 * chunk.length}`])
+    expect(a.bodies[0]!.equals(big)).toBe(true)
+    expect(a.bodies[1]!.equals(Buffer.concat([chunk, chunk, chunk]))).toBe(true)
+    expect(sink.returns[0]!.consumed.toString('latin1')).toBe(get('/b1'))
+    // splice: the bodies went through a pipe (kernel to kernel), which went back to the pool
+    if (method === 'splice') expect((fwd as unknown as { stats: () => { pooled: number } }).stats().pooled).toBeGreaterThan(0)
+    await r.until('A:POST /a-chunks')
     client.destroy()
     closeReturned(sink)
     await fwd.close()
