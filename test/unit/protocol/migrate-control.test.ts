@@ -1,0 +1,121 @@
+// The migrate control protocol (src/protocol/migrate-control.ts): framing over a byte stream, each message's
+// round trip, the challenge-response proofs, and hostile input (oversized lengths, truncated or padded
+// payloads, reflected proofs). Pure: no sockets.
+import { randomBytes } from 'node:crypto'
+import { describe, expect, it } from 'vitest'
+import {
+  decodeClosed, decodeHello, decodeLoad, decodeMigrate, decodeReady, decodeU32, encodeAccepted, encodeAuth, encodeClosed,
+  encodeHello, encodeLoad, encodeMigrate, encodeReady, encodeU32, FrameReader, MAX_CLOSED_IDS, MAX_FRAME_BYTES,
+  MSG_ABORT, MSG_ACCEPTED, MSG_AUTH, MSG_CLOSED, MSG_GO, MSG_HELLO, MSG_LOAD, MSG_MIGRATE, MSG_PING, MSG_READY,
+  NONCE_BYTES, PRE_AUTH_MAX_BYTES, proofOf, ROLE_AGENT, ROLE_DISPATCHER, verifyProof, VERSION,
+} from '../../../src/protocol/migrate-control'
+
+/** Every frame in `bytes`, fed in pieces of `step` bytes. */
+function frames (bytes: Buffer, step: number, limit = MAX_FRAME_BYTES): Array<{ type: number; payload: Buffer } | { error: string }> {
+  const r = new FrameReader(limit)
+  const out: Array<{ type: number; payload: Buffer } | { error: string }> = []
+  for (let i = 0; i < bytes.length; i += step) {
+    r.push(bytes.subarray(i, i + step))
+    for (let f = r.next(); f !== null; f = r.next()) {
+      out.push('error' in f ? f : { type: f.type, payload: Buffer.from(f.payload) })
+      if ('error' in f) return out
+    }
+  }
+  return out
+}
+
+const SECRET = 'a-shared-secret-of-enough-length'
+
+describe('migrate control framing', () => {
+  const state = randomBytes(300)
+  const stream = Buffer.concat([
+    encodeHello(ROLE_AGENT, Buffer.alloc(NONCE_BYTES, 7), Buffer.from('01234567')),
+    encodeAuth(Buffer.alloc(32, 9)),
+    encodeAccepted(),
+    encodeMigrate(42, 'web', 'route-0', state),
+    encodeReady(42, true),
+    encodeReady(43, false, 'restore: EADDRNOTAVAIL'),
+    encodeU32(MSG_GO, 42),
+    encodeU32(MSG_ABORT, 43),
+    encodeClosed([1, 2, 0xffffffff]),
+    encodeLoad(17, true),
+    encodeU32(MSG_PING, 5),
+  ])
+
+  it.each([1, 3, 7, 64, stream.length])('cuts a stream into frames fed %i bytes at a time', (step) => {
+    const got = frames(stream, step)
+    expect(got.map((f) => ('type' in f ? f.type : -1))).toEqual([
+      MSG_HELLO, MSG_AUTH, MSG_ACCEPTED, MSG_MIGRATE, MSG_READY, MSG_READY, MSG_GO, MSG_ABORT, MSG_CLOSED, MSG_LOAD, MSG_PING])
+    const p = (i: number): Buffer => (got[i] as { payload: Buffer }).payload
+    expect(decodeHello(p(0))).toMatchObject({ version: VERSION, role: ROLE_AGENT, nonce: Buffer.alloc(NONCE_BYTES, 7), instance: Buffer.from('01234567') })
+    expect(p(1)).toEqual(Buffer.alloc(32, 9))
+    expect(p(2).length).toBe(0)
+    const m = decodeMigrate(p(3))!
+    expect({ ...m, state: Buffer.from(m.state) }).toEqual({ id: 42, service: 'web', route: 'route-0', state })
+    expect(decodeReady(p(4))).toEqual({ id: 42, ok: true, reason: '' })
+    expect(decodeReady(p(5))).toEqual({ id: 43, ok: false, reason: 'restore: EADDRNOTAVAIL' })
+    expect(decodeU32(p(6))).toBe(42)
+    expect(decodeClosed(p(8))).toEqual([1, 2, 0xffffffff])
+    expect(decodeLoad(p(9))).toEqual({ active: 17, backendUp: true })
+  })
+
+  it('refuses a frame over the limit before reading it, and a zero length', () => {
+    const big = encodeMigrate(1, 's', 'r', Buffer.alloc(100))
+    expect(frames(big, big.length, PRE_AUTH_MAX_BYTES)).toEqual([{ error: `frame of ${big.length - 4} bytes (limit ${PRE_AUTH_MAX_BYTES})` }])
+    const huge = Buffer.from([0xff, 0xff, 0xff, 0xff, MSG_MIGRATE])
+    expect(frames(huge, 5)).toEqual([{ error: `frame of ${0xffffffff} bytes (limit ${MAX_FRAME_BYTES})` }])
+    expect(frames(Buffer.from([0, 0, 0, 0, 1]), 5)).toEqual([{ error: `frame of 0 bytes (limit ${MAX_FRAME_BYTES})` }])
+  })
+
+  it('waits for the rest of a frame, holding only what came', () => {
+    const r = new FrameReader()
+    const hello = encodeHello(ROLE_DISPATCHER, randomBytes(NONCE_BYTES), Buffer.alloc(8))
+    r.push(hello.subarray(0, 10))
+    expect(r.next()).toBeNull()
+    expect(r.buffered).toBe(10)
+    r.push(hello.subarray(10))
+    expect(r.next()).toMatchObject({ type: MSG_HELLO })
+    expect(r.next()).toBeNull()
+    expect(r.buffered).toBe(0)
+  })
+
+  it('decoders return null for malformed payloads and never throw', () => {
+    expect(decodeHello(Buffer.alloc(41))).toBeNull()
+    expect(decodeMigrate(Buffer.from([0, 0, 0, 1, 5, 65]))).toBeNull()        // service longer than the payload
+    expect(decodeMigrate(Buffer.from([0, 0, 0, 1, 1, 65, 9]))).toBeNull()     // route longer than the payload
+    expect(decodeReady(Buffer.from([0, 0, 0, 1, 2]))).toBeNull()              // ok neither 0 nor 1
+    expect(decodeReady(Buffer.from([0, 0, 0, 1, 1, 65]))).toBeNull()          // ok with a reason
+    expect(decodeReady(Buffer.alloc(600))).toBeNull()                         // reason over 512 bytes
+    expect(decodeU32(Buffer.alloc(5))).toBeNull()
+    expect(decodeClosed(Buffer.from([0, 2, 0, 0, 0, 1]))).toBeNull()          // says 2 ids, holds 1
+    expect(decodeClosed(Buffer.from([0xff, 0xff]))).toBeNull()                // over MAX_CLOSED_IDS
+    expect(decodeLoad(Buffer.from([0, 0, 0, 1, 2]))).toBeNull()
+    expect(() => encodeClosed(new Array(MAX_CLOSED_IDS + 1).fill(1))).toThrow(RangeError)
+    for (let i = 0; i < 2000; i++) {
+      const junk = randomBytes(i % 64)
+      for (const d of [decodeHello, decodeMigrate, decodeReady, decodeU32, decodeClosed, decodeLoad]) expect(() => d(junk)).not.toThrow()
+    }
+  })
+})
+
+describe('migrate control authentication', () => {
+  const nD = randomBytes(NONCE_BYTES)
+  const nA = randomBytes(NONCE_BYTES)
+
+  it('verifies a proof from the peer that knows the secret, for our nonce', () => {
+    const agentProof = proofOf(SECRET, ROLE_AGENT, nA, nD)
+    expect(verifyProof(SECRET, ROLE_AGENT, nA, nD, agentProof)).toBe(true)
+    const dispatcherProof = proofOf(SECRET, ROLE_DISPATCHER, nD, nA)
+    expect(verifyProof(SECRET, ROLE_DISPATCHER, nD, nA, dispatcherProof)).toBe(true)
+  })
+
+  it('refuses a wrong secret, another nonce, a reflected proof, and a proof of the wrong size', () => {
+    const agentProof = proofOf(SECRET, ROLE_AGENT, nA, nD)
+    expect(verifyProof('another-secret-of-enough-length', ROLE_AGENT, nA, nD, agentProof)).toBe(false)
+    expect(verifyProof(SECRET, ROLE_AGENT, nA, randomBytes(NONCE_BYTES), agentProof)).toBe(false) // replay on a new connection
+    // A fake agent that sends the dispatcher's own nonce back cannot reuse the dispatcher's proof: the role differs.
+    expect(verifyProof(SECRET, ROLE_AGENT, nD, nA, proofOf(SECRET, ROLE_DISPATCHER, nD, nA))).toBe(false)
+    expect(verifyProof(SECRET, ROLE_AGENT, nA, nD, agentProof.subarray(0, 31))).toBe(false)
+    expect(verifyProof(SECRET, ROLE_AGENT, nA, nD, Buffer.alloc(0))).toBe(false)
+  })
+})
