@@ -24,6 +24,7 @@ import { BatonError } from './errors'
 import { Forwarders } from './forward/forwarders'
 import type { HandoffForwarder } from './forward/handoff'
 import { resolveTarget } from './forward/method'
+import { checkMigrateReady, migrateOptionsOf } from './forward/migrate-flows'
 import { HealthChecker } from './health/checker'
 import { checkSpecOf, policyOf } from './health/policy'
 import { HealthState, type AdminState } from './health/state'
@@ -109,7 +110,7 @@ export class Baton {
     this.#health = new HealthState({ holdDownMs: RELAY_HOLDDOWN_MS }, log)
     this.#checker = new HealthChecker(this.#health, log)
     const { connectTimeoutMs, idleTimeoutMs, channelTimeoutMs, maxHeaderBytes } = config.limits
-    const relay = { connectTimeoutMs, idleTimeoutMs, channelTimeoutMs, maxHeaderBytes }
+    const relay = { connectTimeoutMs, idleTimeoutMs, channelTimeoutMs, maxHeaderBytes, ...migrateOptionsOf(config) }
     let forwarders: Forwarders<Conn, ServerState> | undefined
     this.#path = new DataPath(log, this.#cluster, this.#routingFor(config), (sink) => {
       forwarders = new Forwarders({ sink, health: this.#health, log, options: relay })
@@ -148,6 +149,7 @@ export class Baton {
         ? 'takeover needs admin.socket in the config (the running Baton offers its sockets at <admin.socket>.takeover)'
         : `takeover needs the native addon: ${native.loadError?.message ?? 'not loaded'}`)
     }
+    checkMigrateReady(this.#config) // agent: servers without CAP_NET_ADMIN or the flow map: refuse, never degrade
     this.#observeCluster()
     try {
       if (this.#takeover) {

@@ -24,6 +24,11 @@ export const CODES = {
   BATON_ERR_CONNECT_TIMEOUT: 'connecting to a relayed real server timed out',
   BATON_ERR_RELAY_RESET: 'a relayed connection was reset mid-stream',
   BATON_ERR_IDLE_TIMEOUT: 'a relayed connection was idle longer than limits.idleTimeoutMs',
+  // cross-host handoff (migrate, baton agent)
+  BATON_ERR_MIGRATE_UNAVAILABLE: 'migrate cannot run here: no native addon, no CAP_NET_ADMIN, or no nft flow map; Baton refuses to start',
+  BATON_ERR_MIGRATE_FAILED: 'a connection could not be migrated to its agent; it was restored on the dispatcher',
+  BATON_ERR_MIGRATE_AUTH: 'a migrate control peer failed the shared-secret challenge and was closed',
+  BATON_ERR_MIGRATE_CONTROL: 'a migrate control connection is down, timed out, or sent a malformed message',
   // native addon
   BATON_ERR_NATIVE_UNAVAILABLE: 'the native addon did not load; Baton relays in JavaScript',
   BATON_ERR_NATIVE_CALL: 'a system call made by the native addon failed',

@@ -1,8 +1,10 @@
 // Rules that relate values to each other, run on the raw document (not on schema output) so that they
-// report even when some single value is wrong: unique names, handoff xor address, forward methods,
+// report even when some single value is wrong: unique names, one of handoff/address/agent, forward methods,
+// migrate's secret and VIP,
 // thresholds, routes naming defined services, unreachable routes, the admin listener, and each service's
 // scheduler and key (parsed here by their owners, the scheduler registry and key.ts).
 
+import { isIPv4 } from 'node:net'
 import { ConfigError } from '../errors'
 import { getScheduler, schedulerNames } from '../schedulers/registry'
 import { isLoopback } from '../net/ip'
@@ -53,6 +55,7 @@ export function checkConfig (data: unknown): CheckResult {
     }
   })
   checkRoutes(data, issues)
+  checkMigrate(data, issues)
   checkCaptureKeys(data, services, issues)
   return { issues, services }
 }
@@ -115,20 +118,66 @@ function collect<T> (parse: () => T, issues: RawIssue[]): T | undefined {
 }
 
 export function checkServer (srv: Raw, path: PathSegment[], issues: RawIssue[]): void {
-  const { handoff, address, forward, proxyProtocol, minConns, maxConns } = srv
-  if ((handoff === undefined) === (address === undefined)) {
-    issues.push(issue(path, `server "${String(srv.name)}" needs exactly one of handoff: <socket path> or address: "host:port"`))
-  } else if (handoff !== undefined && (forward === 'splice' || forward === 'pipe')) {
-    issues.push(issue([...path, 'forward'], `"${forward}" needs an address: server, not handoff:`))
-  } else if (address !== undefined && forward === 'handoff') {
-    issues.push(issue([...path, 'forward'], '"handoff" needs a handoff: socket, not address:'))
+  const { handoff, address, agent, forward, proxyProtocol, minConns, maxConns } = srv
+  const kinds = [handoff, address, agent].filter((v) => v !== undefined).length
+  if (kinds !== 1) {
+    issues.push(issue(path, `server "${String(srv.name)}" needs exactly one of handoff: <socket path> or address: "host:port"` +
+      (agent === undefined ? '' : ' or agent: "host:port"')))
+  } else if (handoff !== undefined && forward !== undefined && forward !== 'handoff') {
+    issues.push(issue([...path, 'forward'], `"${String(forward)}" needs ${forward === 'migrate' ? 'an agent:' : 'an address:'} server, not handoff:`))
+  } else if (address !== undefined && (forward === 'handoff' || forward === 'migrate')) {
+    issues.push(issue([...path, 'forward'], forward === 'handoff' ? '"handoff" needs a handoff: socket, not address:' : '"migrate" needs an agent: server, not address:'))
+  } else if (agent !== undefined && forward !== undefined && forward !== 'migrate') {
+    issues.push(issue([...path, 'forward'], `"${String(forward)}" does not apply to an agent: server (it is always migrate)`))
   }
-  if (proxyProtocol !== undefined && handoff !== undefined) {
-    issues.push(issue([...path, 'proxyProtocol'], 'only applies to address: servers (handoff passes the client address itself)'))
+  if (proxyProtocol !== undefined && (handoff !== undefined || agent !== undefined)) {
+    issues.push(issue([...path, 'proxyProtocol'], `only applies to address: servers (${handoff !== undefined ? 'handoff' : 'migrate'} passes the client address itself)`))
+  }
+  if (typeof agent === 'string') {
+    const addr = parseAddress(agent, 1)
+    if (typeof addr !== 'string' && !isIPv4(addr.host)) {
+      issues.push(issue([...path, 'agent'], `must be a numeric IPv4 address (the flow is routed via it), got ${describe(agent)}`))
+    }
   }
   if (typeof minConns === 'number' && typeof maxConns === 'number' && minConns > 0 && maxConns > 0 && minConns > maxConns) {
     issues.push(issue([...path, 'minConns'], `must be <= maxConns (${maxConns}), got ${minConns}`))
   }
+}
+
+/** Paths of every `agent:` server (regular and fallback). */
+function agentServers (data: Raw): PathSegment[][] {
+  const found: PathSegment[][] = []
+  list(data.services).forEach((svc, i) => {
+    if (!isMap(svc)) return
+    list(svc.servers).forEach((srv, j) => { if (isMap(srv) && srv.agent !== undefined) found.push(['services', i, 'servers', j]) })
+    if (isMap(svc.fallback) && svc.fallback.agent !== undefined) found.push(['services', i, 'fallback'])
+  })
+  return found
+}
+
+/**
+ * migrate: secret xor secretFile; agent: servers need migrate: and numeric IPv4 listen addresses (the VIP: the
+ * flow map is ipv4_addr . inet_service, and each agent's policy route names the VIP).
+ */
+function checkMigrate (data: Raw, issues: RawIssue[]): void {
+  const m = data.migrate
+  if (isMap(m) && (m.secret === undefined) === (m.secretFile === undefined)) {
+    issues.push(issue(['migrate'], 'needs exactly one of secret: or secretFile: (the control connections\' shared secret)'))
+  }
+  const agents = agentServers(data)
+  if (agents.length === 0) return
+  if (m === undefined) {
+    issues.push(issue([...agents[0]!, 'agent'], 'an agent: server needs a top-level migrate: { secretFile: FILE } (the control connection\'s shared secret)'))
+  }
+  const listen = typeof data.listen === 'string' ? [data.listen] : list(data.listen)
+  listen.forEach((l, i) => {
+    const addr = typeof l === 'string' ? parseAddress(l, 0) : undefined
+    if (addr === undefined || typeof addr === 'string') return // schema.ts reports it
+    if (!isIPv4(addr.host) || addr.host === '0.0.0.0' || addr.port === 0) {
+      const path = typeof data.listen === 'string' ? ['listen'] : ['listen', i]
+      issues.push(issue(path, `must be a numeric IPv4 address and a fixed port (the VIP) when servers are given as agent:, got ${describe(l)}`))
+    }
+  })
 }
 
 function checkAdmin (admin: unknown, issues: RawIssue[]): void {

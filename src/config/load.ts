@@ -9,7 +9,7 @@ import { fromZodIssues } from './issues'
 import { configSchema, type ParsedConfig } from './schema'
 import { readConfigText } from './read'
 import { readYaml } from './source'
-import type { Config, HealthCheckConfig, RouteConfig, ServerConfig, ServiceConfig } from './types'
+import type { Config, HealthCheckConfig, MigrateConfig, RouteConfig, ServerConfig, ServiceConfig } from './types'
 
 /**
  * Reads and parses a config file. Throws BatonError BATON_ERR_CONFIG_READ if the file cannot be read, and
@@ -75,9 +75,20 @@ function build (data: ParsedConfig, resolved: ReadonlyArray<ResolvedService | un
         }),
     watch: data.watch,
     limits: data.limits,
+    ...(data.migrate === undefined ? {} : { migrate: buildMigrate(data.migrate) }),
     log: data.log,
     services,
     routes: buildRoutes(data, services),
+  }
+}
+
+function buildMigrate (m: NonNullable<ParsedConfig['migrate']>): MigrateConfig {
+  return {
+    secret: m.secretFile?.token ?? m.secret ?? '',
+    ...(m.secretFile === undefined ? {} : { secretFile: m.secretFile.path }),
+    flowTable: m.flowTable,
+    graceMs: m.graceMs,
+    timeoutMs: m.timeoutMs,
   }
 }
 
@@ -85,12 +96,13 @@ export type ParsedServer = ParsedConfig['services'][number]['servers'][number]
 type ParsedHealth = Exclude<ParsedServer['health'], false | undefined>
 
 export function buildServer (srv: ParsedServer, serviceHealth: ParsedHealth | undefined): ServerConfig {
-  const { name, handoff, address, weight, maxConns, minConns, proxyProtocol } = srv
+  const { name, handoff, address, agent, weight, maxConns, minConns, proxyProtocol } = srv
   const health = buildHealth(serviceHealth, srv.health)
   return {
     name,
     ...(handoff === undefined ? {} : { handoff }),
     ...(address === undefined ? {} : { address }),
+    ...(agent === undefined ? {} : { agent }),
     ...(srv.forward === undefined ? {} : { forward: srv.forward }),
     weight,
     maxConns,

@@ -6,6 +6,7 @@
 
 import { isAbsolute, resolve } from 'node:path'
 import { z } from 'zod'
+import { NFT_FLOWS_MAP, NFT_TABLE } from '../host/nft-table'
 import { parseAddress } from './address'
 import { compilePattern } from './pattern'
 import { readTokenFile } from './read'
@@ -23,7 +24,7 @@ const TOKEN_CHARS = '16 to 512 visible ASCII characters (no spaces)'
 const TOKEN_RULE = `must be ${TOKEN_CHARS}`
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-export const FORWARD_METHODS = ['handoff', 'splice', 'pipe'] as const
+export const FORWARD_METHODS = ['handoff', 'splice', 'pipe', 'migrate'] as const
 
 /** A strict map: unknown keys are errors. The unknown-key message carries the valid keys for issues.ts. */
 function strict<S extends z.ZodRawShape> (shape: S, what = 'a map') {
@@ -153,6 +154,7 @@ function server (baseDir: string) {
     name,
     handoff: socketPath(baseDir).optional(),
     address: address(1).optional(),
+    agent: address(1).optional(),
     forward: z.enum(FORWARD_METHODS, { error: `must be one of ${FORWARD_METHODS.join(', ')}` }).optional(),
     weight: intIn(0, 65535).default(1),
     maxConns: intIn(0, MAX_INT32).default(0),
@@ -209,6 +211,25 @@ function tokenFile (baseDir: string) {
   })
 }
 
+/** An nft object name (nft's identifier grammar). */
+const nftName = z.string({ error: 'must be an nft name' })
+  .regex(/^[A-Za-z][A-Za-z0-9_.-]{0,254}$/, { error: 'must be an nft name (a letter, then letters, digits, "_", "." or "-")' })
+
+/**
+ * Cross-host handoff (forward: migrate, servers given as agent:): the control connections' shared secret,
+ * the nft map that steers migrated flows, and the timings. checks.ts: secret xor secretFile.
+ */
+function migrate (baseDir: string) {
+  return strict({
+    secret: adminToken.optional(),
+    secretFile: tokenFile(baseDir).optional(),
+    flowTable: strict({ table: nftName.default(NFT_TABLE), map: nftName.default(NFT_FLOWS_MAP) }, 'a map { table, map }')
+      .prefault({}),
+    graceMs: intIn(0, 600_000).default(3_000),
+    timeoutMs: intIn(10, 60_000).default(1_000),
+  }, 'a map of migrate settings')
+}
+
 /** The whole document. `baseDir` resolves relative socket paths. Build one per parse (cheap). */
 export function configSchema (baseDir: string) {
   return strict({
@@ -221,6 +242,7 @@ export function configSchema (baseDir: string) {
       tokenFile: tokenFile(baseDir).optional(),
     }).optional(),
     watch: z.boolean({ error: 'must be true or false' }).default(false),
+    migrate: migrate(baseDir).optional(),
     limits: limits.prefault({}),
     log: strict({ level: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info') }).prefault({}),
     services: z.array(service(baseDir), { error: 'must be a list of services' })

@@ -38,7 +38,7 @@ export interface LimitsConfig {
   readonly moveIntervalMs: number
 }
 
-export type ForwardMethod = 'handoff' | 'splice' | 'pipe'
+export type ForwardMethod = 'handoff' | 'splice' | 'pipe' | 'migrate'
 
 export interface ServerConfig {
   readonly name: string
@@ -46,6 +46,8 @@ export interface ServerConfig {
   readonly handoff?: string
   /** Relayed servers: host and port. */
   readonly address?: ListenAddress
+  /** Servers on another host (forward: migrate): where that host's `baton agent` listens for the control connection. */
+  readonly agent?: ListenAddress
   /** As written; absent = the default, which src/forward/method.ts decides (and all fallbacks). */
   readonly forward?: ForwardMethod
   /** 0..65535, default 1. */
@@ -161,6 +163,20 @@ export interface AdminConfig {
   readonly tokenFile?: string
 }
 
+/** `migrate:`: cross-host handoff to `agent:` servers (docs/config.md, docs/migrate.md). */
+export interface MigrateConfig {
+  /** The control connections' shared secret (`secret`, or the content of `secretFile`). */
+  readonly secret: string
+  /** Where the secret was read from, when it came from a file (absolute). */
+  readonly secretFile?: string
+  /** The nft map of steered flows (`ipv4_addr . inet_service : mark`, flags timeout), made by `baton host dispatcher`. */
+  readonly flowTable: { readonly table: string; readonly map: string }
+  /** How long a flow stays steered after its agent reported it closed (default 3000). */
+  readonly graceMs: number
+  /** The control round trip limit: MIGRATE to READY, and the liveness pings (default 1000). */
+  readonly timeoutMs: number
+}
+
 export interface Config {
   /** Absolute path of the file this came from ('' for an in-memory config). */
   readonly file: string
@@ -169,6 +185,8 @@ export interface Config {
   /** Reload when the file changes (fs.watch on its directory, debounced). */
   readonly watch: boolean
   readonly limits: LimitsConfig
+  /** Present when any server is given as `agent:` (checks.ts requires it then). */
+  readonly migrate?: MigrateConfig
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
   readonly services: readonly ServiceConfig[]
   readonly routes: readonly RouteConfig[]

@@ -5,6 +5,7 @@
 import type { Logger } from '../log'
 import type { CheckAddress } from '../protocol/handoff'
 import { HandoffForwarder } from './handoff'
+import { MigrateForwarder } from './migrate'
 import { createPipeForwarder } from './pipe'
 import { createSpliceForwarder } from './splice'
 import type { ForwardConn, Forwarder, ForwarderOptions, ForwardMethod, ForwardServer, ForwardSink, HealthInput } from './types'
@@ -22,6 +23,7 @@ const FACTORIES: Readonly<Record<ForwardMethod, Factory>> = {
   handoff: (p) => new HandoffForwarder(p.sink, p.health, p.options, p.log),
   splice: (p) => createSpliceForwarder(p.sink, p.health, p.options, p.log),
   pipe: (p) => createPipeForwarder(p.sink, p.health, p.options, p.log),
+  migrate: (p) => new MigrateForwarder(p.sink, p.health, p.options.migrate, p.log),
 }
 
 export class Forwarders<C extends ForwardConn<S>, S extends ForwardServer> {

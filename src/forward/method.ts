@@ -7,6 +7,8 @@
 //                             the client (baton/backend listens that way when it has no addon either)
 //   address: HOST:PORT     -> forward: as given, default splice
 //                             no addon: pipe (splice needs the addon)
+//   agent: HOST:PORT       -> migrate (TCP_REPAIR to that host's `baton agent`); never a fallback: without
+//                             the addon or CAP_NET_ADMIN Baton refuses to start (migrate-flows.ts openFlowMap)
 import assert from 'node:assert'
 import type { ServerConfig } from '../config/types'
 import type { ForwardMethod, ForwardTarget } from './types'
@@ -17,8 +19,11 @@ export function resolveTarget (cfg: ServerConfig, nativeOk: boolean): ForwardTar
       ? { method: 'handoff', host: '', port: 0, path: cfg.handoff, proxyProtocol: undefined }
       : { method: 'pipe', host: '', port: 0, path: cfg.handoff, proxyProtocol: 'v2' }
   }
+  if (cfg.agent !== undefined) {
+    return { method: 'migrate', host: cfg.agent.host, port: cfg.agent.port, path: undefined, proxyProtocol: undefined }
+  }
   const address = cfg.address
-  assert(address !== undefined, `server ${cfg.name} has neither handoff nor address (config validation missed it)`)
+  assert(address !== undefined, `server ${cfg.name} has no handoff, address or agent (config validation missed it)`)
   const wanted: ForwardMethod = cfg.forward ?? 'splice'
   const method: ForwardMethod = nativeOk ? wanted : 'pipe'
   return { method, host: address.host, port: address.port, path: undefined, proxyProtocol: cfg.proxyProtocol }

@@ -9,6 +9,7 @@ import type { ForwardMethod } from '../config/types'
 import type { BatonError } from '../errors'
 import type { CheckAddress, HandbackReason } from '../protocol/handoff'
 import type { SniffResult } from '../request/types'
+import type { MigrateOptions } from './migrate'
 
 export type { ForwardMethod }
 
@@ -48,8 +49,11 @@ export interface ForwardServer {
 export interface ForwardConn<S extends ForwardServer = ForwardServer> {
   /** Connection id, unique per dispatcher process (logs, handoff metadata). */
   readonly id: number
-  /** Client fd (native path), or -1 when the client is a net.Socket (no addon). */
-  readonly fd: number
+  /**
+   * Client fd (native path), or -1 when the client is a net.Socket (no addon). Written by a forwarder only
+   * when it replaced the descriptor before failed() (migrate: the socket restored from its dump).
+   */
+  fd: number
   /** The client as a Node socket when the dispatcher had to build one (no addon). */
   readonly socket: Socket | undefined
   /** Bytes the dispatcher already consumed from the client (JS ingress only); forward them first. */
@@ -161,4 +165,6 @@ export interface ForwarderOptions {
   readonly channelTimeoutMs: number
   /** Relays watching request boundaries: a later head larger than this moves the connection (the data path answers 431). */
   readonly maxHeaderBytes: number
+  /** Migrate: the config's `migrate:` and the VIPs (the listen hosts); absent = no agent: servers can attach. */
+  readonly migrate?: MigrateOptions
 }

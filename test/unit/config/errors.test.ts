@@ -130,7 +130,7 @@ describe('services and servers', () => {
       'baton.yaml:7:47: services.0.servers.2.forward: "splice" needs an address: server, not handoff:',
       'baton.yaml:8:53: services.0.servers.3.forward: "handoff" needs a handoff: socket, not address:',
       'baton.yaml:9:53: services.0.servers.4.proxyProtocol: only applies to address: servers (handoff passes the client address itself)',
-      'baton.yaml:10:53: services.0.servers.5.forward: must be one of handoff, splice, pipe, got "tunnel"',
+      'baton.yaml:10:53: services.0.servers.5.forward: must be one of handoff, splice, pipe, migrate, got "tunnel"',
       'baton.yaml:10:76: services.0.servers.5.proxyProtocol: must be v1 or v2, got "v3"',
     ])
   })

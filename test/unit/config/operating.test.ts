@@ -98,7 +98,7 @@ describe('the JSON Schema', () => {
 
   it('is draft-07, derived from the zod schema, with the new keys', () => {
     expect(schema.$schema).toBe('http://json-schema.org/draft-07/schema#')
-    expect(Object.keys(schema.properties)).toEqual(['listen', 'admin', 'watch', 'limits', 'log', 'services', 'routes'])
+    expect(Object.keys(schema.properties)).toEqual(['listen', 'admin', 'watch', 'migrate', 'limits', 'log', 'services', 'routes'])
     expect(Object.keys(schema.properties.admin!.properties!)).toEqual(['listen', 'socket', 'allowRemote', 'token', 'tokenFile'])
     expect(schema.properties.limits!.properties!.shutdownTimeoutMs).toEqual({ default: 10000, type: 'integer', minimum: 0, maximum: 3600000 })
     expect(JSON.stringify(schema)).not.toContain('starts_with')

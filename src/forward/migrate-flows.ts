@@ -1,0 +1,204 @@
+// The nft map of migrated flows (`table ip baton`, map `flows` of `ipv4_addr . inet_service : mark`, flags
+// timeout, made by `baton host dispatcher`): the client's address and port -> a mark. The prerouting chain
+// drops mark FREEZE_MARK (a flow being dumped) and routes mark N by `ip rule fwmark N lookup N` to agent N's
+// host (migrate-route.ts). Every element carries a timeout, so nothing outlives a dispatcher crash by more
+// than FLOW_TIMEOUT_MS: live flows are refreshed (replaced, timeout renewed) every REFRESH_MS while their
+// agent's control connection says they live; a flow the agent reports CLOSED is deleted after graceMs; a flow
+// whose CLOSED never comes (its agent went away) is no longer refreshed and expires.
+import type { Config } from '../config/types'
+import { BatonError, BatonNativeError } from '../errors'
+import type { Logger } from '../log'
+import { native } from '../native/binding'
+import { FROZEN_MARK } from '../host/nft-table'
+import { NFT_MAX_BATCH } from '../native/nft'
+import type { NftElement, NftSetHandle } from '../native/types'
+
+/** The frozen flow's mark (host/nft-table.ts: the prerouting chain drops it). */
+export const FREEZE_MARK = FROZEN_MARK
+/** A steered flow's element lives this long unless refreshed. */
+export const FLOW_TIMEOUT_MS = 10 * 60_000
+/** Live flows are refreshed this often (well before FLOW_TIMEOUT_MS). */
+export const REFRESH_MS = 60_000
+
+/** One migrated flow: the client's end, the mark steering it. */
+export interface Flow { readonly address: string; readonly port: number; readonly mark: number }
+
+/**
+ * Opens the flow map, or throws BATON_ERR_MIGRATE_UNAVAILABLE saying why migrate cannot run here (no addon,
+ * no CAP_NET_ADMIN, no such map, a map of the wrong type). The caller owns the handle.
+ */
+export function openFlowMap (table: string, map: string): NftSetHandle {
+  const unavailable = (why: string, cause?: unknown): BatonError => new BatonError('BATON_ERR_MIGRATE_UNAVAILABLE',
+    `forward: migrate cannot run: ${why}`, { source: 'config', cause })
+  if (!native.available) throw unavailable(`the native addon did not load (${native.loadError?.message ?? ''})`)
+  let h: NftSetHandle
+  try {
+    h = native.nftOpen({ family: 'ip', table, set: map })
+  } catch (err) {
+    const e = err as BatonNativeError
+    if (e.errnoCode === 'EPERM') throw unavailable('this process lacks CAP_NET_ADMIN (TCP_REPAIR and nftables need it; run as root or grant the capability)', err)
+    if (e.errnoCode === 'ENOENT') throw unavailable(`no nft map "ip ${table} ${map}" (run \`baton host dispatcher --vip VIP\` first)`, err)
+    throw unavailable(`cannot open nft map "ip ${table} ${map}": ${e.message}`, err)
+  }
+  if (!h.isMap || !h.hasTimeout) {
+    h.close()
+    throw unavailable(`nft "ip ${table} ${map}" must be a map of ipv4_addr . inet_service : mark with flags timeout`)
+  }
+  return h
+}
+
+/** What the migrate forwarder gets from the config (ForwarderOptions.migrate): `migrate:` and the VIPs. */
+export function migrateOptionsOf (config: Config): { migrate?: Config['migrate'] & { vips: readonly string[] } } {
+  if (config.migrate === undefined) return {}
+  return { migrate: { ...config.migrate, vips: config.listen.map((l) => l.host) } }
+}
+
+/**
+ * Before anything listens: a config with agent: servers needs what migrate needs here (the addon,
+ * CAP_NET_ADMIN, the flow map). Throws BATON_ERR_MIGRATE_UNAVAILABLE; never degrades silently.
+ */
+export function checkMigrateReady (config: Config): void {
+  const agents = config.services.some((s) => s.servers.some((v) => v.agent !== undefined) || s.fallback?.agent !== undefined)
+  if (!agents) return
+  const m = config.migrate
+  if (m === undefined) throw new BatonError('BATON_ERR_MIGRATE_UNAVAILABLE', 'agent: servers need the top-level migrate: settings', { source: 'config' })
+  openFlowMap(m.flowTable.table, m.flowTable.map).close()
+}
+
+export class FlowTable<O> {
+  readonly #nft: NftSetHandle
+  readonly #log: Logger
+  readonly #graceMs: number
+  readonly #freezeMs: number
+  /** Live flows by owner (an agent's instance) and connection id: what the refresh renews. */
+  readonly #live = new Map<O, Map<number, Flow>>()
+  #dying: Flow[] = []
+  #graceTimer: NodeJS.Timeout | undefined
+  readonly #refresh: NodeJS.Timeout
+  readonly #one: NftElement[] = [{ address: '', port: 0 }]
+
+  /** freezeMs: a frozen element's timeout (a crash mid-migration unfreezes the client by itself). */
+  constructor (nft: NftSetHandle, log: Logger, graceMs: number, freezeMs: number) {
+    this.#nft = nft
+    this.#log = log
+    this.#graceMs = graceMs
+    this.#freezeMs = freezeMs
+    this.#refresh = setInterval(() => { this.#renew() }, REFRESH_MS)
+    this.#refresh.unref()
+  }
+
+  /** How many flows are steered now (tests, metrics). */
+  get size (): number {
+    let n = 0
+    for (const m of this.#live.values()) n += m.size
+    return n
+  }
+
+  /** Drops the flow's packets from now on (the dump must see a still socket). Throws BatonNativeError. Hot. */
+  freeze (address: string, port: number): void {
+    const e = this.#elem(address, port, FREEZE_MARK, this.#freezeMs)
+    try {
+      this.#nft.add(this.#one)
+    } catch (err) {
+      // A stale element of an earlier connection from the same port (in its grace): take it over.
+      if ((err as BatonNativeError).errnoCode !== 'EEXIST') throw err
+      this.#nft.replace([e])
+    }
+  }
+
+  /** Atomically moves the frozen flow to `mark` (DELSETELEM + NEWSETELEM). Throws BatonNativeError. Hot. */
+  steer (address: string, port: number, mark: number): void {
+    this.#elem(address, port, mark, FLOW_TIMEOUT_MS)
+    this.#nft.replace(this.#one)
+  }
+
+  /** Lets the flow's packets reach this host again; never throws (a missing element is fine). */
+  unfreeze (address: string, port: number): void {
+    this.#elem(address, port, undefined, 0)
+    try { this.#nft.delete(this.#one) } catch (err) {
+      if ((err as BatonNativeError).errnoCode !== 'ENOENT') this.#log.warn({ err: (err as Error).message, code: 'BATON_ERR_MIGRATE_FAILED' }, 'unfreeze failed')
+    }
+  }
+
+  /** A steered flow, refreshed until closed() or forget(). */
+  track (owner: O, id: number, flow: Flow): void {
+    let m = this.#live.get(owner)
+    if (m === undefined) this.#live.set(owner, m = new Map())
+    m.set(id, flow)
+  }
+
+  /** The owner reported these connections ended: their elements go after graceMs. Returns how many it knew. */
+  closed (owner: O, ids: readonly number[]): number {
+    const m = this.#live.get(owner)
+    if (m === undefined) return 0
+    let n = 0
+    for (const id of ids) {
+      const f = m.get(id)
+      if (f === undefined) continue
+      m.delete(id)
+      this.#dying.push(f)
+      n++
+    }
+    if (m.size === 0) this.#live.delete(owner)
+    if (n > 0 && this.#graceTimer === undefined) {
+      this.#graceTimer = setTimeout(() => { this.#graceTimer = undefined; this.#reap() }, this.#graceMs)
+      this.#graceTimer.unref()
+    }
+    return n
+  }
+
+  /** The owner is gone for good: its flows are no longer refreshed and expire. Returns how many. */
+  forget (owner: O): number {
+    const n = this.#live.get(owner)?.size ?? 0
+    this.#live.delete(owner)
+    return n
+  }
+
+  /** Flows the owner holds. */
+  count (owner: O): number { return this.#live.get(owner)?.size ?? 0 }
+
+  /** Stops the timers and closes the handle; elements stay in the kernel until they expire. */
+  close (): void {
+    clearInterval(this.#refresh)
+    clearTimeout(this.#graceTimer)
+    this.#nft.close()
+  }
+
+  #elem (address: string, port: number, mark: number | undefined, timeoutMs: number): NftElement {
+    const e = { address, port, ...(mark === undefined ? {} : { mark, timeoutMs }) }
+    this.#one[0] = e
+    return e
+  }
+
+  /** Deletes what waited its grace, in batches; one failed batch is retried element by element. */
+  #reap (): void {
+    const dying = this.#dying
+    this.#dying = []
+    for (let i = 0; i < dying.length; i += NFT_MAX_BATCH) {
+      const batch = dying.slice(i, i + NFT_MAX_BATCH).map((f) => ({ address: f.address, port: f.port }))
+      try { this.#nft.delete(batch) } catch {
+        for (const f of batch) this.unfreeze(f.address, f.port) // ENOENT: expired or taken over already
+      }
+    }
+  }
+
+  /** Renews every live flow's timeout; an element that vanished (expired, deleted by hand) is added again. */
+  #renew (): void {
+    const all: NftElement[] = []
+    for (const m of this.#live.values()) {
+      for (const f of m.values()) all.push({ address: f.address, port: f.port, mark: f.mark, timeoutMs: FLOW_TIMEOUT_MS })
+    }
+    for (let i = 0; i < all.length; i += NFT_MAX_BATCH) {
+      const batch = all.slice(i, i + NFT_MAX_BATCH)
+      try { this.#nft.replace(batch) } catch {
+        for (const e of batch) {
+          try { this.#nft.replace([e]) } catch {
+            try { this.#nft.add([e]) } catch (err) {
+              this.#log.warn({ err: (err as Error).message, code: 'BATON_ERR_MIGRATE_FAILED' }, 'flow refresh failed')
+            }
+          }
+        }
+      }
+    }
+  }
+}

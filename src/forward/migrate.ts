@@ -1,0 +1,348 @@
+// Forwarding method `migrate` (another host): the live TCP connection moves to the real server's host,
+// whose `baton agent` restores it on the VIP and hands it to its local back end; responses go from there
+// straight to the client. The sequence (research/tcp-repair-migration.md, docs/migrate.md):
+//
+//   freeze (nft add flow -> 0xff) -> repairDump -> repairClose -> MIGRATE ... READY -> steer (nft replace
+//   flow -> the server's mark) -> GO -> handedOff
+//
+// The dispatcher's socket is closed in repair mode before the flow is steered (pitfall 1: early demux would
+// feed the old socket). From repairClose on, the client is reachable only through the dumped state: on a
+// refusal, a timeout or a lost control connection the dispatcher restores the socket itself from that state
+// (it still has the VIP), unfreezes the flow and gives the restored fd back to the data path as a retryable
+// failure, so the client is served elsewhere or answered; it never hangs.
+//
+// Per agent server: one control connection (migrate-link.ts, authenticated both ways, reconnected with
+// backoff; down at once through HealthInput.channel when it fails or stops answering PINGs), a mark and a
+// policy route (migrate-route.ts). The flow elements' lifetimes are migrate-flows.ts's.
+import net from 'node:net'
+import { performance } from 'node:perf_hooks'
+import type { MigrateConfig } from '../config/types'
+import { BatonError } from '../errors'
+import type { Logger } from '../log'
+import { native } from '../native/binding'
+import { unsentOf } from '../native/repair'
+import type { TcpRepairState } from '../native/types'
+import {
+  decodeClosed, decodeLoad, decodeReady, decodeU32, encodeMigrate, encodeU32, MSG_ABORT, MSG_CLOSED, MSG_GO, MSG_LOAD,
+  MSG_PING, MSG_PONG, MSG_READY, ROLE_DISPATCHER,
+} from '../protocol/migrate-control'
+import { encodeMigrateState } from '../protocol/migrate-state'
+import { FlowTable, openFlowMap } from './migrate-flows'
+import { ControlLink } from './migrate-link'
+import { installRoute, MAX_MARK, needsRoute, removeRoute } from './migrate-route'
+import type { ForwardConn, Forwarder, ForwardServer, ForwardSink, HealthInput } from './types'
+
+/** What the migrate forwarder needs beyond ForwarderOptions: the config's `migrate:` and the VIPs (listen hosts). */
+export interface MigrateOptions extends MigrateConfig { readonly vips: readonly string[] }
+
+const RECONNECT_MIN_MS = 100
+const RECONNECT_MAX_MS = 5000
+/** Dispatcher-side migration times kept for timings() (a ring). */
+const TIMES_KEPT = 8192
+
+interface Pending<C> { readonly conn: C; readonly state: TcpRepairState; readonly t0: number }
+
+/** One agent server: its control connection, mark, route and migrations in flight. */
+interface Agent<C, S> {
+  readonly server: S
+  readonly mark: number
+  link: ControlLink | undefined
+  /** The agent process this link reached (HELLO's instance), which owns the flows migrated there. */
+  instance: string
+  routeOk: boolean
+  backendUp: boolean
+  up: boolean
+  active: number
+  readonly pending: Map<number, Pending<C>>
+  silentTicks: number
+  pingSeq: number
+  retryMs: number
+  retry: NodeJS.Timeout | undefined
+  detached: boolean
+}
+
+export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer> implements Forwarder<C, S> {
+  readonly method = 'migrate' as const
+  readonly reportsLiveness = true
+  readonly active = 0
+  readonly #sink: ForwardSink<C, S>
+  readonly #health: HealthInput<S>
+  readonly #log: Logger
+  readonly #opts: MigrateOptions | undefined
+  readonly #agents = new Map<S, Agent<C, S>>()
+  readonly #marks = new Set<number>()
+  #flows: FlowTable<string> | undefined
+  readonly #tick: NodeJS.Timeout
+  readonly #times = new Float64Array(TIMES_KEPT)
+  #migrated = 0
+  #closed = false
+
+  constructor (sink: ForwardSink<C, S>, health: HealthInput<S>, opts: MigrateOptions | undefined, log: Logger) {
+    this.#sink = sink
+    this.#health = health
+    this.#log = log
+    this.#opts = opts
+    const quarter = Math.max(5, Math.floor((opts?.timeoutMs ?? 1000) / 4))
+    this.#tick = setInterval(() => { this.#onTick() }, quarter)
+    this.#tick.unref()
+  }
+
+  /** Dispatcher-side migration times (freeze to GO), µs, oldest first: the last TIMES_KEPT. */
+  timings (): number[] {
+    const n = Math.min(this.#migrated, TIMES_KEPT)
+    const out: number[] = []
+    for (let i = this.#migrated - n; i < this.#migrated; i++) out.push(this.#times[i % TIMES_KEPT]!)
+    return out
+  }
+
+  /** Flows steered now (tests, metrics). */
+  get flows (): number { return this.#flows?.size ?? 0 }
+
+  /** Takes a mark, installs the policy route, connects the control link. The server is down until all are ready. */
+  attach (server: S): void {
+    if (this.#agents.has(server) || this.#closed) return
+    const opts = this.#opts
+    try {
+      if (opts === undefined) throw new BatonError('BATON_ERR_MIGRATE_UNAVAILABLE', 'agent: servers need the top-level migrate: settings', { source: 'config' })
+      this.#flows ??= new FlowTable(openFlowMap(opts.flowTable.table, opts.flowTable.map), this.#log, opts.graceMs, 4 * opts.timeoutMs + 1000)
+    } catch (err) {
+      this.#log.error({ svc: server.service, backend: server.id, err: (err as Error).message, code: 'BATON_ERR_MIGRATE_UNAVAILABLE' }, 'migrate server stays down')
+      this.#health.channel(server, false, (err as Error).message)
+      return
+    }
+    let mark = 1
+    while (this.#marks.has(mark) && mark <= MAX_MARK) mark++
+    if (mark > MAX_MARK) {
+      this.#log.error({ svc: server.service, backend: server.id, code: 'BATON_ERR_MIGRATE_UNAVAILABLE' }, `more than ${MAX_MARK} agent servers`)
+      return
+    }
+    this.#marks.add(mark)
+    const a: Agent<C, S> = {
+      server, mark, link: undefined, instance: '', routeOk: false, backendUp: false, up: false, active: 0,
+      pending: new Map(), silentTicks: 0, pingSeq: 0, retryMs: RECONNECT_MIN_MS, retry: undefined, detached: false,
+    }
+    this.#agents.set(server, a)
+    const host = server.target.host
+    if (!needsRoute(host)) a.routeOk = true
+    else {
+      void installRoute(mark, opts!.vips, host).then((err) => {
+        if (a.detached) return
+        if (err !== undefined) this.#log.error({ svc: server.service, backend: server.id, err, code: 'BATON_ERR_MIGRATE_UNAVAILABLE' }, 'policy route not installed: server stays down')
+        a.routeOk = err === undefined
+        this.#judge(a, err ?? 'policy route installed')
+      })
+    }
+    this.#connect(a)
+  }
+
+  /**
+   * The server left: no new migrations. Its flows keep their steering until they end (CLOSED) or their
+   * elements expire; the link, route and mark go when none is left.
+   */
+  detach (server: S): void {
+    const a = this.#agents.get(server)
+    if (a === undefined) return
+    this.#agents.delete(server)
+    a.detached = true
+    a.up = false
+    if (this.#flows?.count(a.instance) === 0 || a.link === undefined) this.#release(a)
+  }
+
+  checkAddress (): undefined { return undefined }
+
+  /** Hot path: freeze, dump, close in repair mode, MIGRATE. READY, a refusal or the timeout completes it. */
+  forward (conn: C): void {
+    const a = this.#agents.get(conn.server!)
+    const flows = this.#flows
+    if (a === undefined || !a.up || flows === undefined) { this.#refuse(conn, 'agent not connected'); return }
+    if (conn.consumed !== undefined && conn.consumed.length > 0) { this.#refuse(conn, 'a connection with bytes already read cannot migrate'); return }
+    const t0 = performance.now()
+    try { flows.freeze(conn.clientAddress, conn.clientPort) } catch (err) { this.#refuse(conn, `freeze: ${(err as Error).message}`); return }
+    let state: TcpRepairState
+    try {
+      state = native.repairDump(conn.fd)
+      native.repairClose(conn.fd)
+    } catch (err) {
+      flows.unfreeze(conn.clientAddress, conn.clientPort) // the dump left repair mode: the fd is still ours
+      this.#refuse(conn, `dump: ${(err as Error).message}`)
+      return
+    }
+    a.pending.set(conn.id, { conn, state, t0 })
+    a.link!.send(encodeMigrate(conn.id, conn.service, conn.route, encodeMigrateState(state)))
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    clearInterval(this.#tick)
+    for (const a of this.#agents.values()) {
+      a.detached = true
+      clearTimeout(a.retry)
+      a.link?.close()
+    }
+    this.#agents.clear()
+    this.#flows?.close()
+    this.#flows = undefined
+  }
+
+  #refuse (conn: C, why: string): void {
+    this.#sink.failed(conn, new BatonError('BATON_ERR_MIGRATE_FAILED', `migrate to ${conn.server!.id}: ${why}`,
+      { source: 'backend', retryable: true }))
+  }
+
+  #connect (a: Agent<C, S>): void {
+    a.retry = undefined
+    if (a.detached) return
+    const { host, port } = a.server.target
+    const opts = this.#opts!
+    const link = new ControlLink(net.connect(port, host), ROLE_DISPATCHER, opts.secret, {
+      ready: (peer) => {
+        const instance = peer.instance.toString('hex')
+        if (a.instance !== '' && a.instance !== instance) this.#agentRestarted(a)
+        a.instance = instance
+        a.retryMs = RECONNECT_MIN_MS
+        a.silentTicks = 0
+        this.#log.info({ svc: a.server.service, backend: a.server.id, agent: link.remote, mark: a.mark }, 'migrate control connected')
+      },
+      message: (type, payload) => { this.#onMessage(a, type, payload) },
+      closed: (err) => { this.#onClosed(a, link, err) },
+    }, Math.max(1000, 2 * opts.timeoutMs))
+    a.link = link
+  }
+
+  #onClosed (a: Agent<C, S>, link: ControlLink, err: BatonError): void {
+    if (a.link !== link) return
+    a.link = undefined
+    a.backendUp = false
+    if (!this.#closed) {
+      this.#log.warn({ svc: a.server.service, backend: a.server.id, err: err.message, code: err.code, retryMs: a.retryMs }, 'migrate control connection down')
+    }
+    this.#judge(a, err.message)
+    for (const [id, p] of a.pending) { a.pending.delete(id); this.#restore(p, `control connection lost: ${err.message}`) }
+    if (a.detached) { this.#release(a); return }
+    a.retry = setTimeout(() => { this.#connect(a) }, a.retryMs)
+    a.retry.unref()
+    a.retryMs = Math.min(a.retryMs * 2, RECONNECT_MAX_MS)
+  }
+
+  /** Up = authenticated link, its back end connected (LOAD), and the route in place. Reports changes only. */
+  #judge (a: Agent<C, S>, why: string): void {
+    const up = !a.detached && a.link?.ready === true && a.backendUp && a.routeOk
+    if (up === a.up) return
+    a.up = up
+    this.#health.channel(a.server, up, why, !up && a.link === undefined)
+  }
+
+  #onMessage (a: Agent<C, S>, type: number, payload: Buffer): void {
+    a.silentTicks = 0
+    if (type === MSG_READY) {
+      const r = decodeReady(payload)
+      if (r !== null) { this.#onReady(a, r.id, r.ok, r.reason); return }
+    } else if (type === MSG_CLOSED) {
+      const ids = decodeClosed(payload)
+      if (ids !== null) { this.#onFlowsClosed(a, ids); return }
+    } else if (type === MSG_LOAD) {
+      const l = decodeLoad(payload)
+      if (l !== null) {
+        a.active = l.active
+        a.backendUp = l.backendUp
+        this.#judge(a, l.backendUp ? 'agent and its back end connected' : 'the agent\'s back end is not connected')
+        return
+      }
+    } else if (type === MSG_PONG && decodeU32(payload) !== null) return
+    a.link?.close(new BatonError('BATON_ERR_MIGRATE_CONTROL', `protocol error: message type ${type} (${payload.length} bytes)`, { source: 'backend' }))
+  }
+
+  #onReady (a: Agent<C, S>, id: number, ok: boolean, reason: string): void {
+    const p = a.pending.get(id)
+    if (p === undefined) { // given up already (timeout): the agent drops its copy
+      if (ok) a.link?.send(encodeU32(MSG_ABORT, id))
+      return
+    }
+    a.pending.delete(id)
+    if (!ok) { this.#restore(p, `agent refused: ${reason}`); return }
+    const { conn } = p
+    try {
+      this.#flows!.steer(conn.clientAddress, conn.clientPort, a.mark)
+    } catch (err) {
+      a.link?.send(encodeU32(MSG_ABORT, id))
+      this.#restore(p, `steer: ${(err as Error).message}`)
+      return
+    }
+    a.link!.send(encodeU32(MSG_GO, id))
+    this.#flows!.track(a.instance, id, { address: conn.clientAddress, port: conn.clientPort, mark: a.mark })
+    const us = (performance.now() - p.t0) * 1000
+    this.#times[this.#migrated++ % TIMES_KEPT] = us
+    this.#log.debug({ conn: id, svc: conn.service, backend: a.server.id, durMs: us / 1000 }, 'migrated')
+    this.#sink.handedOff(conn)
+  }
+
+  #onFlowsClosed (a: Agent<C, S>, ids: readonly number[]): void {
+    const n = this.#flows?.closed(a.instance, ids) ?? 0
+    if (n > 0) this.#sink.feedback(a.server, -n, 0, n)
+    if (a.detached && this.#flows?.count(a.instance) === 0) this.#release(a)
+  }
+
+  /** A different agent process answers now: the flows of the old one are its back end's, no longer reported. */
+  #agentRestarted (a: Agent<C, S>): void {
+    const n = this.#flows?.forget(a.instance) ?? 0
+    if (n > 0) this.#log.warn({ svc: a.server.service, backend: a.server.id, flows: n }, 'agent restarted: its earlier flows expire unrefreshed')
+    this.#sink.lost(a.server)
+  }
+
+  /**
+   * The migration did not happen: rebuild the socket here from the dumped state, unfreeze, and give the
+   * client back to the data path with the restored fd (retryable). If even that fails the client is gone:
+   * unfrozen, its next packet meets no socket and it gets a reset.
+   */
+  #restore (p: Pending<C>, why: string): void {
+    const { conn, state } = p
+    let fd = -1
+    try {
+      fd = native.repairRestore(state)
+      const unsent = unsentOf(state)
+      if (native.repairGo(fd, unsent) < unsent.length) throw new Error('unsent bytes did not fit')
+    } catch (err) {
+      if (fd >= 0) native.close(fd)
+      fd = -1
+      why = `${why}; local restore failed too: ${(err as Error).message}`
+    }
+    this.#flows?.unfreeze(conn.clientAddress, conn.clientPort)
+    const err = new BatonError('BATON_ERR_MIGRATE_FAILED', `migrate to ${conn.server!.id}: ${why}`, { source: 'backend', retryable: true })
+    if (fd < 0) {
+      this.#log.error({ conn: conn.id, svc: conn.service, backend: conn.server!.id, err: err.message, code: err.code }, 'client lost')
+      this.#sink.handedOff(conn) // gone from this process either way; count it straight back down
+      this.#sink.feedback(conn.server!, -1, 0, 1)
+      return
+    }
+    conn.fd = fd
+    this.#sink.failed(conn, err)
+  }
+
+  /** Every timeoutMs / 4: migrations past timeoutMs are restored here; PING every 4 ticks; silence = down. */
+  #onTick (): void {
+    const now = performance.now()
+    const limit = this.#opts?.timeoutMs ?? 1000
+    for (const a of this.#agents.values()) {
+      for (const [id, p] of a.pending) {
+        if (now - p.t0 < limit) continue
+        a.pending.delete(id)
+        a.link?.send(encodeU32(MSG_ABORT, id))
+        this.#restore(p, `no READY within ${limit} ms`)
+      }
+      if (a.link?.ready !== true) continue
+      if (++a.silentTicks > 8) {
+        a.link.close(new BatonError('BATON_ERR_MIGRATE_CONTROL', `no answer within ${2 * limit} ms`, { source: 'backend' }))
+      } else if (a.silentTicks % 4 === 0) a.link.send(encodeU32(MSG_PING, ++a.pingSeq))
+    }
+  }
+
+  /** The server is gone and holds no flow: close its link, remove its route, free its mark. */
+  #release (a: Agent<C, S>): void {
+    clearTimeout(a.retry)
+    a.link?.close()
+    a.link = undefined
+    this.#flows?.forget(a.instance)
+    if (needsRoute(a.server.target.host)) void removeRoute(a.mark).then(() => { this.#marks.delete(a.mark) })
+    else this.#marks.delete(a.mark)
+  }
+}
