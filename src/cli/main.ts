@@ -24,6 +24,9 @@ Commands:
                       over (zero-downtime restart or upgrade): that one finishes its work and exits 0
   check FILE          validate a config; print each issue as file:line:col: message
   ctl COMMAND ...     change a running switch through its admin API (baton ctl --help)
+  agent --listen HOST:PORT --secret-file FILE --vip VIP:PORT --handoff PATH
+                      on a real server's host: take migrated connections (forward: migrate) from
+                      the dispatcher and hand them to the local back end (baton agent --help)
   host dispatcher|realserver --vip IP [--dry-run | --remove]
                       set up this host for migrate forwarding (baton host --help)
   schema              print the config's JSON Schema (for editors: see the README)
@@ -50,6 +53,10 @@ Options:
 class UsageError extends Error {}
 
 async function main (argv: readonly string[]): Promise<number> {
+  if (argv[0] === 'agent') {
+    const { agent } = await import('./agent')
+    return agent(argv.slice(1), (s) => { process.stderr.write(s) })
+  }
   if (argv[0] === 'ctl') {
     const { ctl } = await import('./ctl')
     return ctl(argv.slice(1), process.env, (s) => { process.stdout.write(s) }, (s) => { process.stderr.write(s) })
@@ -250,6 +257,11 @@ main(process.argv.slice(2)).then(
     if (err instanceof ConfigError) {
       for (const issue of err.issues) process.stderr.write(`${formatIssue(issue)}\n`)
       exit(2)
+      return
+    }
+    if (err instanceof BatonError && err.code === 'BATON_ERR_MIGRATE_UNAVAILABLE') { // a host that cannot migrate
+      process.stderr.write(`baton: ${err.message} (${err.code})\n`)
+      exit(1)
       return
     }
     if (err instanceof BatonError && err.code === 'BATON_ERR_CONFIG_READ') { // demo's own load

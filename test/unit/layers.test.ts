@@ -16,6 +16,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   request: 4,
   backend: 4.5,        // a back end's process: never forward/, dispatcher/, cluster/ or health/
   forward: 5,
+  agent: 5.5,          // `baton agent`: restores migrated connections, hands them off through forward/'s channel
   cluster: 6,
   health: 7,
   dispatcher: 8,

@@ -1,0 +1,71 @@
+// Which migrated connections still live on this host: the agent polls /proc/net/tcp (once a second, only
+// while it tracks any) for sockets whose local end is the VIP:port, and reports the tracked ones that are gone
+// or in TIME_WAIT/CLOSE as CLOSED. The back end owns those sockets; the agent never holds one after GO.
+import { readFile } from 'node:fs/promises'
+
+const TCP_TIME_WAIT = 6
+const TCP_CLOSE = 7
+
+/** One tracked flow: the dispatcher's connection id, under the client's "address:port". */
+export interface TrackedFlow { readonly id: number }
+
+/**
+ * The client ends ("a.b.c.d:port") of the sockets in /proc/net/tcp `text` whose local end is vip:port, with
+ * their state (1 = ESTABLISHED ... 6 = TIME_WAIT, 7 = CLOSE). Addresses there are the raw __be32 printed as a
+ * host-order hex number; this reads them for a little-endian host (x86-64, arm64). Pure.
+ */
+export function socketsOn (text: string, vip: string, port: number): Map<string, number> {
+  const out = new Map<string, number>()
+  const local = `${hexAddress(vip)}:${port.toString(16).toUpperCase().padStart(4, '0')}`
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/)
+    if (f.length < 4 || f[1] !== local) continue
+    const [addr = '', p = ''] = (f[2] ?? '').split(':')
+    out.set(`${ipOf(parseInt(addr, 16))}:${parseInt(p, 16)}`, parseInt(f[3] ?? '0', 16))
+  }
+  return out
+}
+
+function hexAddress (ip: string): string {
+  const [a = 0, b = 0, c = 0, d = 0] = ip.split('.').map(Number)
+  return ((d << 24 | c << 16 | b << 8 | a) >>> 0).toString(16).toUpperCase().padStart(8, '0')
+}
+
+function ipOf (n: number): string {
+  return `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}`
+}
+
+export class FlowTracker {
+  readonly #vip: string
+  readonly #port: number
+  readonly #file: string
+  readonly #flows = new Map<string, TrackedFlow>()
+
+  constructor (vip: string, port: number, file = '/proc/net/tcp') {
+    this.#vip = vip
+    this.#port = port
+    this.#file = file
+  }
+
+  get size (): number { return this.#flows.size }
+
+  /** A connection handed to the back end, by its client end. */
+  add (client: string, flow: TrackedFlow): void { this.#flows.set(client, flow) }
+
+  /** Reads the socket table once; returns the flows that ended (and forgets them). Never throws. */
+  async sweep (): Promise<TrackedFlow[]> {
+    if (this.#flows.size === 0) return []
+    let text: string
+    try { text = await readFile(this.#file, 'utf8') } catch { return [] }
+    const live = socketsOn(text, this.#vip, this.#port)
+    const gone: TrackedFlow[] = []
+    for (const [client, flow] of this.#flows) {
+      const st = live.get(client)
+      if (st === undefined || st === TCP_TIME_WAIT || st === TCP_CLOSE) {
+        this.#flows.delete(client)
+        gone.push(flow)
+      }
+    }
+    return gone
+  }
+}
