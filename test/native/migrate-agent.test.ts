@@ -1,0 +1,238 @@
+// forward: migrate end to end on one host: a real Baton (this process) migrates real connections with
+// TCP_REPAIR to a real `baton agent` child process, which restores them and hands them to a real back end
+// (the demo back end, over its handoff socket). Everything runs in one fresh network namespace with the nft
+// table of `baton host dispatcher` (src/host/nft-table.ts), VIP 127.0.0.1:8080: the agent is on loopback, so
+// no policy route is needed and the steered flow is delivered to the restored socket on this host. The
+// multi-host topology (bridge, steering, direct return) is test/integration/migrate*.test.ts.
+//
+// Shows: the first request and later keep-alive requests answered by the back end on the migrated connection;
+// the flow element present while it lives and gone graceMs after its CLOSED; 200 migrations with the
+// dispatcher's own time (freeze to GO); an agent that refuses (wrong VIP) -> restored on the dispatcher and
+// served by the service's other server; a forged control connection (wrong secret) closed with nothing restored; an agent
+// that dies is down at once and the client gets 503, never a hang.
+import { type ChildProcess, spawn } from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import pino from 'pino'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+import { type Baton, startBaton } from '../../src/baton'
+import { parseConfig } from '../../src/config/load'
+import { dispatcherTable } from '../../src/host/nft-table'
+import { native } from '../../src/native/binding'
+import {
+  encodeAuth, encodeHello, encodeMigrate, FrameReader, MSG_AUTH, MSG_HELLO, NONCE_BYTES, ROLE_DISPATCHER,
+} from '../../src/protocol/migrate-control'
+import { netnsAdd, netnsDel, nftIn, skipReason, until } from './netns'
+
+const ROOT = path.join(__dirname, '../..')
+const MAIN = path.join(ROOT, 'dist/src/cli/main.js')
+const DEMO = path.join(ROOT, 'dist/src/demo/backend.js')
+const VIP = '127.0.0.1'
+const PORT = 8080
+const SECRET = randomBytes(24).toString('hex')
+
+const skip = process.platform !== 'linux'
+  ? 'Linux only'
+  : skipReason({ netns: true, nft: true }) ?? (fs.existsSync(MAIN) && fs.existsSync(DEMO) ? null : 'needs the build (npx tsc -p tsconfig.json): runs dist/src/cli/main.js agent')
+if (skip !== null) describe('migrate to baton agent', () => { it.skip(`skipped: ${skip}`, () => {}) })
+
+interface Answer { status: number; headers: Record<string, string>; body: Record<string, unknown> }
+
+/** Reads one HTTP/1.1 response with Content-Length from a raw socket. */
+function readResponse (sock: net.Socket): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0)
+    const onData = (d: Buffer): void => {
+      buf = Buffer.concat([buf, d])
+      const end = buf.indexOf('\r\n\r\n')
+      if (end < 0) return
+      const lines = buf.subarray(0, end).toString('latin1').split('\r\n')
+      const headers: Record<string, string> = {}
+      for (const l of lines.slice(1)) { const i = l.indexOf(':'); headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim() }
+      const len = Number(headers['content-length'] ?? 0)
+      if (buf.length < end + 4 + len) return
+      sock.off('data', onData)
+      sock.off('close', onClose)
+      const text = buf.subarray(end + 4, end + 4 + len).toString()
+      resolve({ status: Number(lines[0]!.split(' ')[1]), headers, body: text.startsWith('{') ? JSON.parse(text) as Record<string, unknown> : { text } })
+    }
+    const onClose = (): void => { reject(new Error(`closed after ${buf.length} bytes: ${buf.toString('latin1').slice(0, 200)}`)) }
+    sock.on('data', onData)
+    sock.once('close', onClose)
+  })
+}
+
+async function connect (): Promise<net.Socket> {
+  const s = net.connect(PORT, VIP)
+  await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject) })
+  return s
+}
+
+async function get (sock: net.Socket, url: string, close = false): Promise<Answer> {
+  const answer = readResponse(sock)
+  sock.write(`GET ${url} HTTP/1.1\r\nHost: test\r\n${close ? 'Connection: close\r\n' : ''}\r\n`)
+  return await answer
+}
+
+/** The flow map's elements, as "address . port" -> mark. */
+function flows (ns: string): Map<string, number> {
+  const out = JSON.parse(nftIn(ns, ['-j', 'list', 'map', 'ip', 'baton', 'flows'])) as { nftables: Array<Record<string, any>> }
+  const map = out.nftables.find((o) => o.map !== undefined)?.map as { elem?: any[] }
+  return new Map((map.elem ?? []).map((e: any) => {
+    const c = (e[0].elem?.val ?? e[0]).concat as [string, number]
+    return [`${c[0]} . ${c[1]}`, e[1] as number]
+  }))
+}
+
+function quantile (sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN
+}
+
+describe.runIf(skip === null)('migrate to baton agent (one network namespace)', () => {
+  let ns = ''
+  let back = -1
+  let dir = ''
+  let baton: Baton | undefined
+  const procs: ChildProcess[] = []
+  const logs: Array<Record<string, any>> = []
+  const agentOut: string[] = []
+
+  /** Starts a child (in this thread's namespace) and resolves once `ready` shows in its stdout or IPC. */
+  async function child (args: string[], ready: string): Promise<ChildProcess> {
+    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+    procs.push(p)
+    let out = ''
+    p.stdout!.on('data', (d: Buffer) => { out += d.toString(); agentOut.push(d.toString()) })
+    p.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+    let up = false
+    p.on('message', () => { up = true })
+    await until(`${args[1] ?? args[0]} ready (${out})`, () => up || out.includes(ready) || p.exitCode !== null, 10_000)
+    if (p.exitCode !== null) throw new Error(`child exited ${p.exitCode}: ${out}`)
+    return p
+  }
+
+  const state = (id: string): string | undefined => baton?.servers().find((s) => s.id === id)?.state as string | undefined
+
+  beforeAll(async () => {
+    ns = netnsAdd('baton-mig')
+    nftIn(ns, ['-f', '-'], dispatcherTable({ vip: VIP, port: PORT }))
+    back = native.netnsEnter(`/run/netns/${ns}`) // this thread, its sockets and its children live there from now on
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-mig-'))
+    fs.writeFileSync(path.join(dir, 'agent.key'), SECRET, { mode: 0o600 })
+    const sock = path.join(dir, 'be1.sock')
+    await child([DEMO, '--name', 'be1', '--handoff', sock], '')
+    const agent = (listen: string, vip: string): string[] =>
+      [MAIN, 'agent', '--listen', listen, '--secret-file', path.join(dir, 'agent.key'), '--vip', vip, '--handoff', sock]
+    await child(agent('127.0.0.1:7070', `${VIP}:${PORT}`), 'baton agent listening')
+    await child(agent('127.0.0.1:7071', `${VIP}:9999`), 'baton agent listening') // refuses every flow: wrong VIP
+    const config = parseConfig([
+      `listen: ${VIP}:${PORT}`,
+      'migrate: { secretFile: agent.key, graceMs: 200, timeoutMs: 1000 }',
+      'services:',
+      '  - name: web',
+      '    servers: [ { name: r1, agent: 127.0.0.1:7070 } ]',
+      '  - name: bad',
+      '    scheduler: fo', // r2 first; the local back end only once r2 failed for a connection
+      '    servers: [ { name: r2, agent: 127.0.0.1:7071, weight: 2 }, { name: local, handoff: be1.sock } ]',
+      'routes:',
+      '  - { match: { path: /bad/ }, service: bad }',
+      '  - { service: web }',
+    ].join('\n'), path.join(dir, 'baton.yaml'))
+    const logger = pino({ level: 'debug' }, {
+      write: (s: string) => { for (const l of s.split('\n')) if (l !== '') logs.push(JSON.parse(l) as Record<string, any>) },
+    })
+    baton = await startBaton(config, { logger })
+    await until('r1, r2 and local up', () => state('r1') === 'up' && state('r2') === 'up' && state('local') === 'up', 10_000)
+  })
+
+  afterAll(async () => {
+    await baton?.close()
+    for (const p of procs) p.kill('SIGKILL')
+    if (back >= 0) native.netnsReturn(back)
+    netnsDel(ns)
+    if (dir !== '') fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('answers the first request and later keep-alive requests from the back end on the migrated connection', async () => {
+    const sock = await connect()
+    const first = await get(sock, '/first')
+    expect(first.status).toBe(200)
+    expect(first.headers['x-baton-backend']).toBe('be1')
+    expect(first.body.via).toMatch(/^handoff \(service web, route route-1, conn \d+\)$/)
+    expect(first.body.client).toBe(`${VIP}:${sock.localPort}`)
+    expect(flows(ns).get(`${VIP} . ${sock.localPort}`)).toBe(1) // steered with r1's mark while it lives
+    for (let i = 0; i < 3; i++) {
+      const next = await get(sock, `/next-${i}`)
+      expect(next.status).toBe(200)
+      expect(next.body).toMatchObject({ url: `/next-${i}`, via: first.body.via, requestsServed: (first.body.requestsServed as number) + i + 1 })
+    }
+    sock.end()
+    await until('flow element removed after CLOSED + graceMs', () => !flows(ns).has(`${VIP} . ${sock.localPort}`), 5000)
+  })
+
+  it('migrates 200 connections one after the other, each answered, and leaves no steering behind', async () => {
+    const from = logs.length
+    for (let i = 0; i < 200; i++) {
+      const sock = await connect()
+      const a = await get(sock, `/n/${i}`, true)
+      expect(a.status).toBe(200)
+      expect(a.body.url).toBe(`/n/${i}`)
+      sock.destroy()
+    }
+    const times = logs.slice(from).filter((l) => l.msg === 'migrated').map((l) => (l.durMs as number) * 1000).sort((a, b) => a - b)
+    expect(times.length).toBe(200)
+    console.log(`migration, dispatcher clock (freeze to GO), µs over ${times.length}: median ${quantile(times, 0.5).toFixed(0)}, ` +
+      `p90 ${quantile(times, 0.9).toFixed(0)}, p99 ${quantile(times, 0.99).toFixed(0)}, max ${times[times.length - 1]!.toFixed(0)}`)
+    await until('every flow element removed', () => flows(ns).size === 0, 8000)
+    expect(baton!.servers().find((s) => s.id === 'r1')).toMatchObject({ active: 0 })
+  })
+
+  it('restores a connection the agent refuses on the dispatcher and serves it elsewhere', async () => {
+    const sock = await connect()
+    const a = await get(sock, '/bad/x')
+    expect(a.status).toBe(200)
+    expect(a.body.via).toMatch(/^handoff \(service bad, route route-0, conn \d+\)$/) // `local`, by plain handoff
+    const failed = logs.find((l) => l.code === 'BATON_ERR_MIGRATE_FAILED' && l.backend === 'r2')
+    expect(failed?.err).toMatch(/agent refused: flow is for 127\.0\.0\.1:8080, this agent's VIP is 127\.0\.0\.1:9999/)
+    expect(flows(ns).has(`${VIP} . ${sock.localPort}`)).toBe(false) // unfrozen
+    const again = await get(sock, '/bad/y') // the restored connection is an ordinary one
+    expect(again.status).toBe(200)
+    sock.destroy()
+  })
+
+  it('closes a control connection that cannot prove the secret, before restoring anything', async () => {
+    const s = net.connect(7070, '127.0.0.1')
+    const reader = new FrameReader()
+    const types: number[] = []
+    s.on('data', (d: Buffer) => {
+      reader.push(d)
+      for (let f = reader.next(); f !== null && !('error' in f); f = reader.next()) {
+        types.push(f.type)
+        if (f.type === MSG_AUTH) { // the agent answered our HELLO with its proof: ours is forged, then a MIGRATE
+          s.write(Buffer.concat([encodeAuth(randomBytes(32)), encodeMigrate(1, 'web', 'r', Buffer.alloc(100))]))
+        }
+      }
+    })
+    s.write(encodeHello(ROLE_DISPATCHER, randomBytes(NONCE_BYTES), Buffer.alloc(8)))
+    await new Promise<void>((resolve) => s.once('close', () => { resolve() }))
+    expect(types).toEqual([MSG_HELLO, MSG_AUTH]) // no ACCEPTED, no READY
+    await until('the agent logged it', () => agentOut.join('').includes('BATON_ERR_MIGRATE_AUTH'), 3000)
+    expect(state('r1')).toBe('up') // the real dispatcher's connection is not affected
+  })
+
+  it('takes an agent that dies out at once; its clients get 503, never a hang', async () => {
+    const agent = procs[1]!
+    agent.kill('SIGKILL')
+    const t0 = Date.now()
+    await until('r1 down', () => state('r1') !== 'up', 2000)
+    expect(Date.now() - t0).toBeLessThan(1000)
+    const sock = await connect()
+    const a = await get(sock, '/after')
+    expect(a.status).toBe(503)
+    sock.destroy()
+  })
+})
