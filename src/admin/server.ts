@@ -1,7 +1,8 @@
 // The admin API, on loopback or a Unix socket (the config refuses other addresses unless
 // admin.allowRemote, and then requires admin.token). Writes (POST, PUT, DELETE) go to write.ts.
-// GET /servers is `ipvsadm -L -n` as JSON; GET /metrics is Prometheus text (metrics.ts) with bounded
-// labels (service, server, outcome, ...: never paths); GET /healthz answers 200 while the switch runs.
+// GET /servers is `ipvsadm -L -n --stats --rate` as JSON (rates.ts keeps the rate estimator); GET /metrics
+// is Prometheus text (metrics.ts) with bounded labels (service, server, outcome, ...: never paths);
+// GET /healthz answers 200 while the switch runs.
 import http from 'node:http'
 import type net from 'node:net'
 import type { ServerSnapshot } from '../cluster/types'
@@ -12,6 +13,7 @@ import type { Logger } from '../log'
 import { stageUnix, unlinkIfSame, type FileId } from '../net/unix-socket'
 import { serveStats } from './stats-page'
 import { createMetrics } from './metrics'
+import { RateEstimator } from './rates'
 import { createWriteHandler, type AdminControl } from './write'
 
 export interface AdminSource {
@@ -60,11 +62,12 @@ export async function startAdmin (cfg: AdminConfig, src: AdminSource, log: Logge
 export async function stageAdmin (cfg: AdminConfig, src: AdminSource, log: Logger, control?: AdminControl): Promise<StagedAdmin> {
   const write = control === undefined ? undefined : createWriteHandler(control, cfg.token, log)
   const registry = createMetrics(src)
+  const rates = new RateEstimator(() => src.servers(), src.relayBytes === undefined ? undefined : () => src.relayBytes!())
   const server = http.createServer((req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return write !== undefined ? write(req, res) : send(res, 405, 'text/plain', 'GET only\n')
     const path = (req.url ?? '/').split('?')[0]
     if (serveStats(path ?? '/', res, src)) return // GET / (the stats page) and /stats.json
-    if (path === '/servers') return send(res, 200, 'application/json', JSON.stringify(src.servers(), null, 2) + '\n')
+    if (path === '/servers') return send(res, 200, 'application/json', JSON.stringify(rates.rows(), null, 2) + '\n')
     if (path === '/metrics') {
       registry.metrics().then((text) => { send(res, 200, registry.contentType, text) },
         (err: Error) => { send(res, 500, 'text/plain', `metrics: ${err.message}\n`) })
@@ -94,9 +97,11 @@ export async function stageAdmin (cfg: AdminConfig, src: AdminSource, log: Logge
       const a = server.address() as net.AddressInfo
       const address = socket ?? `${a.address}:${a.port}`
       log.info({ admin: address }, 'admin API listening')
+      rates.start()
       return {
         address,
         close: () => new Promise<void>((resolve) => {
+          rates.close()
           // The socket file and an abstract name are free when this returns (the listening fd closes now).
           if (socket !== undefined) unlinkIfSame(socket, id) // only the file this server created
           server.closeAllConnections()

@@ -9,7 +9,12 @@ import { CtlError, resolveAdminTarget, type AdminTarget } from './ctl-target'
 export const CTL_USAGE = `Usage: baton ctl <command> [options]
 
 Commands:
-  list [--json]                            every real server: method, state, weight/configWeight, active, inactive
+  list [--stats] [--rate] [--json]         every real server: method, state, weight/configWeight, active, inactive;
+                                           --stats adds CONNS (connections scheduled to it), INBYTES and
+                                           OUTBYTES (relayed client to server and back; 0 for handoff), with
+                                           a line per service summing its servers (ipvsadm -L -n --stats);
+                                           --rate adds CPS, INBPS and OUTBPS, averaged as ipvsadm's estimator
+                                           does (every 2 s, a quarter of the way to the new rate)
   weight SERVICE SERVER N                  set the server's weight (0..65535; 0 = no new connections)
   drain SERVICE SERVER                     state drain: no new connections, open ones finish
   state SERVICE SERVER up|drain|maint      set the operator's state of the server
@@ -22,7 +27,8 @@ Options:
   -c, --config FILE   find the admin API (admin.listen or admin.socket) and token here (default config/baton.yaml)
       --admin ADDR    the admin API at HOST:PORT or a Unix socket path ('@name': abstract)
       --token TOKEN   bearer token (default: BATON_ADMIN_TOKEN, then admin.token or admin.tokenFile)
-      --json          list: print JSON instead of a table
+      --json          list: print JSON instead of a table (every field: counters and rates included)
+      --stats, --rate list: the counter and rate columns (see list)
 
 Changes made with ctl are not written to the config file: the next reload puts back what the file says.
 `
@@ -43,6 +49,7 @@ interface Call {
 interface Row {
   service: string; id: string; method: string; state?: string; up: boolean; weight: number; configWeight: number
   active: number; inactive: number; fallback?: boolean; overloaded?: boolean
+  connections?: number; inBytes?: number; outBytes?: number; cps?: number; inBps?: number; outBps?: number
 }
 
 export async function ctl (argv: readonly string[], env: NodeJS.ProcessEnv, out: (s: string) => void, err: (s: string) => void): Promise<number> {
@@ -55,6 +62,7 @@ export async function ctl (argv: readonly string[], env: NodeJS.ProcessEnv, out:
         config: { type: 'string', short: 'c' }, admin: { type: 'string' }, token: { type: 'string' },
         json: { type: 'boolean' }, handoff: { type: 'string' }, address: { type: 'string' },
         weight: { type: 'string' }, forward: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        stats: { type: 'boolean' }, rate: { type: 'boolean' },
       },
     })
   } catch (e) {
@@ -83,7 +91,10 @@ function callFor (command: string, args: string[], v: Record<string, string | bo
   switch (command) {
     case 'list':
       need(0, 'no arguments')
-      return { what: 'list', method: 'GET', path: '/servers', print: (b) => (v.json === true ? `${JSON.stringify(b, null, 2)}\n` : table(b as Row[])) }
+      return {
+        what: 'list', method: 'GET', path: '/servers',
+        print: (b) => (v.json === true ? `${JSON.stringify(b, null, 2)}\n` : table(b as Row[], v.stats === true, v.rate === true)),
+      }
     case 'weight':
       need(3, 'SERVICE SERVER N')
       return { what: 'weight', method: 'POST', path: `${at(s, x)}/weight`, body: { weight: integer(third, 'N') }, print: summary }
@@ -188,13 +199,38 @@ function reloaded (b: unknown): string {
   return `reloaded: ${parts.length === 0 ? 'no server changed' : parts.join('; ')}\n`
 }
 
-/** ipvsadm -L -n as a table: one row per real server; WEIGHT is effective/configured. */
-function table (rows: readonly Row[]): string {
-  const head = ['SERVICE', 'SERVER', 'METHOD', 'STATE', 'WEIGHT', 'ACTIVE', 'INACTIVE', '']
-  const cells = rows.map((r) => [r.service, r.id, r.method, r.state ?? (r.up ? 'up' : 'down'), `${r.weight}/${r.configWeight}`,
-    String(r.active), String(r.inactive), [r.fallback === true ? 'fallback' : '', r.overloaded === true ? 'overloaded' : ''].filter(Boolean).join(',')])
+/**
+ * ipvsadm -L -n as a table: one row per real server; WEIGHT is effective/configured. With stats or rate, the
+ * counter and rate columns, and before each service's servers a line summing them (ipvsadm's service line).
+ */
+function table (rows: readonly Row[], stats: boolean, rate: boolean): string {
+  const n = (x: number | undefined): string => String(Math.round(x ?? 0))
+  const extra = (r: Row): string[] => [
+    ...(stats ? [n(r.connections), n(r.inBytes), n(r.outBytes)] : []),
+    ...(rate ? [n(r.cps), n(r.inBps), n(r.outBps)] : []),
+  ]
+  const head = ['SERVICE', 'SERVER', 'METHOD', 'STATE', 'WEIGHT', 'ACTIVE', 'INACTIVE',
+    ...(stats ? ['CONNS', 'INBYTES', 'OUTBYTES'] : []), ...(rate ? ['CPS', 'INBPS', 'OUTBPS'] : []), '']
+  const cells: string[][] = []
+  for (const [i, r] of rows.entries()) {
+    if ((stats || rate) && rows[i - 1]?.service !== r.service) cells.push(serviceLine(r.service, rows.filter((x) => x.service === r.service), extra))
+    cells.push([r.service, r.id, r.method, r.state ?? (r.up ? 'up' : 'down'), `${r.weight}/${r.configWeight}`,
+      String(r.active), String(r.inactive), ...extra(r),
+      [r.fallback === true ? 'fallback' : '', r.overloaded === true ? 'overloaded' : ''].filter(Boolean).join(',')])
+  }
   const all = [head, ...cells]
   const width = head.map((_, i) => Math.max(...all.map((c) => c[i]!.length)))
-  const right = new Set([5, 6])
-  return all.map((c) => c.map((cell, i) => (right.has(i) ? cell.padStart(width[i]!) : cell.padEnd(width[i]!))).join('  ').trimEnd()).join('\n') + '\n'
+  const left = new Set([0, 1, 2, 3, 4, head.length - 1])
+  return all.map((c) => c.map((cell, i) => (left.has(i) ? cell.padEnd(width[i]!) : cell.padStart(width[i]!))).join('  ').trimEnd()).join('\n') + '\n'
+}
+
+/** A service's line: its servers' sums, server '*'. */
+function serviceLine (service: string, servers: readonly Row[], extra: (r: Row) => string[]): string[] {
+  const sum = (k: keyof Row): number => servers.reduce((a, r) => a + ((r[k] as number | undefined) ?? 0), 0)
+  const total: Row = {
+    service, id: '*', method: '', up: true, weight: sum('weight'), configWeight: sum('configWeight'),
+    active: sum('active'), inactive: sum('inactive'), connections: sum('connections'), inBytes: sum('inBytes'),
+    outBytes: sum('outBytes'), cps: sum('cps'), inBps: sum('inBps'), outBps: sum('outBps'),
+  }
+  return [service, '*', '', '', '', String(total.active), String(total.inactive), ...extra(total), '']
 }

@@ -58,7 +58,7 @@ export class Cluster {
         rows.push({
           service: svc.name, id: s.id, method: s.target.method, up: s.up, weight: s.weight,
           configWeight: s.configWeight, overloaded: s.overloaded, active: s.conns.active, inactive: s.conns.inactive,
-          fallback: s === svc.fallback, ...extra?.(s),
+          connections: s.connections, fallback: s === svc.fallback, ...extra?.(s),
         })
       }
     }

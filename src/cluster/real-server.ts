@@ -29,6 +29,8 @@ export class RealServerState implements ServerState {
   /** False once the server left its service (reload, admin remove); its open connections still count here. */
   attached = true
   readonly conns = { active: 0, inactive: 0 }
+  /** Connections bound to it since it joined (ipvsadm's Conns): the data path's, one increment per bind. */
+  connections = 0
 
   /** host:port from cfg.address, or host = the handoff socket path and port 0 (what mh hashes). */
   constructor (cfg: ServerConfig, index: number, service: string, target: ForwardTarget) {
@@ -52,6 +54,7 @@ export class RealServerState implements ServerState {
 
   /** A new connection: active++, then OVERLOAD is set once active + inactive reaches maxConns. */
   bind (): void {
+    this.connections++
     this.conns.active++
     if (this.maxConns !== 0 && this.total >= this.maxConns) this.overloaded = true
   }

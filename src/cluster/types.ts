@@ -12,6 +12,8 @@ export interface ServerState extends RealServer, ForwardServer {
   readonly configWeight: number
   /** False once the server left its service; connections it still has keep counting on it. */
   readonly attached: boolean
+  /** Connections bound to it since it joined (ipvsadm's Conns). */
+  readonly connections: number
 }
 
 /** One row of `ipvsadm -L -n`: a server's state at one moment. */
@@ -26,6 +28,8 @@ export interface ServerSnapshot {
   readonly overloaded: boolean
   readonly active: number
   readonly inactive: number
+  /** Connections bound to it since it joined this process's cluster (ipvsadm's Conns; a restart starts at 0). */
+  readonly connections: number
   /** The service's sorry server (used only while no regular server is up). */
   readonly fallback: boolean
   /** Health's view: up, down, drain or maint (Baton.servers() fills it). */

@@ -26,7 +26,7 @@ describe.runIf(process.platform === 'linux' && native.available)('admin API', ()
   it('lists the real servers like ipvsadm -L', async () => {
     const res = await request(`${base}/servers`)
     expect(res.statusCode).toBe(200)
-    expect(await res.body.json()).toEqual([{ service: 's', id: 'a1', method: 'handoff', configWeight: 3, fallback: false, state: 'up', up: true, weight: 3, overloaded: false, active: 0, inactive: 0 }])
+    expect(await res.body.json()).toEqual([{ service: 's', id: 'a1', method: 'handoff', configWeight: 3, fallback: false, state: 'up', up: true, weight: 3, overloaded: false, active: 0, inactive: 0, connections: 0, inBytes: 0, outBytes: 0, cps: 0, inBps: 0, outBps: 0 }])
   })
 
   it('exports Prometheus metrics with outcome counters', async () => {
