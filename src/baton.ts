@@ -314,11 +314,14 @@ export class Baton {
     let admin: StagedAdmin | undefined
     try {
       await this.#serversUp(this.#takeoverServersMs)
-      for (const s of taken.sockets) {
-        if (armed.length < taken.sockets.indexOf(s)) { native.close(s.fd); continue } // one failed: close the rest
-        try { armed.push(armNativeFd(s.fd, { host: s.host, port: s.port }, this.#path, limits)) } catch (err) { if (armed.length === 0) throw err }
+      for (const [i, s] of taken.sockets.entries()) {
+        try {
+          armed.push(armNativeFd(s.fd, { host: s.host, port: s.port }, this.#path, limits)) // closes s.fd if it throws
+        } catch (err) {
+          for (const rest of taken.sockets.slice(i + 1)) native.close(rest.fd)
+          throw err
+        }
       }
-      if (armed.length < taken.sockets.length) throw new BatonError('BATON_ERR_TAKEOVER', 'takeover: cannot accept on a socket taken over')
       if (this.#config.admin !== undefined) admin = await this.#stageAdmin()
       collectGarbage() // while the old process still accepts, not right after GO
       taken.go()

@@ -51,8 +51,8 @@ export class RateEstimator {
 
   /**
    * Takes one sample at `nowMs` (monotonic). A server seen for the first time starts from its counters as
-   * they are; one whose counter went down (it left and a server of the same name joined) starts again;
-   * servers no longer listed are forgotten.
+   * they are, with rates 0; so does one whose counter went down (it left and a server of the same name
+   * joined); servers no longer listed are forgotten.
    */
   sample (nowMs: number): void {
     const dt = (nowMs - this.#last) / 1000
@@ -65,10 +65,11 @@ export class RateEstimator {
       const b = bytes.get(key)
       const now = { conns: s.connections, inBytes: b?.up ?? 0, outBytes: b?.down ?? 0 }
       const e = this.#est.get(key)
-      if (e === undefined || now.conns < e.conns || now.inBytes < e.inBytes || now.outBytes < e.outBytes || !(dt > 0)) {
-        this.#est.set(key, { ...now, cps: e?.cps ?? 0, inBps: e?.inBps ?? 0, outBps: e?.outBps ?? 0 })
+      if (e === undefined || now.conns < e.conns || now.inBytes < e.inBytes || now.outBytes < e.outBytes) {
+        this.#est.set(key, { ...now, cps: 0, inBps: 0, outBps: 0 })
         continue
       }
+      if (!(dt > 0)) continue
       e.cps += ((now.conns - e.conns) / dt - e.cps) / 4
       e.inBps += ((now.inBytes - e.inBytes) / dt - e.inBps) / 4
       e.outBps += ((now.outBytes - e.outBytes) / dt - e.outBps) / 4
