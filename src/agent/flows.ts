@@ -40,6 +40,8 @@ export class FlowTracker {
   readonly #port: number
   readonly #file: string
   readonly #flows = new Map<string, TrackedFlow>()
+  /** Flows whose client end a newer migrated connection reuses: ended, reported at the next sweep. */
+  #superseded: TrackedFlow[] = []
 
   constructor (vip: string, port: number, file = '/proc/net/tcp') {
     this.#vip = vip
@@ -50,15 +52,20 @@ export class FlowTracker {
   get size (): number { return this.#flows.size }
 
   /** A connection handed to the back end, by its client end. */
-  add (client: string, flow: TrackedFlow): void { this.#flows.set(client, flow) }
+  add (client: string, flow: TrackedFlow): void {
+    const before = this.#flows.get(client)
+    if (before !== undefined) this.#superseded.push(before)
+    this.#flows.set(client, flow)
+  }
 
   /** Reads the socket table once; returns the flows that ended (and forgets them). Never throws. */
   async sweep (): Promise<TrackedFlow[]> {
-    if (this.#flows.size === 0) return []
+    const gone = this.#superseded
+    this.#superseded = []
+    if (this.#flows.size === 0) return gone
     let text: string
-    try { text = await readFile(this.#file, 'utf8') } catch { return [] }
+    try { text = await readFile(this.#file, 'utf8') } catch { return gone }
     const live = socketsOn(text, this.#vip, this.#port)
-    const gone: TrackedFlow[] = []
     for (const [client, flow] of this.#flows) {
       const st = live.get(client)
       if (st === undefined || st === TCP_TIME_WAIT || st === TCP_CLOSE) {

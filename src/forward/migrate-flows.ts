@@ -72,6 +72,11 @@ export class FlowTable<O> {
   readonly #freezeMs: number
   /** Live flows by owner (an agent's instance) and connection id: what the refresh renews. */
   readonly #live = new Map<O, Map<number, Flow>>()
+  /**
+   * Who holds each element now ("address port"): a client port reused for a new connection (loopback reuses
+   * TIME_WAIT tuples) takes the element over, so the old connection's CLOSED must not delete it.
+   */
+  readonly #holder = new Map<string, { readonly owner: O; readonly id: number }>()
   #dying: Flow[] = []
   #graceTimer: NodeJS.Timeout | undefined
   readonly #refresh: NodeJS.Timeout
@@ -122,24 +127,36 @@ export class FlowTable<O> {
 
   /** A steered flow, refreshed until closed() or forget(). */
   track (owner: O, id: number, flow: Flow): void {
+    const key = `${flow.address} ${flow.port}`
+    const before = this.#holder.get(key)
+    if (before !== undefined) this.#untrack(before.owner, before.id)
+    this.#holder.set(key, { owner, id })
     let m = this.#live.get(owner)
     if (m === undefined) this.#live.set(owner, m = new Map())
     m.set(id, flow)
   }
 
+  #untrack (owner: O, id: number): Flow | undefined {
+    const m = this.#live.get(owner)
+    const f = m?.get(id)
+    if (f === undefined) return undefined
+    m!.delete(id)
+    if (m!.size === 0) this.#live.delete(owner)
+    const key = `${f.address} ${f.port}`
+    const h = this.#holder.get(key)
+    if (h?.owner === owner && h.id === id) this.#holder.delete(key)
+    return f
+  }
+
   /** The owner reported these connections ended: their elements go after graceMs. Returns how many it knew. */
   closed (owner: O, ids: readonly number[]): number {
-    const m = this.#live.get(owner)
-    if (m === undefined) return 0
     let n = 0
     for (const id of ids) {
-      const f = m.get(id)
+      const f = this.#untrack(owner, id)
       if (f === undefined) continue
-      m.delete(id)
       this.#dying.push(f)
       n++
     }
-    if (m.size === 0) this.#live.delete(owner)
     if (n > 0 && this.#graceTimer === undefined) {
       this.#graceTimer = setTimeout(() => { this.#graceTimer = undefined; this.#reap() }, this.#graceMs)
       this.#graceTimer.unref()
@@ -149,9 +166,9 @@ export class FlowTable<O> {
 
   /** The owner is gone for good: its flows are no longer refreshed and expire. Returns how many. */
   forget (owner: O): number {
-    const n = this.#live.get(owner)?.size ?? 0
-    this.#live.delete(owner)
-    return n
+    const ids = [...(this.#live.get(owner)?.keys() ?? [])]
+    for (const id of ids) this.#untrack(owner, id)
+    return ids.length
   }
 
   /** Flows the owner holds. */
@@ -172,7 +189,8 @@ export class FlowTable<O> {
 
   /** Deletes what waited its grace, in batches; one failed batch is retried element by element. */
   #reap (): void {
-    const dying = this.#dying
+    // A flow whose client port a new migrated connection took meanwhile keeps its element.
+    const dying = this.#dying.filter((f) => !this.#holder.has(`${f.address} ${f.port}`))
     this.#dying = []
     for (let i = 0; i < dying.length; i += NFT_MAX_BATCH) {
       const batch = dying.slice(i, i + NFT_MAX_BATCH).map((f) => ({ address: f.address, port: f.port }))

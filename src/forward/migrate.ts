@@ -40,7 +40,8 @@ const RECONNECT_MAX_MS = 5000
 /** Dispatcher-side migration times kept for timings() (a ring). */
 const TIMES_KEPT = 8192
 
-interface Pending<C> { readonly conn: C; readonly state: TcpRepairState; readonly t0: number }
+/** t0: before the freeze; sentAt: MIGRATE written (performance.now(), ms). */
+interface Pending<C> { readonly conn: C; readonly state: TcpRepairState; readonly t0: number; sentAt: number }
 
 /** One agent server: its control connection, mark, route and migrations in flight. */
 interface Agent<C, S> {
@@ -167,8 +168,10 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
       this.#refuse(conn, `dump: ${(err as Error).message}`)
       return
     }
-    a.pending.set(conn.id, { conn, state, t0 })
+    const p: Pending<C> = { conn, state, t0, sentAt: 0 }
+    a.pending.set(conn.id, p)
     a.link!.send(encodeMigrate(conn.id, conn.service, conn.route, encodeMigrateState(state)))
+    p.sentAt = performance.now()
   }
 
   async close (): Promise<void> {
@@ -261,6 +264,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     a.pending.delete(id)
     if (!ok) { this.#restore(p, `agent refused: ${reason}`); return }
     const { conn } = p
+    const readyAt = performance.now()
     try {
       this.#flows!.steer(conn.clientAddress, conn.clientPort, a.mark)
     } catch (err) {
@@ -270,9 +274,14 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     }
     a.link!.send(encodeU32(MSG_GO, id))
     this.#flows!.track(a.instance, id, { address: conn.clientAddress, port: conn.clientPort, mark: a.mark })
-    const us = (performance.now() - p.t0) * 1000
+    const end = performance.now()
+    const us = (end - p.t0) * 1000
     this.#times[this.#migrated++ % TIMES_KEPT] = us
-    this.#log.debug({ conn: id, svc: conn.service, backend: a.server.id, durMs: us / 1000 }, 'migrated')
+    if (this.#log.isLevelEnabled('debug')) {
+      // Where the time went: freeze + dump + close + send here, the agent's round trip, steer + GO here.
+      this.#log.debug({ conn: id, svc: conn.service, backend: a.server.id, durMs: us / 1000, localUs: (p.sentAt - p.t0 + end - readyAt) * 1000,
+        agentUs: (readyAt - p.sentAt) * 1000 }, 'migrated')
+    }
     this.#sink.handedOff(conn)
   }
 

@@ -23,8 +23,10 @@ import { type Baton, startBaton } from '../../src/baton'
 import { parseConfig } from '../../src/config/load'
 import { dispatcherTable } from '../../src/host/nft-table'
 import { native } from '../../src/native/binding'
+import { ControlLink } from '../../src/forward/migrate-link'
 import {
-  encodeAuth, encodeHello, encodeMigrate, FrameReader, MSG_AUTH, MSG_HELLO, NONCE_BYTES, ROLE_DISPATCHER,
+  decodeMigrate, encodeAuth, encodeHello, encodeLoad, encodeMigrate, FrameReader, MSG_AUTH, MSG_HELLO, MSG_MIGRATE,
+  MSG_PING, MSG_PONG, encodeU32, NONCE_BYTES, ROLE_AGENT, ROLE_DISPATCHER,
 } from '../../src/protocol/migrate-control'
 import { netnsAdd, netnsDel, nftIn, skipReason, until } from './netns'
 
@@ -115,6 +117,30 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
     return p
   }
 
+  const fakes: net.Server[] = []
+  const fakeSeen: Record<string, number[]> = { silent: [], dying: [], forged: [] }
+
+  /**
+   * An agent in this process: `silent` authenticates and never answers a MIGRATE; `dying` closes the control
+   * connection when one comes; `forged` does not know the secret.
+   */
+  async function fakeAgent (port: number, kind: 'silent' | 'dying' | 'forged'): Promise<void> {
+    const srv = net.createServer((sock) => {
+      const link: ControlLink = new ControlLink(sock, ROLE_AGENT, kind === 'forged' ? 'not-the-secret-but-long-enough' : SECRET, {
+        ready: () => { link.send(encodeLoad(0, true)) },
+        message: (type, payload) => {
+          if (type === MSG_PING) link.send(encodeU32(MSG_PONG, payload.readUInt32BE(0)))
+          if (type !== MSG_MIGRATE) return
+          fakeSeen[kind]!.push(decodeMigrate(payload)!.id)
+          if (kind === 'dying') link.close()
+        },
+        closed: () => {},
+      }, 5000, randomBytes(8))
+    })
+    fakes.push(srv)
+    await new Promise<void>((resolve) => srv.listen(port, '127.0.0.1', resolve))
+  }
+
   const state = (id: string): string | undefined => baton?.servers().find((s) => s.id === id)?.state as string | undefined
 
   beforeAll(async () => {
@@ -129,6 +155,9 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
       [MAIN, 'agent', '--listen', listen, '--secret-file', path.join(dir, 'agent.key'), '--vip', vip, '--handoff', sock]
     await child(agent('127.0.0.1:7070', `${VIP}:${PORT}`), 'baton agent listening')
     await child(agent('127.0.0.1:7071', `${VIP}:9999`), 'baton agent listening') // refuses every flow: wrong VIP
+    await fakeAgent(7072, 'silent')
+    await fakeAgent(7073, 'dying')
+    await fakeAgent(7074, 'forged')
     const config = parseConfig([
       `listen: ${VIP}:${PORT}`,
       'migrate: { secretFile: agent.key, graceMs: 200, timeoutMs: 1000 }',
@@ -138,19 +167,30 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
       '  - name: bad',
       '    scheduler: fo', // r2 first; the local back end only once r2 failed for a connection
       '    servers: [ { name: r2, agent: 127.0.0.1:7071, weight: 2 }, { name: local, handoff: be1.sock } ]',
+      '  - name: silent',
+      '    scheduler: fo',
+      '    servers: [ { name: s1, agent: 127.0.0.1:7072, weight: 2 }, { name: local2, handoff: be1.sock } ]',
+      '  - name: dying',
+      '    scheduler: fo',
+      '    servers: [ { name: d1, agent: 127.0.0.1:7073, weight: 2 }, { name: local3, handoff: be1.sock } ]',
+      '  - name: forged',
+      '    servers: [ { name: f1, agent: 127.0.0.1:7074 } ]',
       'routes:',
       '  - { match: { path: /bad/ }, service: bad }',
+      '  - { match: { path: /silent/ }, service: silent }',
+      '  - { match: { path: /dying/ }, service: dying }',
       '  - { service: web }',
     ].join('\n'), path.join(dir, 'baton.yaml'))
     const logger = pino({ level: 'debug' }, {
       write: (s: string) => { for (const l of s.split('\n')) if (l !== '') logs.push(JSON.parse(l) as Record<string, any>) },
     })
     baton = await startBaton(config, { logger })
-    await until('r1, r2 and local up', () => state('r1') === 'up' && state('r2') === 'up' && state('local') === 'up', 10_000)
+    await until('every real agent up', () => ['r1', 'r2', 'local', 's1', 'd1'].every((id) => state(id) === 'up'), 10_000)
   })
 
   afterAll(async () => {
     await baton?.close()
+    for (const f of fakes) f.close()
     for (const p of procs) p.kill('SIGKILL')
     if (back >= 0) native.netnsReturn(back)
     netnsDel(ns)
@@ -162,7 +202,7 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
     const first = await get(sock, '/first')
     expect(first.status).toBe(200)
     expect(first.headers['x-baton-backend']).toBe('be1')
-    expect(first.body.via).toMatch(/^handoff \(service web, route route-1, conn \d+\)$/)
+    expect(first.body.via).toMatch(/^handoff \(service web, route route-\d+, conn \d+\)$/)
     expect(first.body.client).toBe(`${VIP}:${sock.localPort}`)
     expect(flows(ns).get(`${VIP} . ${sock.localPort}`)).toBe(1) // steered with r1's mark while it lives
     for (let i = 0; i < 3; i++) {
@@ -183,11 +223,20 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
       expect(a.body.url).toBe(`/n/${i}`)
       sock.destroy()
     }
-    const times = logs.slice(from).filter((l) => l.msg === 'migrated').map((l) => (l.durMs as number) * 1000).sort((a, b) => a - b)
-    expect(times.length).toBe(200)
-    console.log(`migration, dispatcher clock (freeze to GO), µs over ${times.length}: median ${quantile(times, 0.5).toFixed(0)}, ` +
-      `p90 ${quantile(times, 0.9).toFixed(0)}, p99 ${quantile(times, 0.99).toFixed(0)}, max ${times[times.length - 1]!.toFixed(0)}`)
-    await until('every flow element removed', () => flows(ns).size === 0, 8000)
+    const migrated = logs.slice(from).filter((l) => l.msg === 'migrated')
+    expect(migrated.length).toBe(200)
+    const line = (what: string, us: number[]): string => {
+      const t = us.sort((a, b) => a - b)
+      return `${what}: median ${quantile(t, 0.5).toFixed(0)}, p90 ${quantile(t, 0.9).toFixed(0)}, p99 ${quantile(t, 0.99).toFixed(0)}`
+    }
+    console.log(`migration, dispatcher clock, µs over ${migrated.length}:\n  ` + [
+      line('total (freeze to GO)', migrated.map((l) => (l.durMs as number) * 1000)),
+      line('dispatcher work (freeze, dump, close, send; steer, GO)', migrated.map((l) => l.localUs as number)),
+      line('waiting for READY (agent process: decode, restore, answer)', migrated.map((l) => l.agentUs as number)),
+    ].join('\n  '))
+    await until('every flow element removed', () => flows(ns).size === 0, 8000).catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify([...flows(ns)])}`)
+    })
     expect(baton!.servers().find((s) => s.id === 'r1')).toMatchObject({ active: 0 })
   })
 
@@ -202,6 +251,34 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
     const again = await get(sock, '/bad/y') // the restored connection is an ordinary one
     expect(again.status).toBe(200)
     sock.destroy()
+  })
+
+  it('restores on the dispatcher when READY does not come within timeoutMs, and when the control connection dies', async () => {
+    const t0 = Date.now()
+    let sock = await connect()
+    let a = await get(sock, '/silent/x')
+    expect(a.status).toBe(200)
+    expect(a.body.via).toMatch(/^handoff \(service silent, /) // local2, after the restore
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900)
+    expect(fakeSeen.silent).toHaveLength(1)
+    expect(logs.find((l) => l.backend === 's1' && l.code === 'BATON_ERR_MIGRATE_FAILED')?.err).toMatch(/no READY within 1000 ms/)
+    expect((await get(sock, '/silent/y')).status).toBe(200)
+    sock.destroy()
+
+    sock = await connect()
+    a = await get(sock, '/dying/x')
+    expect(a.status).toBe(200)
+    expect(a.body.via).toMatch(/^handoff \(service dying, /)
+    expect(fakeSeen.dying).toHaveLength(1)
+    expect(logs.find((l) => l.backend === 'd1' && l.code === 'BATON_ERR_MIGRATE_FAILED')?.err).toMatch(/control connection lost/)
+    sock.destroy()
+    await until('no flow left frozen', () => flows(ns).size === 0, 3000)
+  })
+
+  it('never takes an agent that cannot prove the secret into rotation', () => {
+    expect(state('f1')).not.toBe('up')
+    expect(fakeSeen.forged).toEqual([])
+    expect(logs.some((l) => l.backend === 'f1' && l.code === 'BATON_ERR_MIGRATE_AUTH')).toBe(true)
   })
 
   it('closes a control connection that cannot prove the secret, before restoring anything', async () => {
