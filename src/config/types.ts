@@ -163,7 +163,7 @@ export interface AdminConfig {
   readonly tokenFile?: string
 }
 
-/** `migrate:`: cross-host handoff to `agent:` servers (docs/config.md, docs/migrate.md). */
+/** `migrate:`: cross-host handoff to `agent:` servers (docs/config.md, docs/migrate-forward.md). */
 export interface MigrateConfig {
   /** The control connections' shared secret (`secret`, or the content of `secretFile`). */
   readonly secret: string

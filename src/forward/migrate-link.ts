@@ -5,7 +5,7 @@
 //
 // Nothing but HELLO, AUTH and ACCEPTED is read before the peer proved the secret, and frames are limited to
 // PRE_AUTH_MAX_BYTES until then, so a peer without the secret can make this end hold 64 bytes and a timer.
-// The secret never crosses the wire; the connection is not encrypted (see docs/migrate.md: the control
+// The secret never crosses the wire; the connection is not encrypted (see docs/migrate-forward.md: the control
 // network must be trusted against on-path attackers, as the flows it steers are).
 import { randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'

@@ -1,6 +1,6 @@
 // Forwarding method `migrate` (another host): the live TCP connection moves to the real server's host,
 // whose `baton agent` restores it on the VIP and hands it to its local back end; responses go from there
-// straight to the client. The sequence (research/tcp-repair-migration.md, docs/migrate.md):
+// straight to the client. The sequence (research/tcp-repair-migration.md, docs/migrate-forward.md):
 //
 //   freeze (nft add flow -> 0xff) -> repairDump -> repairClose -> MIGRATE ... READY -> steer (nft replace
 //   flow -> the server's mark) -> GO -> handedOff
