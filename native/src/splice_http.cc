@@ -21,10 +21,11 @@ static int baton__hex(uint8_t c) {
   return l >= 'a' && l <= 'f' ? l - 'a' + 10 : -1;
 }
 
-int64_t HttpFramer::Feed(const uint8_t* p, size_t n) {
+int64_t HttpFramer::Feed(const uint8_t* p, size_t n, bool stop_at_body) {
   ended_ = false;
   size_t i = 0;
   while (i < n) {
+    if (stop_at_body && (state_ == kLength || state_ == kChunkData) && left_ > 0) return static_cast<int64_t>(i);
     if (state_ == kLength || state_ == kChunkData) {
       uint64_t k = std::min<uint64_t>(left_, n - i);
       i += k;

@@ -25,9 +25,9 @@ class HttpFramer {
  public:
   HttpFramer(bool request, std::deque<uint8_t>* pending) : request_(request), pending_(pending) {}
 
-  // Consumes p[0, n) up to the end of one message; returns how many bytes it consumed, or -EPROTO.
-  // ended() then says whether a message ended there.
-  int64_t Feed(const uint8_t* p, size_t n);
+  // Consumes p[0, n) up to the end of one message (stop_at_body: or up to where counted body bytes start);
+  // returns how many bytes it consumed, or -EPROTO. ended() then says whether a message ended there.
+  int64_t Feed(const uint8_t* p, size_t n, bool stop_at_body = false);
   // Counted body bytes (Content-Length, chunk data) that can pass unread: Skip(k) for k <= BodyLeft().
   uint64_t BodyLeft() const { return state_ == kLength || state_ == kChunkData ? left_ : 0; }
   void Skip(uint64_t k);

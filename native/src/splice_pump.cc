@@ -72,20 +72,14 @@ int RelayCore::PumpDirRounds(RelayDir* d, bool* budget_left) {
       if (rc <= 0) return rc;
       continue;
     }
-    size_t want = static_cast<size_t>(d->pipe.cap);
     if (d->watch != nullptr && !d->watch->res.until_close() && !d->watch->res.tunnel()) {
-      // Framed responses: splice body bytes only, never past the body's end; heads and chunk lines are read.
-      uint64_t body = d->watch->res.BodyLeft();
-      if (body == 0) {
-        int rc = ReadSend(d);
-        if (rc <= 0) return rc;
-        continue;
-      }
-      if (body < want) want = static_cast<size_t>(body);
+      int rc = SpliceDown(d);  // framed responses: peek heads and chunk lines, splice never past a body's end
+      if (rc <= 0) return rc;
+      continue;
     }
-    ssize_t n = splice(d->src, nullptr, d->pipe.w, nullptr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t n = splice(d->src, nullptr, d->pipe.w, nullptr, static_cast<size_t>(d->pipe.cap),
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
-      if (d->watch != nullptr && d->watch->res.BodyLeft() > 0) d->watch->res.Skip(static_cast<uint64_t>(n));
       d->queued = static_cast<size_t>(n);
       if (static_cast<size_t>(n) < kCopyBuf) d->bulk = false;  // back to recv + send; its next read probes
     } else if (n == 0) {

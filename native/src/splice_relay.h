@@ -175,6 +175,7 @@ class RelayCore {
   int ReadIn(RelayConn* c);
   int ShutUp(RelayConn* c);
   int64_t FrameDown(RelayDir* d, const uint8_t* p, size_t n);
+  int SpliceDown(RelayDir* d);
   bool AfterPump(RelayConn* c, int64_t now);
   void ApplyVerdict(const RelayVerdict& v, int64_t now);
   void Return(RelayConn* c);

@@ -26,6 +26,8 @@ namespace baton {
 static const int kWatchRounds = 16;
 static const size_t kReadChunk = 16384;  // as kCopyBuf: one read's stack buffer
 static const size_t kCompactAt = 65536;
+static const size_t kHeadPeek = 4096;     // a response head (or chunk line) is peeked in windows of this
+static const size_t kCopyBuf = 16384;     // as in splice_pump.cc: a transfer this large counts as bulk
 
 // Sends in[in_off, fwd_end). 1 = all sent, 0 = upstream full (wait_out: its EPOLLOUT pumps up again), -errno.
 int RelayCore::SendIn(RelayConn* c) {
@@ -218,6 +220,49 @@ int RelayCore::PumpUpWatchedRounds(RelayConn* c, bool* budget_left) {
   }
   *budget_left = false;
   return 0;
+}
+
+// The bulk path of a watched connection's responses, one round, with d's (empty) pipe in hand: the head
+// (or chunk line) is peeked and framed, then it and the body bytes after it, never past the body's end, are
+// spliced into the pipe in one call. Nothing is copied to user space but the peeked head. 1 = go on,
+// 0 = waiting, -errno.
+int RelayCore::SpliceDown(RelayDir* d) {
+  RelayWatch* w = d->watch;
+  if (w->moving && w->pending.empty() && w->res.at_boundary()) return 0;  // the move is due: read no more
+  size_t head = 0;
+  if (w->res.BodyLeft() == 0) {
+    uint8_t buf[kHeadPeek];
+    ssize_t n;
+    do n = recv(d->src, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+    if (n == 0) return ReadSend(d);  // EOF: the copy path marks it
+    if (n < 0) return errno == EAGAIN ? 0 : -errno;
+    int64_t k = w->res.Feed(buf, static_cast<size_t>(n), true);
+    if (k < 0) return static_cast<int>(k);
+    head = static_cast<size_t>(k);  // fed to the framer: exactly this many must move now
+  }
+  size_t cap = static_cast<size_t>(d->pipe.cap);
+  size_t want = cap;
+  if (!w->res.until_close() && !w->res.tunnel()) want = head + std::min<uint64_t>(w->res.BodyLeft(), cap - head);
+  size_t moved = 0;
+  while (moved < want) {
+    ssize_t n = splice(d->src, nullptr, d->pipe.w, nullptr, want - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+      moved += static_cast<size_t>(n);
+      if (moved >= head) break;  // the peeked bytes are queued: only they must move in this round
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (moved >= head && n == 0) {
+      d->eof = true;
+      break;
+    }
+    if (moved >= head && errno == EAGAIN) break;
+    return n < 0 && errno != EAGAIN ? -errno : -EIO;  // peeked bytes that cannot be moved: cannot happen
+  }
+  d->queued = moved;
+  if (moved > head && w->res.BodyLeft() > 0) w->res.Skip(moved - head);
+  if (moved < kCopyBuf) d->bulk = false;  // back to recv + send for small transfers
+  return moved > 0 || d->eof ? 1 : 0;
 }
 
 // Response bytes p[0, n) going down: framed. Returns how many may go on (fewer when a move is due and

@@ -207,6 +207,23 @@ describe.runIf(linux && native.available).each(methods)('%s relay, watched', (me
     await fwd.close()
   })
 
+  it('large pipelined responses (Content-Length, chunked) arrive exactly as the server sent them before a move', async () => {
+    reset()
+    const reqs = get('/alen') + get('/large') + get('/alen') + `HEAD /alen HTTP/1.1\r\nHost: t\r\n\r\n` + get('/large')
+    const direct = await directText(a.port, reqs, 'A:GET /large 0;\r\n0\r\n\r\n', 2)
+    reset()
+    const { sink, fwd, client, r } = await open(reqs + get('/b1'))
+    await sink.until(() => sink.returns.length === 1)
+    await r.until('A:GET /large 0;\r\n0\r\n\r\n', 2)
+    const strip = (t: string): string => t.replace(/\r\nDate: [^\r]*/g, '')
+    expect(r.text().length).toBe(direct.length)
+    expect(strip(r.text()) === strip(direct)).toBe(true)
+    expect(sink.returns[0]!.consumed.toString('latin1')).toBe(get('/b1'))
+    client.destroy()
+    closeReturned(sink)
+    await fwd.close()
+  })
+
   it('300 sequential requests stay, 50 pipelined stay, then one moves', async () => {
     reset()
     const { sink, fwd, client, r } = await open(get('/a0'))
@@ -426,6 +443,16 @@ describe.runIf(linux && native.available).each(methods)('%s relay, watched', (me
     expect(fdCount()).toBe(startFds + 3)
   })
 })
+
+/** What the server sends for `reqs` on a direct connection, read until `marker` came `count` times. */
+async function directText (port: number, reqs: string, marker: string, count: number): Promise<string> {
+  const c = await connectClient(port)
+  const r = reader(c)
+  c.write(reqs)
+  const text = await r.until(marker, count)
+  c.destroy()
+  return text
+}
 
 async function waitUntil (cond: () => boolean): Promise<void> {
   while (!cond()) await new Promise((resolve) => setTimeout(resolve, 5))
