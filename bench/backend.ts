@@ -2,6 +2,7 @@
 // Listens on TCP (the direct, splice, pipe, HAProxy and nginx rows) and, when Baton's back-end module is
 // built, also takes handed-off connections on a SOCK_SEQPACKET path (the handoff rows).
 //   /small            a 100-byte body
+//   /a/small, /b/small the same, under two path prefixes that bench/keepalive.ts routes to two services
 //   /64k              a 64 KiB body
 //   /stream?bytes=N   N bytes, Content-Length framed, written with back-pressure
 //   /__stats          the counters below as JSON (also answered over IPC: { type: 'stats' })
@@ -71,7 +72,7 @@ function streamBody (res: http.ServerResponse, total: number): void {
 function handle (req: http.IncomingMessage, res: http.ServerResponse): void {
   counters.requests++
   const url = req.url ?? '/'
-  if (url === '/small') {
+  if (url === '/small' || url === '/a/small' || url === '/b/small') {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(SMALL.length) })
     res.end(SMALL)
   } else if (url === '/64k') {

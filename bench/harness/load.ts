@@ -28,6 +28,10 @@ export interface LoadSpec {
   readonly connections: number
   readonly durationS: number
   readonly timeoutS?: number
+  /** wrk only: threads (default 1). */
+  readonly threads?: number
+  /** wrk only: a Lua script (-s) that makes the requests, e.g. alternating paths. */
+  readonly script?: string
 }
 
 interface AutocannonResult {
@@ -117,10 +121,11 @@ export function parseWrk (out: string): LoadResult {
   }
 }
 
-/** wrk -t1 (one thread, unpinned: the research's best setting on 2 cores). */
+/** wrk -t1 (one thread, unpinned: the research's best setting on 2 cores) unless spec.threads says otherwise. */
 export function wrkCommand (spec: LoadSpec, close: boolean): string[] {
-  return ['wrk', '-t1', `-c${spec.connections}`, `-d${spec.durationS}s`, '--latency', '--timeout', `${spec.timeoutS ?? 5}s`,
-    ...(close ? ['-H', 'Connection: close'] : []), `http://127.0.0.1:${spec.port}${spec.path}`]
+  return ['wrk', `-t${spec.threads ?? 1}`, `-c${spec.connections}`, `-d${spec.durationS}s`, '--latency', '--timeout', `${spec.timeoutS ?? 5}s`,
+    ...(close ? ['-H', 'Connection: close'] : []), ...(spec.script !== undefined ? ['-s', spec.script] : []),
+    `http://127.0.0.1:${spec.port}${spec.path}`]
 }
 
 export async function runWrk (spec: LoadSpec, close: boolean, progress: Progress): Promise<LoadResult> {
