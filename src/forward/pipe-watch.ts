@@ -45,6 +45,9 @@ export class WatchedPipe<C extends ForwardConn<S>, S extends ForwardServer> {
   #serverEnded = false
   #bytesUp = 0
   #finished = false
+  /** A write returned false: its 'drain' listener is registered (once, not per write). */
+  #upBlocked = false
+  #downBlocked = false
 
   constructor (client: net.Socket, upstream: net.Socket, conn: C, sink: ForwardSink<C, S>, maxHeaderBytes: number,
     idleTimeoutMs: number, onEnd: (end: WatchEnd) => void) {
@@ -141,13 +144,15 @@ export class WatchedPipe<C extends ForwardConn<S>, S extends ForwardServer> {
   #writeUp (b: Buffer): void {
     if (b.length === 0) return
     this.#bytesUp += b.length
-    if (!this.#upstream.write(b)) {
+    if (!this.#upstream.write(b) && !this.#upBlocked) {
+      this.#upBlocked = true
       this.#client.pause()
       this.#upstream.once('drain', this.#resumeClient)
     }
   }
 
   readonly #resumeClient = (): void => {
+    this.#upBlocked = false
     if (this.#moving === undefined && !this.#waitUpgrade && !this.#finished) this.#client.resume()
   }
 
@@ -189,13 +194,17 @@ export class WatchedPipe<C extends ForwardConn<S>, S extends ForwardServer> {
   }
 
   #writeDown (b: Buffer): void {
-    if (!this.#client.write(b)) {
+    if (!this.#client.write(b) && !this.#downBlocked) {
+      this.#downBlocked = true
       this.#upstream.pause()
       this.#client.once('drain', this.#resumeServer)
     }
   }
 
-  readonly #resumeServer = (): void => { if (!this.#finished) this.#upstream.resume() }
+  readonly #resumeServer = (): void => {
+    this.#downBlocked = false
+    if (!this.#finished) this.#upstream.resume()
+  }
 
   #startTunnel (): void {
     this.#tunnel = true
