@@ -78,7 +78,7 @@ describe.runIf(process.platform === 'linux' && native.available)('operating: adm
     expect(bad.body.code).toBe('BATON_ERR_CONFIG_INVALID')
     expect(bad.body.issues).toEqual([
       'weight: must be an integer 0..65535, got "heavy"',
-      'color: unknown key (valid keys here: name, handoff, address, forward, weight, maxConns, minConns, proxyProtocol, health)',
+      'color: unknown key (valid keys here: name, handoff, address, agent, forward, weight, maxConns, minConns, proxyProtocol, health)',
       'server "x" needs exactly one of handoff: <socket path> or address: "host:port"',
     ])
     expect(b.servers().map((r) => r.id)).toEqual(['a'])
