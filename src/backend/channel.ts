@@ -9,6 +9,7 @@
 // PING: a FEEDBACK with their current active and inactive counts, sent before the PONG. A new dispatcher
 // (whose counters start at 0) thus counts the connections it now hears about from its first pick, and their
 // later closes count down there, never twice anywhere.
+import type http from 'node:http'
 import net from 'node:net'
 import {
   CAP_HANDBACK, decodeHandoff, decodeRebalance, encodeCaps, encodeFeedback, encodeHandback, encodeHello, encodeLatency,
@@ -51,6 +52,32 @@ export interface ConnRecord extends WatchedConn {
 }
 
 export const kConn = Symbol('baton.handoff')
+const kRecord = Symbol('baton.handoff.response')
+const kStartedAt = Symbol('baton.handoff.startedAt')
+
+/** A response of a handed-off connection: its record and start time ride on it, so its close needs no closure. */
+interface TrackedResponse extends http.ServerResponse {
+  [kRecord]?: ConnRecord | undefined
+  [kStartedAt]?: number
+}
+
+/**
+ * The http.Server emits 'request' (index.ts calls this before the application's listeners): a request on a
+ * handed-off connection is counted on the channel that reports the connection now. Hot path: one symbol
+ * lookup for a connection that did not come by handoff; no closure and no listener array per request.
+ */
+export function requestStarted (req: http.IncomingMessage, res: http.ServerResponse): void {
+  const rec = (req.socket as unknown as Record<symbol, ConnRecord | undefined> | null)?.[kConn]
+  if (rec !== undefined) rec.channel.requestStarted(rec, res as TrackedResponse)
+}
+
+/** A tracked response's 'close'; `this` is the response. Counted once even if 'close' came twice. */
+function onResponseClose (this: TrackedResponse): void {
+  const rec = this[kRecord]
+  if (rec === undefined) return
+  this[kRecord] = undefined
+  rec.channel.requestEnded(rec, this[kStartedAt] ?? -1)
+}
 
 export interface BackendChannelHost {
   /** Adopt the socket (server.emit('connection')). */
@@ -87,6 +114,7 @@ export class BackendChannel {
   #latN = 0
   readonly #lat = Buffer.allocUnsafe(LATENCY_BYTES)
   #flushScheduled = false
+  readonly #flushSoon = (): void => { this.#flush() }
   #latTimer: NodeJS.Timeout | undefined
   /** The dispatcher pinged: it knows HELLO and REPORT (an older one, which never pings, would not). */
   #pinged = false
@@ -121,7 +149,14 @@ export class BackendChannel {
     this.#maybeRelease()
   }
 
-  requestStarted (rec: ConnRecord): void {
+  /**
+   * A request of `rec` reached the application (requestStarted below): counts it, times it if the
+   * dispatcher pinged (it reads LATENCY then), and has its response's close end it. Hot path: no closure.
+   */
+  requestStarted (rec: ConnRecord, res: TrackedResponse): void {
+    res[kRecord] = rec
+    res[kStartedAt] = this.#pinged && !this.#released ? performance.now() : -1
+    res.on('close', onResponseClose)
     if (rec.closed) return
     rec.inflight++
     if (!rec.active) {
@@ -130,9 +165,9 @@ export class BackendChannel {
     }
   }
 
-  /** startedAt: performance.now() at the request's start; its time goes into the next LATENCY. */
-  requestEnded (rec: ConnRecord, startedAt?: number): void {
-    if (startedAt !== undefined && this.#pinged && !this.#released) {
+  /** startedAt: performance.now() at the request's start, or -1 (not timed); its time goes into the next LATENCY. */
+  requestEnded (rec: ConnRecord, startedAt: number): void {
+    if (startedAt >= 0 && this.#pinged && !this.#released) {
       const s = (performance.now() - startedAt) / 1000
       this.#latCounts[latencyBucket(s)]!++
       this.#latSum += s
@@ -364,7 +399,7 @@ export class BackendChannel {
     // The dispatcher counted this connection as active when it sent it (LVS's bind).
     const rec: ConnRecord = {
       meta, socket, channel: this, inflight: 0, active: true, closed: false,
-      service: meta.service, heads: 0, adoptedAt: performance.now(), shed: false, move: undefined as Move | undefined,
+      service: meta.service, heads: 0, adoptedAt: performance.now(), shed: false, move: undefined as Move | undefined, stayed: undefined,
     }
     ;(socket as unknown as Record<symbol, ConnRecord>)[kConn] = rec
     this.#records.add(rec)
@@ -386,7 +421,7 @@ export class BackendChannel {
   #schedule (): void {
     if (!this.#flushScheduled && !this.#released) {
       this.#flushScheduled = true
-      setImmediate(() => this.#flush())
+      setImmediate(this.#flushSoon)
     }
   }
 

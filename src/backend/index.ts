@@ -15,7 +15,7 @@ import { BatonError, BatonNativeError } from '../errors'
 import { native } from '../native/binding'
 import type { PollerHandle } from '../native/types'
 import type { CheckAddress, ReportState } from '../protocol/handoff'
-import { BackendChannel, kConn, type BackendChannelHost, type ConnRecord } from './channel'
+import { BackendChannel, kConn, requestStarted, type BackendChannelHost, type ConnRecord } from './channel'
 import { listenRelayFallback } from './relay-fallback'
 import { fileId, isAbstract, reclaimStale, unlinkIfSame, type FileId } from '../net/unix-socket'
 import { attachError, attachFailure } from './attach-error'
@@ -98,14 +98,7 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
       return undefined
     },
   }
-  const restoreEmit = interceptPause(server)
-  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    const rec = (req.socket as unknown as Record<symbol, ConnRecord | undefined>)[kConn]
-    if (rec === undefined) return
-    const startedAt = performance.now()
-    rec.channel.requestStarted(rec)
-    res.once('close', () => rec.channel.requestEnded(rec, startedAt))
-  }
+  const restoreEmit = interceptEvents(server)
 
   const onReadable = (): void => {
     for (;;) {
@@ -131,7 +124,6 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
     native.close(listenFd)
     throw attachError(options.path, (err as Error).message, err)
   }
-  server.on('request', onRequest)
 
   let closed = false
   return {
@@ -155,31 +147,38 @@ async function listenHandoff (server: http.Server, options: AcceptHandoffsOption
       unlinkIfSame(options.path, id) // before the fd closes: the name can then never be a successor's
       native.close(listenFd)
       for (const ch of channels) ch.goodbye()
-      server.off('request', onRequest)
       restoreEmit()
     },
   }
 }
 
 /**
+ * Wraps server.emit (returns the undo). 'request' is counted on its handed-off connection's channel
+ * (channel.ts requestStarted) before the application's listeners run: one wrapper instead of a second
+ * 'request' listener, whose listener array Node would copy on every request.
+ *
  * The pause that stops a moving connection's parser reaches the http.Server as a 'clientError', or, for a
  * request with Upgrade or a CONNECT (llhttp's upgrade path), as 'upgrade' or 'connect' (reroute.ts). None
- * may reach the application. Wraps server.emit for those events; returns the undo.
+ * may reach the application.
  *
  * Node emits 'connect' only when the server has a listener, and destroys the socket otherwise, which would
  * lose the responses before the moving CONNECT: a listener of ours keeps the event coming, and the wrapper
  * does what Node would have done when it is the only one.
  */
-function interceptPause (server: http.Server): () => void {
-  const emit = server.emit
+function interceptEvents (server: http.Server): () => void {
+  const emit = server.emit as (this: http.Server, event: string | symbol, ...args: unknown[]) => boolean
   const noConnectListener = (): void => {}
-  const wrapped = function (this: http.Server, event: string | symbol): boolean {
+  const wrapped = function (this: http.Server, event: string | symbol, a?: unknown, b?: unknown): boolean {
+    if (event === 'request' && arguments.length === 3) { // Node's own emit: (req, res)
+      requestStarted(a as http.IncomingMessage, b as http.ServerResponse)
+      return emit.call(this, event, a, b)
+    }
     if (event === 'clientError' || event === 'upgrade' || event === 'connect') {
       // eslint-disable-next-line prefer-rest-params
-      const a = arguments
-      const socket = a[2] as net.Socket | undefined
+      const args = arguments
+      const socket = args[2] as net.Socket | undefined
       const rec = (socket as unknown as Record<symbol, ConnRecord | undefined> | undefined)?.[kConn]
-      if (rec !== undefined && (event === 'clientError' ? rec.channel.paused(rec, a[1]) : rec.channel.upgradeStopped(rec, a[3]))) return true
+      if (rec !== undefined && (event === 'clientError' ? rec.channel.paused(rec, args[1]) : rec.channel.upgradeStopped(rec, args[3]))) return true
       if (event === 'connect' && server.listenerCount('connect') === 1) { // ours only: Node's default
         socket?.destroy()
         return false
@@ -192,7 +191,7 @@ function interceptPause (server: http.Server): () => void {
   server.on('connect', noConnectListener)
   return () => {
     server.off('connect', noConnectListener)
-    if (server.emit === wrapped) server.emit = emit
+    if (server.emit === wrapped) server.emit = emit as typeof server.emit
   }
 }
 

@@ -16,6 +16,7 @@ import type http from 'node:http'
 import type { ErrorCode } from '../errors'
 import type net from 'node:net'
 import { MAX_CONSUMED_BYTES, type HandbackReason } from '../protocol/handoff'
+import { nameIs } from '../request/headers'
 import { Router } from '../request/route'
 import { decodeRouteTable, type RouteTable } from '../request/route-table'
 import { checkParsedHead, framingTabIn } from '../request/sniff'
@@ -46,6 +47,22 @@ export interface WatchedConn {
   /** Marked to move at its next request to shed load (REBALANCE). */
   shed: boolean
   move: Move | undefined
+  /** The last head checked on this connection that stays, or undefined (RouteCheck.verdict's memo). */
+  stayed: CheckedHead | undefined
+}
+
+/**
+ * Everything a verdict reads of a head (method, target, version, every field as received) and the routes
+ * it was judged by: a later head equal in all of them has the same verdict, so it is not checked again.
+ */
+interface CheckedHead {
+  readonly check: RouteCheck
+  readonly method: string
+  readonly url: string
+  readonly major: number
+  readonly minor: number
+  /** A copy: the application may change req.rawHeaders. */
+  readonly raw: readonly string[]
 }
 
 /** One dispatcher's routes, compiled (per channel: two dispatchers may differ during a takeover). */
@@ -66,16 +83,36 @@ export class RouteCheck {
     return typeof t === 'string' ? t : new RouteCheck(t)
   }
 
-  /** undefined: the request stays; else why the connection moves. Per later request: no allocation beyond the head. */
+  /**
+   * undefined: the request stays; else why the connection moves. Per later request: a head equal to the
+   * last one that stayed (CheckedHead) costs a comparison; any other is checked in full, allocating its
+   * RequestHead, and, when it stays, the memo's copy of its fields.
+   */
   verdict (req: http.IncomingMessage, conn: WatchedConn): HandbackReason | undefined {
-    const size = headSize(req)
-    if (size > this.maxHeaderBytes) return 'reroute' // the dispatcher answers 431
-    const r = checkParsedHead(req.method ?? '', req.url ?? '', req.httpVersionMajor, req.httpVersionMinor, req.rawHeaders, size)
-    if (r.kind !== 'ok') return 'reroute'
-    const m = this.router.match(r.head)
-    if (m === null || m.route.service !== conn.service) return 'reroute'
+    const method = req.method ?? ''
+    const url = req.url ?? ''
+    const raw = req.rawHeaders
+    const last = conn.stayed
+    if (last === undefined || last.check !== this || !sameHead(last, method, url, req, raw)) {
+      const size = headSize(method, url, raw)
+      if (size > this.maxHeaderBytes) return 'reroute' // the dispatcher answers 431
+      const r = checkParsedHead(method, url, req.httpVersionMajor, req.httpVersionMinor, raw, size)
+      if (r.kind !== 'ok') return 'reroute'
+      const m = this.router.match(r.head)
+      if (m === null || m.route.service !== conn.service) return 'reroute'
+      conn.stayed = { check: this, method, url, major: req.httpVersionMajor, minor: req.httpVersionMinor, raw: raw.slice() }
+    }
     return conn.shed ? 'rebalance' : undefined
   }
+}
+
+/** Whether the head is the one `last` describes, field for field (strings compare by content). */
+function sameHead (last: CheckedHead, method: string, url: string, req: http.IncomingMessage, raw: readonly string[]): boolean {
+  if (last.url !== url || last.method !== method || last.major !== req.httpVersionMajor || last.minor !== req.httpVersionMinor) return false
+  const prev = last.raw
+  if (prev.length !== raw.length) return false
+  for (let i = 0; i < raw.length; i++) if (prev[i] !== raw[i]) return false
+  return true
 }
 
 interface NodeParser {
@@ -103,7 +140,8 @@ export function hookParser (socket: net.Socket, conn: WatchedConn, check: () => 
       const rc = check()
       const why = rc?.verdict(req, conn)
       // Node trims a framing header's value: HTAB in it (refused on a first head) shows only in the bytes.
-      const answer = rc !== undefined && (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) &&
+      // (Not req.headers: Node builds that object on first use, which the application may never make.)
+      const answer = rc !== undefined && hasFramingField(req.rawHeaders) &&
         typeof parser.getCurrentBuffer === 'function' && framingTabIn(parser.getCurrentBuffer()) ? FRAMING_TAB : undefined
       if (why !== undefined || answer !== undefined) {
         stopReading(socket)
@@ -173,11 +211,19 @@ function stopReading (socket: net.Socket): void {
 }
 
 /** The length of the head serializeHead writes (as the dispatcher would measure it). */
-function headSize (req: http.IncomingMessage): number {
-  let n = (req.method?.length ?? 0) + (req.url?.length ?? 0) + 13 // ' ' + ' HTTP/1.1\r\n' + final CRLF
-  const raw = req.rawHeaders
+function headSize (method: string, url: string, raw: readonly string[]): number {
+  let n = method.length + url.length + 13 // ' ' + ' HTTP/1.1\r\n' + final CRLF
   for (let i = 0; i < raw.length; i++) n += raw[i]!.length + 2 // name + ': ' / value + CRLF
   return n
+}
+
+/** Whether a Content-Length or Transfer-Encoding field is among the flat [name, value, ...] list. */
+function hasFramingField (raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!.length
+    if ((n === 14 || n === 17) && (nameIs(raw[i]!, 'content-length') || nameIs(raw[i]!, 'transfer-encoding'))) return true
+  }
+  return false
 }
 
 /** The head as Node parsed it, written again: request line, each field as received (latin1, as Node decoded it). */
