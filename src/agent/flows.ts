@@ -35,11 +35,19 @@ function ipOf (n: number): string {
   return `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}`
 }
 
+/**
+ * A socket absent from this many sweeps in a row has ended. /proc/net/tcp is read in pages, each walking the
+ * socket hash again, so one read can miss a socket that lives (sockets added or removed meanwhile shift it).
+ */
+const ABSENT_SWEEPS = 2
+
 export class FlowTracker {
   readonly #vip: string
   readonly #port: number
   readonly #file: string
   readonly #flows = new Map<string, TrackedFlow>()
+  /** Sweeps in a row that did not see a tracked flow's socket. */
+  readonly #absent = new Map<TrackedFlow, number>()
   /** Flows whose client end a newer migrated connection reuses: ended, reported at the next sweep. */
   #superseded: TrackedFlow[] = []
 
@@ -54,7 +62,10 @@ export class FlowTracker {
   /** A connection handed to the back end, by its client end. */
   add (client: string, flow: TrackedFlow): void {
     const before = this.#flows.get(client)
-    if (before !== undefined) this.#superseded.push(before)
+    if (before !== undefined) {
+      this.#superseded.push(before)
+      this.#absent.delete(before)
+    }
     this.#flows.set(client, flow)
   }
 
@@ -63,15 +74,22 @@ export class FlowTracker {
     const gone = this.#superseded
     this.#superseded = []
     if (this.#flows.size === 0) return gone
+    // Only flows tracked before the read began are judged by it: one added meanwhile may not be in the file.
+    const judged = new Map(this.#flows)
     let text: string
     try { text = await readFile(this.#file, 'utf8') } catch { return gone }
     const live = socketsOn(text, this.#vip, this.#port)
-    for (const [client, flow] of this.#flows) {
+    for (const [client, flow] of judged) {
+      if (this.#flows.get(client) !== flow) continue // superseded meanwhile: reported above or at the next sweep
       const st = live.get(client)
-      if (st === undefined || st === TCP_TIME_WAIT || st === TCP_CLOSE) {
+      const ended = st === TCP_TIME_WAIT || st === TCP_CLOSE ||
+        (st === undefined && (this.#absent.get(flow) ?? 0) + 1 >= ABSENT_SWEEPS)
+      if (ended) {
         this.#flows.delete(client)
+        this.#absent.delete(flow)
         gone.push(flow)
-      }
+      } else if (st === undefined) this.#absent.set(flow, (this.#absent.get(flow) ?? 0) + 1)
+      else this.#absent.delete(flow)
     }
     return gone
   }

@@ -164,6 +164,16 @@ export class FlowTable<O> {
     return n
   }
 
+  /**
+   * The owner's connections are lost (its agent died, or another agent process answers for its host now):
+   * their elements go after graceMs, like closed ones, so no stale element steers a later connection from
+   * the same client port (pitfall 8). Returns how many.
+   */
+  lost (owner: O): number {
+    const ids = [...(this.#live.get(owner)?.keys() ?? [])]
+    return this.closed(owner, ids)
+  }
+
   /** The owner is gone for good: its flows are no longer refreshed and expire. Returns how many. */
   forget (owner: O): number {
     const ids = [...(this.#live.get(owner)?.keys() ?? [])]

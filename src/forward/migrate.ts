@@ -37,6 +37,11 @@ export interface MigrateOptions extends MigrateConfig { readonly vips: readonly 
 
 const RECONNECT_MIN_MS = 100
 const RECONNECT_MAX_MS = 5000
+/**
+ * An agent whose control connection stays down this long has lost the connections it held: their flow
+ * elements go (after graceMs), so none outlives them to steer a later connection from the same client port.
+ */
+const LOST_AFTER_MS = 3000
 /** Dispatcher-side migration times kept for timings() (a ring). */
 const TIMES_KEPT = 8192
 
@@ -59,6 +64,8 @@ interface Agent<C, S> {
   pingSeq: number
   retryMs: number
   retry: NodeJS.Timeout | undefined
+  /** Runs LOST_AFTER_MS after the control connection went down, unless the same agent answers again. */
+  lostTimer: NodeJS.Timeout | undefined
   detached: boolean
 }
 
@@ -120,7 +127,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     this.#marks.add(mark)
     const a: Agent<C, S> = {
       server, mark, link: undefined, instance: '', routeOk: false, backendUp: false, up: false, active: 0,
-      pending: new Map(), silentTicks: 0, pingSeq: 0, retryMs: RECONNECT_MIN_MS, retry: undefined, detached: false,
+      pending: new Map(), silentTicks: 0, pingSeq: 0, retryMs: RECONNECT_MIN_MS, retry: undefined, lostTimer: undefined, detached: false,
     }
     this.#agents.set(server, a)
     const host = server.target.host
@@ -200,6 +207,8 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     const link = new ControlLink(net.connect(port, host), ROLE_DISPATCHER, opts.secret, {
       ready: (peer) => {
         const instance = peer.instance.toString('hex')
+        clearTimeout(a.lostTimer)
+        a.lostTimer = undefined
         if (a.instance !== '' && a.instance !== instance) this.#agentRestarted(a)
         a.instance = instance
         a.retryMs = RECONNECT_MIN_MS
@@ -221,6 +230,13 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     }
     this.#judge(a, err.message)
     for (const [id, p] of a.pending) { a.pending.delete(id); this.#restore(p, `control connection lost: ${err.message}`) }
+    if (!a.detached && a.lostTimer === undefined && (this.#flows?.count(a.instance) ?? 0) > 0) {
+      a.lostTimer = setTimeout(() => {
+        a.lostTimer = undefined
+        if (a.link?.ready !== true) this.#agentLost(a, `control connection down for ${LOST_AFTER_MS} ms`)
+      }, LOST_AFTER_MS)
+      a.lostTimer.unref()
+    }
     if (a.detached) { this.#release(a); return }
     a.retry = setTimeout(() => { this.#connect(a) }, a.retryMs)
     a.retry.unref()
@@ -291,10 +307,18 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     if (a.detached && this.#flows?.count(a.instance) === 0) this.#release(a)
   }
 
-  /** A different agent process answers now: the flows of the old one are its back end's, no longer reported. */
+  /** A different agent process answers now: no one reports the old one's flows any more. */
   #agentRestarted (a: Agent<C, S>): void {
-    const n = this.#flows?.forget(a.instance) ?? 0
-    if (n > 0) this.#log.warn({ svc: a.server.service, backend: a.server.id, flows: n }, 'agent restarted: its earlier flows expire unrefreshed')
+    this.#agentLost(a, 'another agent process answers')
+  }
+
+  /**
+   * The connections the agent held are lost: their steering goes after graceMs (a stale element would send a
+   * later connection from the same client port to that host, pitfall 8), and the server's counters go to 0.
+   */
+  #agentLost (a: Agent<C, S>, why: string): void {
+    const n = this.#flows?.lost(a.instance) ?? 0
+    if (n > 0) this.#log.warn({ svc: a.server.service, backend: a.server.id, flows: n, why, code: 'BATON_ERR_MIGRATE_CONTROL' }, 'agent lost: its flows are no longer steered')
     this.#sink.lost(a.server)
   }
 
@@ -348,6 +372,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   /** The server is gone and holds no flow: close its link, remove its route, free its mark. */
   #release (a: Agent<C, S>): void {
     clearTimeout(a.retry)
+    clearTimeout(a.lostTimer)
     a.link?.close()
     a.link = undefined
     this.#flows?.forget(a.instance)

@@ -44,6 +44,21 @@ describe('FlowTable', () => {
     t.close()
   })
 
+  it('deletes every flow of a lost owner after graceMs, and only its flows', () => {
+    const nft = fakeMap()
+    const t = new FlowTable<string>(nft, silentLogger(), 3000, 5000)
+    for (const [owner, id, port] of [['agent-a', 1, 40001], ['agent-a', 2, 40002], ['agent-b', 3, 40003]] as const) {
+      t.freeze('10.0.0.10', port)
+      t.steer('10.0.0.10', port, owner === 'agent-a' ? 1 : 2)
+      t.track(owner, id, { address: '10.0.0.10', port, mark: owner === 'agent-a' ? 1 : 2 })
+    }
+    expect(t.lost('agent-a')).toBe(2)
+    expect(t.count('agent-a')).toBe(0)
+    vi.advanceTimersByTime(3000)
+    expect([...nft.elems.keys()]).toEqual(['10.0.0.10 . 40003'])
+    t.close()
+  })
+
   it('lets a newer connection on the same client port keep the element', () => {
     const nft = fakeMap()
     const t = new FlowTable<string>(nft, silentLogger(), 1000, 5000)
