@@ -102,11 +102,12 @@ ${configs}
 `
 }
 
-/** bench/health.ts, reload.ts, takeover.ts and keepalive.ts write these sections of RESULTS.md; a full run keeps them, before the generated configs. */
+/** bench/health.ts, reload.ts, takeover.ts, keepalive.ts and migrate.ts write these sections of RESULTS.md; a full run keeps them, before the generated configs. */
 const HEALTH_SECTION = '## Health checks'
 const RELOAD_SECTION = '## Reload time'
 const TAKEOVER_SECTION = '## Takeover'
 const KEEPALIVE_SECTION = '## Keep-alive routing'
+const MIGRATE_SECTION = '## Migrate'
 
 /** The `## heading` section of a RESULTS.md text, from its heading to the next one ('' if absent). */
 export function sectionOf (text: string, heading: string): string {
@@ -167,7 +168,7 @@ export function writeResults (repoRoot: string, r: RunRecord): Written {
     md = path.join(repoRoot, 'bench', 'RESULTS.md')
     const fresh = markdown(r, rows, `results/${svgName}`)
     const file = md
-    fs.writeFileSync(file, [HEALTH_SECTION, RELOAD_SECTION, TAKEOVER_SECTION, KEEPALIVE_SECTION].reduce((text, heading) => keepSection(file, text, heading), fresh))
+    fs.writeFileSync(file, [HEALTH_SECTION, RELOAD_SECTION, TAKEOVER_SECTION, KEEPALIVE_SECTION, MIGRATE_SECTION].reduce((text, heading) => keepSection(file, text, heading), fresh))
   } else {
     fs.writeFileSync(path.join(dir, `${base}.md`), markdown(r, rows, svgName))
   }

@@ -14,6 +14,7 @@
 // Per agent server: one control connection (migrate-link.ts, authenticated both ways, reconnected with
 // backoff; down at once through HealthInput.channel when it fails or stops answering PINGs), a mark and a
 // policy route (migrate-route.ts). The flow elements' lifetimes are migrate-flows.ts's.
+import { channel } from 'node:diagnostics_channel'
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { MigrateConfig } from '../config/types'
@@ -45,8 +46,21 @@ const LOST_AFTER_MS = 3000
 /** Dispatcher-side migration times kept for timings() (a ring). */
 const TIMES_KEPT = 8192
 
-/** t0: before the freeze; sentAt: MIGRATE written (performance.now(), ms). */
-interface Pending<C> { readonly conn: C; readonly state: TcpRepairState; readonly t0: number; sentAt: number }
+/**
+ * performance.now() (ms) at each step of the dispatcher's first half: t0 before the freeze, then frozen,
+ * dumped (dump + close), encoded (state + MIGRATE frame), sentAt (MIGRATE written).
+ */
+interface Pending<C> {
+  readonly conn: C; readonly state: TcpRepairState; readonly t0: number
+  frozen: number; dumped: number; encoded: number; sentAt: number
+}
+
+/**
+ * Per migration, when anyone subscribes (bench/migrate.ts): { conn, steps } with steps the µs of freeze,
+ * dump + close, encode, send MIGRATE, wait for READY, steer, send GO, and the total (freeze to GO).
+ */
+export const migratedChannel = channel('baton:migrate:migrated')
+export const MIGRATE_STEPS = ['freeze', 'dump + close', 'encode', 'send MIGRATE', 'wait READY', 'steer', 'send GO', 'total'] as const
 
 /** One agent server: its control connection, mark, route and migrations in flight. */
 interface Agent<C, S> {
@@ -166,6 +180,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     if (conn.consumed !== undefined && conn.consumed.length > 0) { this.#refuse(conn, 'a connection with bytes already read cannot migrate'); return }
     const t0 = performance.now()
     try { flows.freeze(conn.clientAddress, conn.clientPort) } catch (err) { this.#refuse(conn, `freeze: ${(err as Error).message}`); return }
+    const frozen = performance.now()
     let state: TcpRepairState
     try {
       state = native.repairDump(conn.fd)
@@ -175,9 +190,11 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
       this.#refuse(conn, `dump: ${(err as Error).message}`)
       return
     }
-    const p: Pending<C> = { conn, state, t0, sentAt: 0 }
+    const dumped = performance.now()
+    const frame = encodeMigrate(conn.id, conn.service, conn.route, encodeMigrateState(state))
+    const p: Pending<C> = { conn, state, t0, frozen, dumped, encoded: performance.now(), sentAt: 0 }
     a.pending.set(conn.id, p)
-    a.link!.send(encodeMigrate(conn.id, conn.service, conn.route, encodeMigrateState(state)))
+    a.link!.send(frame)
     p.sentAt = performance.now()
   }
 
@@ -288,11 +305,16 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
       this.#restore(p, `steer: ${(err as Error).message}`)
       return
     }
+    const steered = performance.now()
     a.link!.send(encodeU32(MSG_GO, id))
-    this.#flows!.track(a.instance, id, { address: conn.clientAddress, port: conn.clientPort, mark: a.mark })
     const end = performance.now()
+    this.#flows!.track(a.instance, id, { address: conn.clientAddress, port: conn.clientPort, mark: a.mark })
     const us = (end - p.t0) * 1000
     this.#times[this.#migrated++ % TIMES_KEPT] = us
+    if (migratedChannel.hasSubscribers) {
+      migratedChannel.publish({ conn: id, steps: [p.frozen - p.t0, p.dumped - p.frozen, p.encoded - p.dumped, p.sentAt - p.encoded,
+        readyAt - p.sentAt, steered - readyAt, end - steered, end - p.t0].map((ms) => ms * 1000) })
+    }
     if (this.#log.isLevelEnabled('debug')) {
       // Where the time went: freeze + dump + close + send here, the agent's round trip, steer + GO here.
       this.#log.debug({ conn: id, svc: conn.service, backend: a.server.id, durMs: us / 1000, localUs: (p.sentAt - p.t0 + end - readyAt) * 1000,
