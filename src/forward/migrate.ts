@@ -24,10 +24,9 @@ import { native } from '../native/binding'
 import { unsentOf } from '../native/repair'
 import type { TcpRepairState } from '../native/types'
 import {
-  decodeClosed, decodeLoad, decodeReady, decodeU32, encodeMigrate, encodeU32, MSG_ABORT, MSG_CLOSED, MSG_GO, MSG_LOAD,
+  decodeClosed, decodeLoad, decodeReady, decodeU32, encodeMigrateOf, encodeU32, MSG_ABORT, MSG_CLOSED, MSG_GO, MSG_LOAD,
   MSG_PING, MSG_PONG, MSG_READY, ROLE_DISPATCHER,
 } from '../protocol/migrate-control'
-import { encodeMigrateState } from '../protocol/migrate-state'
 import { FlowTable, openFlowMap } from './migrate-flows'
 import { ControlLink } from './migrate-link'
 import { installRoute, MAX_MARK, needsRoute, removeRoute } from './migrate-route'
@@ -191,7 +190,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
       return
     }
     const dumped = performance.now()
-    const frame = encodeMigrate(conn.id, conn.service, conn.route, encodeMigrateState(state))
+    const frame = encodeMigrateOf(conn.id, conn.service, conn.route, state)
     const p: Pending<C> = { conn, state, t0, frozen, dumped, encoded: performance.now(), sentAt: 0 }
     a.pending.set(conn.id, p)
     a.link!.send(frame)

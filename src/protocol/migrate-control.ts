@@ -40,6 +40,8 @@
 // message of an unknown type or a wrong length closes the connection too: both ends ship together.
 // Decoders never throw: they return null for a malformed payload.
 import { createHmac, timingSafeEqual } from 'node:crypto'
+import type { TcpRepairState } from '../native/types'
+import { migrateStateBytes, writeMigrateState } from './migrate-state'
 
 export const VERSION = 1
 export const MSG_HELLO = 1
@@ -119,17 +121,45 @@ export interface Migrate { readonly id: number; readonly service: string; readon
 
 /** MIGRATE around an encoded state (encodeMigrateState). Names longer than 255 bytes are cut (they are labels). */
 export function encodeMigrate (id: number, service: string, route: string, state: Buffer): Buffer {
-  const s = Buffer.from(service).subarray(0, 255)
-  const r = Buffer.from(route).subarray(0, 255)
-  const b = frame(MSG_MIGRATE, 4 + 1 + s.length + 1 + r.length + state.length)
-  let off = HEAD
-  b.writeUInt32BE(id >>> 0, off); off += 4
-  b[off++] = s.length
-  off += s.copy(b, off)
-  b[off++] = r.length
-  off += r.copy(b, off)
+  const [b, off] = migrateFrame(id, service, route, state.length)
   state.copy(b, off)
   return b
+}
+
+/**
+ * The same frame with the state written straight into it (no buffer of its own, no copy): the
+ * dispatcher's hot path, byte for byte what encodeMigrate(id, service, route, encodeMigrateState(state)) gives.
+ */
+export function encodeMigrateOf (id: number, service: string, route: string, state: TcpRepairState): Buffer {
+  const [b, off] = migrateFrame(id, service, route, migrateStateBytes(state))
+  writeMigrateState(b, off, state)
+  return b
+}
+
+/** A MIGRATE frame with its id and names written; returns it and where the state goes. */
+function migrateFrame (id: number, service: string, route: string, stateBytes: number): [Buffer, number] {
+  let sn = Buffer.byteLength(service)
+  let rn = Buffer.byteLength(route)
+  if (sn > 255 || rn > 255) { // rare: cut to 255 bytes as Buffer.from(...).subarray does
+    const sb = Buffer.from(service).subarray(0, 255)
+    const rb = Buffer.from(route).subarray(0, 255)
+    sn = sb.length
+    rn = rb.length
+    const b = frame(MSG_MIGRATE, 6 + sn + rn + stateBytes)
+    b.writeUInt32BE(id >>> 0, HEAD)
+    b[HEAD + 4] = sn
+    sb.copy(b, HEAD + 5)
+    b[HEAD + 5 + sn] = rn
+    rb.copy(b, HEAD + 6 + sn)
+    return [b, HEAD + 6 + sn + rn]
+  }
+  const b = frame(MSG_MIGRATE, 6 + sn + rn + stateBytes)
+  b.writeUInt32BE(id >>> 0, HEAD)
+  b[HEAD + 4] = sn
+  b.write(service, HEAD + 5, sn, 'utf8')
+  b[HEAD + 5 + sn] = rn
+  b.write(route, HEAD + 6 + sn, rn, 'utf8')
+  return [b, HEAD + 6 + sn + rn]
 }
 
 /** The state is a view into p (decodeMigrateState checks it). */

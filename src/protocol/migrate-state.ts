@@ -95,35 +95,47 @@ function compressIPv6 (groups: number[]): string {
 
 /** The wire form of a state. The state must be well-formed (a dump's is); asserts nothing itself. */
 export function encodeMigrateState (s: TcpRepairState): Buffer {
-  const alen = s.family === 4 ? 4 : 16
-  const buf = Buffer.allocUnsafe(HEADER_BYTES + 2 * alen + s.recvQueue.length + s.sendQueue.length)
-  buf.writeUInt16BE(MAGIC, 0)
-  buf[2] = MIGRATE_STATE_VERSION
-  buf[3] = s.family
-  buf[4] = s.options
-  buf[5] = s.sndWscale
-  buf[6] = s.rcvWscale
-  buf[7] = 0
-  buf.writeUInt16BE(s.mssClamp, 8)
-  buf.writeUInt16BE(s.localPort, 10)
-  buf.writeUInt16BE(s.peerPort, 12)
-  buf.writeUInt16BE(0, 14)
-  buf.writeUInt32BE(s.timestamp, 16)
-  buf.writeUInt32BE(s.sndWl1, 20)
-  buf.writeUInt32BE(s.sndWnd, 24)
-  buf.writeUInt32BE(s.maxWindow, 28)
-  buf.writeUInt32BE(s.rcvWnd, 32)
-  buf.writeUInt32BE(s.rcvWup, 36)
-  buf.writeUInt32BE(s.rcvNxt, 40)
-  buf.writeUInt32BE(s.writeSeq, 44)
-  buf.writeUInt32BE(s.unsentBytes, 48)
-  buf.writeUInt32BE(s.recvQueue.length, 52)
-  buf.writeUInt32BE(s.sendQueue.length, 56)
-  let off = writeAddress(buf, HEADER_BYTES, s.family, s.localAddress)
-  off = writeAddress(buf, off, s.family, s.peerAddress)
-  off += s.recvQueue.copy(buf, off)
-  s.sendQueue.copy(buf, off)
+  const buf = Buffer.allocUnsafe(migrateStateBytes(s))
+  writeMigrateState(buf, 0, s)
   return buf
+}
+
+/** How many bytes the wire form of `s` takes. */
+export function migrateStateBytes (s: TcpRepairState): number {
+  return HEADER_BYTES + 2 * (s.family === 4 ? 4 : 16) + s.recvQueue.length + s.sendQueue.length
+}
+
+/**
+ * Writes the wire form of `s` into buf at off (migrateStateBytes(s) bytes must fit); returns the end. Hot:
+ * the dispatcher writes the state straight into its MIGRATE frame, with no buffer of its own.
+ */
+export function writeMigrateState (buf: Buffer, off: number, s: TcpRepairState): number {
+  buf.writeUInt16BE(MAGIC, off)
+  buf[off + 2] = MIGRATE_STATE_VERSION
+  buf[off + 3] = s.family
+  buf[off + 4] = s.options
+  buf[off + 5] = s.sndWscale
+  buf[off + 6] = s.rcvWscale
+  buf[off + 7] = 0
+  buf.writeUInt16BE(s.mssClamp, off + 8)
+  buf.writeUInt16BE(s.localPort, off + 10)
+  buf.writeUInt16BE(s.peerPort, off + 12)
+  buf.writeUInt16BE(0, off + 14)
+  buf.writeUInt32BE(s.timestamp, off + 16)
+  buf.writeUInt32BE(s.sndWl1, off + 20)
+  buf.writeUInt32BE(s.sndWnd, off + 24)
+  buf.writeUInt32BE(s.maxWindow, off + 28)
+  buf.writeUInt32BE(s.rcvWnd, off + 32)
+  buf.writeUInt32BE(s.rcvWup, off + 36)
+  buf.writeUInt32BE(s.rcvNxt, off + 40)
+  buf.writeUInt32BE(s.writeSeq, off + 44)
+  buf.writeUInt32BE(s.unsentBytes, off + 48)
+  buf.writeUInt32BE(s.recvQueue.length, off + 52)
+  buf.writeUInt32BE(s.sendQueue.length, off + 56)
+  let at = writeAddress(buf, off + HEADER_BYTES, s.family, s.localAddress)
+  at = writeAddress(buf, at, s.family, s.peerAddress)
+  at += s.recvQueue.copy(buf, at)
+  return at + s.sendQueue.copy(buf, at)
 }
 
 /** Parses and checks a wire state. The queues are views into buf: do not reuse buf while the state lives. */

@@ -5,10 +5,12 @@ import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import {
   decodeClosed, decodeHello, decodeLoad, decodeMigrate, decodeReady, decodeU32, encodeAccepted, encodeAuth, encodeClosed,
-  encodeHello, encodeLoad, encodeMigrate, encodeReady, encodeU32, FrameReader, MAX_CLOSED_IDS, MAX_FRAME_BYTES,
+  encodeHello, encodeLoad, encodeMigrate, encodeMigrateOf, encodeReady, encodeU32, FrameReader, MAX_CLOSED_IDS, MAX_FRAME_BYTES,
   MSG_ABORT, MSG_ACCEPTED, MSG_AUTH, MSG_CLOSED, MSG_GO, MSG_HELLO, MSG_LOAD, MSG_MIGRATE, MSG_PING, MSG_READY,
   NONCE_BYTES, PRE_AUTH_MAX_BYTES, proofOf, ROLE_AGENT, ROLE_DISPATCHER, verifyProof, VERSION,
 } from '../../../src/protocol/migrate-control'
+import { encodeMigrateState } from '../../../src/protocol/migrate-state'
+import type { TcpRepairState } from '../../../src/native/types'
 
 /** Every frame in `bytes`, fed in pieces of `step` bytes. */
 function frames (bytes: Buffer, step: number, limit = MAX_FRAME_BYTES): Array<{ type: number; payload: Buffer } | { error: string }> {
@@ -95,6 +97,19 @@ describe('migrate control framing', () => {
       const junk = randomBytes(i % 64)
       for (const d of [decodeHello, decodeMigrate, decodeReady, decodeU32, decodeClosed, decodeLoad]) expect(() => d(junk)).not.toThrow()
     }
+  })
+})
+
+describe('MIGRATE written straight from a state (the dispatcher\'s hot path)', () => {
+  const state: TcpRepairState = {
+    family: 4, localAddress: '10.99.1.100', localPort: 80, peerAddress: '10.99.1.10', peerPort: 40001,
+    options: 7, sndWscale: 7, rcvWscale: 7, mssClamp: 1448, timestamp: 123456, sndWl1: 1, sndWnd: 65535, maxWindow: 65535,
+    rcvWnd: 65535, rcvWup: 100, rcvNxt: 100, writeSeq: 1, recvQueue: Buffer.from('GET / HTTP/1.1\r\n\r\n'),
+    sendQueue: Buffer.from('partial'), unsentBytes: 3,
+  }
+
+  it.each([['web', 'route-0'], ['sérvice', ''], ['s'.repeat(300), 'ü'.repeat(200)]])('is byte for byte encodeMigrate(encodeMigrateState) (%#)', (svc, route) => {
+    expect(encodeMigrateOf(7, svc, route, state)).toEqual(encodeMigrate(7, svc, route, encodeMigrateState(state)))
   })
 })
 
