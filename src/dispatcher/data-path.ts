@@ -230,6 +230,7 @@ export class DataPath implements ForwardSink<Conn, ServerState> {
     const m = this.#routing.router.match(r.head)
     if (m === null || m.route.service !== conn.svc) return 'reroute'
     const server = conn.server!
+    if (!server.attached) return 'rebalance' // the server was removed: its connections go elsewhere
     const shed = this.#shed.get(server)
     if (shed === undefined || shed <= 0 || performance.now() - conn.startedAt < this.#routing.limits.moveIntervalMs) return undefined
     this.#shed.set(server, shed - 1)

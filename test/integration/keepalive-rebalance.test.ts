@@ -5,6 +5,7 @@ import net from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Baton } from '../../src/baton'
 import { exchange, fdCount, harness, waitFor, type Harness } from '../helpers/cluster'
+import { freePort } from '../helpers/operating'
 
 const CONNS = 60
 
@@ -47,20 +48,36 @@ class Client {
   }
 }
 
-describe('rebalancing kept-alive connections (handoff)', () => {
+describe.each(['handoff', 'splice'] as const)('rebalancing kept-alive connections (%s)', (method) => {
   let h: Harness
   let b: Baton
   let port: number
+  let target: (n: string) => { handoff?: string; address?: { host: string; port: number }; forward?: 'splice' }
   beforeAll(async () => {
     h = harness()
-    await Promise.all(['r1', 'r2', 'r3'].map((n) => h.backend(n)))
+    if (method === 'handoff') {
+      await Promise.all(['r1', 'r2', 'r3'].map((n) => h.backend(n)))
+      target = (n) => ({ handoff: h.sock(n) })
+    } else {
+      const ports = new Map<string, number>()
+      for (const n of ['r1', 'r2', 'r3']) {
+        const port = await freePort()
+        ports.set(n, port)
+        await h.backend(n, { listen: `127.0.0.1:${port}` })
+      }
+      target = (n) => ({ address: { host: '127.0.0.1', port: ports.get(n)! }, forward: 'splice' })
+    }
+    const yamlTarget = (n: string): string => {
+      const t = target(n)
+      return t.handoff !== undefined ? `handoff: ${t.handoff}` : `address: 127.0.0.1:${t.address!.port}, forward: splice`
+    }
     b = await h.baton(`
 listen: 127.0.0.1:0
 log: { level: warn }
 services:
   - name: s
     scheduler: wlc
-    servers: [ { name: r1, handoff: ${h.sock('r1')} }, { name: r2, handoff: ${h.sock('r2')} } ]
+    servers: [ { name: r1, ${yamlTarget('r1')} }, { name: r2, ${yamlTarget('r2')} } ]
 `)
     port = b.ports[0]!
     await waitFor(() => b.servers().every((s) => s.state === 'up'), 5000)
@@ -85,7 +102,7 @@ services:
       const start = await window(counts, 500)
       expect(start.get('r3') ?? 0).toBe(0)
 
-      b.addServer('s', { name: 'r3', handoff: h.sock('r3'), weight: 1, maxConns: 0, minConns: 0 })
+      b.addServer('s', { name: 'r3', ...target('r3'), weight: 1, maxConns: 0, minConns: 0 })
       await new Promise((resolve) => setTimeout(resolve, 5000))
       const added = await window(counts, 1500)
       const total = [...added.values()].reduce((a, v) => a + v, 0)
@@ -110,7 +127,8 @@ services:
     } finally {
       for (const c of clients) c.stop()
     }
-    await waitFor(() => fdCount() <= fds + 2, 3000) // + r3's handoff channel, + r2's, open while it retires
+    // handoff: + r3's channel, + r2's, open while it retires; splice: the relay keeps a pair of pipes for reuse
+    await waitFor(() => fdCount() <= fds + 2, 3000)
   }, 40_000)
 })
 
