@@ -54,15 +54,16 @@ export interface WatchedConn {
 /**
  * Everything a verdict reads of a head (method, target, version, every field as received) and the routes
  * it was judged by: a later head equal in all of them has the same verdict, so it is not checked again.
+ * One per connection, rewritten in place (no allocation per request once its field list has grown).
  */
 interface CheckedHead {
-  readonly check: RouteCheck
-  readonly method: string
-  readonly url: string
-  readonly major: number
-  readonly minor: number
+  check: RouteCheck
+  method: string
+  url: string
+  major: number
+  minor: number
   /** A copy: the application may change req.rawHeaders. */
-  readonly raw: readonly string[]
+  raw: string[]
 }
 
 /** One dispatcher's routes, compiled (per channel: two dispatchers may differ during a takeover). */
@@ -100,10 +101,26 @@ export class RouteCheck {
       if (r.kind !== 'ok') return 'reroute'
       const m = this.router.match(r.head)
       if (m === null || m.route.service !== conn.service) return 'reroute'
-      conn.stayed = { check: this, method, url, major: req.httpVersionMajor, minor: req.httpVersionMinor, raw: raw.slice() }
+      remember(conn, this, method, url, req, raw)
     }
     return conn.shed ? 'rebalance' : undefined
   }
+}
+
+/** Makes the head that stayed the connection's CheckedHead. */
+function remember (conn: WatchedConn, check: RouteCheck, method: string, url: string, req: http.IncomingMessage, raw: readonly string[]): void {
+  const m = conn.stayed
+  if (m === undefined) {
+    conn.stayed = { check, method, url, major: req.httpVersionMajor, minor: req.httpVersionMinor, raw: raw.slice() }
+    return
+  }
+  m.check = check
+  m.method = method
+  m.url = url
+  m.major = req.httpVersionMajor
+  m.minor = req.httpVersionMinor
+  if (m.raw.length !== raw.length) m.raw = raw.slice()
+  else for (let i = 0; i < raw.length; i++) m.raw[i] = raw[i]!
 }
 
 /** Whether the head is the one `last` describes, field for field (strings compare by content). */
