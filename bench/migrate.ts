@@ -14,9 +14,9 @@
 // GO). Its CPU per connection is utime + stime over a row / N. The client times connect -> first byte.
 //   npm run bench:migrate -- [--conns=500] [--rounds=2] [--concurrency=8] [--no-pin] [--profile=DIR]
 //                            [--label=NAME] [--write] [--json=FILE]      npm run bench:migrate -- --from-json=FILE [--write]
-// --pin (default): the dispatcher on CPU 0, everything else on CPU 1 (taskset), and each namespace's packets
-// received on its own CPU (RPS on its eth0: the dispatcher's on CPU 0, the others' on CPU 1), as if the agent's
-// host were another machine: without RPS a write on a veth runs the receiver's whole TCP input in the writer's
+// --pin (default): the real server's host (agent, its back end) on CPU 1, the rest (dispatcher, the handoff back
+// end, the client, which waits while a connection migrates) on CPU 0 (taskset), and each namespace's packets
+// received on its host's CPU (RPS on its eth0), as if the agent's host were another machine: without RPS a write on a veth runs the receiver's whole TCP input in the writer's
 // system call, and the agent's host's kernel work would count as the dispatcher's. --profile: the dispatcher runs with --cpu-prof into DIR. --write: this run's rows
 // (by label) go into bench/RESULTS.md's "Migrate" section, replacing earlier rows of the same label; --json saves
 // the run, --from-json prints (and --write writes) a saved one, so a base build's run sits beside this one's.
@@ -119,7 +119,7 @@ async function runAll (t: Topology, dir: string, s: Settings) {
   const onCpu = (cpu: number, argv: string[]): string[] => (s.pin ? ['taskset', '-c', String(cpu), ...argv] : argv)
   const host = (where: Role, ...args: string[]): void => { t.exec(where, [node, MAIN, 'host', ...args, '--state-dir', path.join(dir, 'host')]) }
   if (s.pin) { // each host's receive path on its own CPU (RPS), as on separate machines: not in the sender's write
-    const cpus: Array<[Role, number]> = [['disp', 1], ['rs1', 2], ['client', 2]]
+    const cpus: Array<[Role, number]> = [['disp', 1], ['rs1', 2], ['client', 1]]
     for (const [where, mask] of cpus) t.exec(where, ['sh', '-c', `echo ${mask} > /sys/class/net/eth0/queues/rx-0/rps_cpus`])
   }
   host('disp', 'dispatcher', '--vip', t.ip.vip, '--port', '80')
@@ -143,14 +143,14 @@ routes:
 `)
   const quiet: SpawnOptions = { stdio: ['ignore', 'ignore', 'inherit'] }
   t.spawn('rs1', onCpu(1, [node, DEMO, '--name', 'rs1', '--listen', `${t.ip.rs1}:${DIRECT_PORT}`, '--handoff', path.join(dir, 'rs1.sock')]), quiet)
-  t.spawn('disp', onCpu(1, [node, DEMO, '--name', 'local', '--handoff', path.join(dir, 'local.sock')]), quiet)
+  t.spawn('disp', onCpu(0, [node, DEMO, '--name', 'local', '--handoff', path.join(dir, 'local.sock')]), quiet)
   await sleep(300)
   t.spawn('rs1', onCpu(1, [node, MAIN, 'agent', '--listen', `${t.ip.rs1}:${AGENT_PORT}`, '--secret-file', path.join(dir, 'agent.key'),
     '--vip', `${t.ip.vip}:80`, '--handoff', path.join(dir, 'rs1.sock'), '--log-level', 'warn']), quiet)
   const prof = s.profile !== undefined ? ['--cpu-prof', '--cpu-prof-interval=50', `--cpu-prof-dir=${path.resolve(s.profile)}`] : []
   const disp = peer(t.spawn('disp', onCpu(0, [node, ...prof, DISPATCHER, config]), { stdio: ['pipe', 'pipe', 'pipe'] }), 'dispatcher')
   await disp.ready
-  const client = peer(t.spawn('client', onCpu(1, [node, CLIENT]), { stdio: ['pipe', 'pipe', 'pipe'] }), 'client')
+  const client = peer(t.spawn('client', onCpu(0, [node, CLIENT]), { stdio: ['pipe', 'pipe', 'pipe'] }), 'client')
   await client.ready
   for (let i = 0; ; i++) {
     const st = (await disp.ask({ op: 'status' })) as { servers: Record<string, string> }
@@ -218,25 +218,58 @@ function lines (r: Out): string[] {
       const v = m[k]
       if (v !== undefined) out.push(`| ${r.label} | ${mode} | client: connect to first byte, ${k} | ${f(v.ttfb.median)} | ${f(v.ttfb.p90)} | ${f(v.ttfb.p99)} |`)
     }
+    const ttfb = (k: Kind): number => m[k]?.ttfb.median ?? NaN
+    if (m.direct !== undefined) {
+      out.push(`| ${r.label} | ${mode} | first byte added by migrating (median, vs direct; vs handoff) | ${f(ttfb('migrate') - ttfb('direct'))} | ${f(ttfb('migrate') - ttfb('handoff'))} | |`)
+    }
     for (const k of ['migrate', 'splice', 'handoff'] as const) {
       const v = m[k]
       if (v !== undefined) out.push(`| ${r.label} | ${mode} | dispatcher CPU per connection, ${k} | ${f(v.cpuUsPerConn)} | | |`)
     }
+    if (m.splice !== undefined) out.push(`| ${r.label} | ${mode} | dispatcher CPU, migrate / splice | ${(mig.cpuUsPerConn / m.splice.cpuUsPerConn).toFixed(2)} | | |`)
   }
   return out
 }
 
 function print (r: Out): void {
-  console.log(`bench:migrate ${r.label}, ${r.date}, load ${r.loadBefore} before / ${r.load} after, ${r.pin ? 'pinned (dispatcher CPU 0, the rest CPU 1)' : 'not pinned'}; µs`)
+  console.log(`bench:migrate ${r.label}, ${r.date}, load ${r.loadBefore} before / ${r.load} after, ${r.pin ? 'pinned (agent + its back end CPU 1, dispatcher, handoff back end, client CPU 0)' : 'not pinned'}; µs`)
   console.log('| build | connections | step | median | p90 | p99 |')
   for (const l of lines(r)) console.log(l)
   for (const [k, v] of Object.entries(r.sequential)) if (v.failed > 0) console.log(`${k}: ${v.failed} of ${v.n} failed`)
 }
 
+/** "| connections | step |" -> one cell per build ("median / p90 / p99"), from the rows lines() gives. */
+function cells (rows: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>()
+  for (const l of rows) {
+    const c = l.split('|').map((x) => x.trim())
+    out.set(`${c[2] ?? ''} | ${c[3] ?? ''}`, [c[4], c[5], c[6]].filter((x) => x !== undefined && x !== '').join(' / '))
+  }
+  return out
+}
+
+/**
+ * The Migrate section: one column per build label (median / p90 / p99, µs), this run's column replacing an
+ * earlier one of the same label; the run list and the hand-written notes ("- " lines) are kept.
+ */
 function write (r: Out): void {
   const md = path.join(ROOT, 'bench', 'RESULTS.md')
   const old = sectionOf(fs.readFileSync(md, 'utf8'), SECTION)
-  const kept = old.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| build') && l.split('|')[1]?.trim() !== r.label)
+  const table = old.split('\n').filter((l) => l.startsWith('| '))
+  const head = (table[0] ?? '').split('|').map((x) => x.trim()).slice(3, -1)
+  const columns = new Map<string, Map<string, string>>()
+  head.forEach((label, i) => {
+    const col = new Map<string, string>()
+    for (const l of table.slice(2)) {
+      const c = l.split('|').map((x) => x.trim())
+      col.set(`${c[1] ?? ''} | ${c[2] ?? ''}`, c[3 + i] ?? '')
+    }
+    columns.set(label, col)
+  })
+  const mine = cells(lines(r))
+  columns.set(r.label, mine)
+  const keys = [...new Set([...[...columns.values()].flatMap((c) => [...c.keys()])])]
+  const labels = [...columns.keys()]
   const runs = old.split('\n').filter((l) => l.startsWith('* ') && !l.startsWith(`* ${r.label}:`))
   const notes = sectionNotes(old)
   const section = `${SECTION}
@@ -244,14 +277,14 @@ function write (r: Out): void {
 \`npm run bench:migrate\` (bench/migrate.ts): client, dispatcher (Baton) and real server (\`baton agent\` + demo back end) in
 their own network namespaces on a bridge, separate processes; N connections with one request each, one at a time,
 then ${r.concurrency} at a time. Steps on the dispatcher's clock (performance.now() around each step, forward/migrate.ts);
-the client's time from connect to the first response byte; dispatcher CPU = utime + stime over the row / N. µs.
-${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores. Runs (label: when, load, settings):
+the client's time from connect to the first response byte; dispatcher CPU = utime + stime over the row / N.
+Cells: median / p90 / p99, µs. ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores. Runs (label: when, load, settings):
 
-${[...runs, `* ${r.label}: ${r.date.slice(0, 16)}Z, load ${r.loadBefore} before / ${r.load} after, ${r.conns} × ${r.rounds} connections per row, ${r.pin ? 'pinned (taskset: dispatcher CPU 0, client, agent and back ends CPU 1)' : 'not pinned'}`].join('\n')}
+${[...runs, `* ${r.label}: ${r.date.slice(0, 16)}Z, load ${r.loadBefore} before / ${r.load} after, ${r.conns} × ${r.rounds} connections per row, ${r.pin ? 'pinned (taskset and RPS: agent + its back end on CPU 1; dispatcher, handoff back end and client on CPU 0)' : 'not pinned'}`].join('\n')}
 
-| build | connections | step | median | p90 | p99 |
-| --- | --- | --- | ---: | ---: | ---: |
-${[...kept, ...lines(r)].join('\n')}
+| connections | step | ${labels.join(' | ')} |
+| --- | --- |${labels.map(() => ' ---: |').join('')}
+${keys.map((k) => `| ${k} | ${labels.map((l) => columns.get(l)?.get(k) ?? '').join(' | ')} |`).join('\n')}
 ${notes.length > 0 ? `\n${notes.join('\n')}\n` : ''}`
   replaceSection(md, SECTION, section)
 }
