@@ -33,7 +33,7 @@ export interface AgentOptions {
   /** The local back end's handoff socket (acceptHandoffs). */
   readonly handoff: string
   readonly log: Logger
-  /** Poll /proc/net/tcp and report this often (default 1000). */
+  /** Poll /proc/net/tcp and report this often (default 500: a socket gone from two polls in a row has ended). */
   readonly pollMs?: number
 }
 
@@ -88,7 +88,7 @@ export class Agent {
       this.#server.once('error', reject)
       this.#server.listen(this.#opts.listen.port, this.#opts.listen.host, () => { this.#server.off('error', reject); resolve() })
     })
-    this.#poll = setInterval(() => { void this.#onPoll() }, this.#opts.pollMs ?? 1000)
+    this.#poll = setInterval(() => { void this.#onPoll() }, this.#opts.pollMs ?? 500)
     this.#poll.unref()
     const port = (this.#server.address() as net.AddressInfo).port
     this.#log.info({ listen: `${this.#opts.listen.host}:${port}`, vip: `${this.#opts.vip.host}:${this.#opts.vip.port}`, handoff: this.#opts.handoff }, 'baton agent listening')

@@ -41,7 +41,7 @@ const RECONNECT_MAX_MS = 5000
  * An agent whose control connection stays down this long has lost the connections it held: their flow
  * elements go (after graceMs), so none outlives them to steer a later connection from the same client port.
  */
-const LOST_AFTER_MS = 3000
+const LOST_AFTER_MS = 1000
 /** Dispatcher-side migration times kept for timings() (a ring). */
 const TIMES_KEPT = 8192
 

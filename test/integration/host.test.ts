@@ -132,7 +132,9 @@ describe.runIf(skip === null)('baton host (network namespaces)', () => {
 
   it('without CAP_NET_ADMIN: a clear message, nothing changed, exit 1; --dry-run still prints', () => {
     const unprivileged = (...args: string[]): ReturnType<typeof spawnSync> => spawnSync('ip', ['netns', 'exec', t.ns.client,
-      'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, MAIN, 'host', ...args], { encoding: 'utf8', timeout: 20_000 })
+      // Root without any capability (an empty bounding set): still the checkout's owner, so it can read a
+      // clone in a folder no other uid may enter (mktemp -d, /root), but it may change nothing.
+      'setpriv', '--bounding-set=-all', '--inh-caps=-all', process.execPath, MAIN, 'host', ...args], { encoding: 'utf8', timeout: 20_000 })
     const r = unprivileged('realserver', '--vip', '10.99.250.3', '--dev', 'eth0', '--state-dir', '/nonexistent')
     expect(r.status).toBe(1)
     expect(r.stderr).toContain('needs root (CAP_NET_ADMIN); nothing was changed')
