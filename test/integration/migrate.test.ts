@@ -189,7 +189,7 @@ routes:
 
   it('restores nothing for a forged control connection (wrong secret)', async () => {
     const { encodeMigrateState } = require(join(ROOT, 'dist/src/protocol/migrate-state.js')) as { encodeMigrateState: (s: unknown) => Buffer }
-    const FORGED_PORT = 45678
+    const FORGED_PORT = 20001 // below the client's ephemeral range (32768-60999): no earlier test's connection used it
     const state = encodeMigrateState({
       family: 4, localAddress: t.ip.vip, localPort: 80, peerAddress: t.ip.client, peerPort: FORGED_PORT,
       options: 7, sndWscale: 7, rcvWscale: 7, mssClamp: 1448, timestamp: 1000, sndWl1: 1, sndWnd: 65535, maxWindow: 65535,
