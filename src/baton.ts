@@ -22,7 +22,6 @@ import { armNativeFd, listenJs, listenNative, wallMs, type ArmedListener, type L
 import { waitForQuiet } from './dispatcher/shutdown'
 import { BatonError } from './errors'
 import { Forwarders } from './forward/forwarders'
-import type { HandoffForwarder } from './forward/handoff'
 import { resolveTarget } from './forward/method'
 import { checkMigrateReady, migrateOptionsOf } from './forward/migrate-flows'
 import { HealthChecker } from './health/checker'
@@ -430,7 +429,7 @@ export class Baton {
         relayBytes: () => this.#path.relayBytes,
         dispatchTimes: () => this.#path.dispatchTimes,
         moves: () => this.#path.moves,
-        backendTimes: () => (this.#forwarders.get('handoff') as HandoffForwarder<Conn, ServerState> | undefined)?.requestTimes ?? new Map(),
+        backendTimes: () => this.#forwarders.requestTimes(),
       }, this.#log, this)
     } catch (err) {
       throw new BatonError('BATON_ERR_ADMIN_LISTEN', `admin API: ${(err as Error).message}`, { cause: err })

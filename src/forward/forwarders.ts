@@ -8,7 +8,7 @@ import { HandoffForwarder } from './handoff'
 import { MigrateForwarder } from './migrate'
 import { createPipeForwarder } from './pipe'
 import { createSpliceForwarder } from './splice'
-import type { ForwardConn, Forwarder, ForwarderOptions, ForwardMethod, ForwardServer, ForwardSink, HealthInput } from './types'
+import type { ForwardConn, Forwarder, ForwarderOptions, ForwardMethod, ForwardServer, ForwardSink, HealthInput, RequestTimes } from './types'
 
 export interface ForwardParts<C extends ForwardConn<S>, S extends ForwardServer> {
   readonly sink: ForwardSink<C, S>
@@ -72,8 +72,13 @@ export class Forwarders<C extends ForwardConn<S>, S extends ForwardServer> {
     return true
   }
 
-  /** The forwarder of a method, if one was created (tests, metrics). */
-  get (method: ForwardMethod): Forwarder<C, S> | undefined { return this.#byMethod.get(method) }
+  /** Request times back ends reported, keyed `service\0server`, over every method that has them. */
+  requestTimes (): ReadonlyMap<string, RequestTimes> {
+    const all = new Map<string, RequestTimes>()
+    for (const f of this.#byMethod.values()) for (const [k, t] of f.requestTimes ?? []) all.set(k, t)
+    return all
+  }
+
 
   async close (): Promise<void> {
     await Promise.all([...this.#byMethod.values()].map((f) => f.close()))

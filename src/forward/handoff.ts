@@ -10,14 +10,7 @@ import {
   MAX_MESSAGE_BYTES, type CheckAddress,
 } from '../protocol/handoff'
 import { HandoffChannel } from './handoff-channel'
-import type { ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, HealthInput } from './types'
-
-/** Request times handed-off back ends reported (LATENCY), per LATENCY_BOUNDS bucket (one more above), seconds. */
-export interface RequestTimes {
-  readonly bounds: readonly number[]
-  readonly counts: Float64Array
-  sum: number
-}
+import type { ForwardConn, Forwarder, ForwarderOptions, ForwardServer, ForwardSink, HealthInput, RequestTimes } from './types'
 
 /** How long a removed server's channel stays open for its back end to hand kept-alive connections back. */
 const RETIRE_MS = 30_000

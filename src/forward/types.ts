@@ -13,6 +13,13 @@ import type { MigrateOptions } from './migrate'
 
 export type { ForwardMethod }
 
+/** Request times back ends reported (handoff: LATENCY), per LATENCY_BOUNDS bucket (one more above), seconds. */
+export interface RequestTimes {
+  readonly bounds: readonly number[]
+  readonly counts: Float64Array
+  sum: number
+}
+
 /** Why a connection moved at a request boundary: its next request routes elsewhere, or its server sheds load. */
 export type MoveReason = HandbackReason
 
@@ -144,6 +151,8 @@ export interface Forwarder<C extends ForwardConn<S>, S extends ForwardServer> {
   checkAddress (server: S): CheckAddress | 'pending' | undefined
   /** Relayed connections open now (0 for methods that keep nothing). */
   readonly active: number
+  /** Request times the servers reported, keyed `service\0server` (methods whose back ends report them). */
+  readonly requestTimes?: ReadonlyMap<string, RequestTimes>
   /** The routes later requests are checked against (request/route-table.ts JSON), for methods whose servers check them. */
   setRoutes? (json: string): void
   /**
