@@ -460,7 +460,9 @@ export class Baton {
    */
   #rebalance (): void {
     const targets = this.#shedScratch
-    for (const svc of this.#cluster.services) if (svc.config.keepAlive === 'reroute') sheddingTargets(svc.servers, targets)
+    for (const svc of this.#cluster.services) {
+      if (svc.config.keepAlive === 'reroute') sheddingTargets(svc.servers, targets, svc.usesKey || svc.config.persistent !== undefined)
+    }
     for (const [server, n] of targets) {
       if (n === 0 && (this.#shedSent.get(server) ?? 0) === 0) continue
       this.#shedSent.set(server, n)
