@@ -23,9 +23,16 @@ export interface Switch {
 /** Every `baton start` of a test file; killSwitches() in afterAll. */
 const started: ChildProcess[] = []
 
-/** Writes `yaml` to `file` and runs `baton start -c file ...args` until its "baton started" line. */
-export async function startSwitch (file: string, yaml: string, args: readonly string[] = []): Promise<Switch> {
-  fs.writeFileSync(file, yaml)
+/** A `baton start` process: its JSON log lines (stdout) as they come, its stderr, its exit. */
+export interface Started {
+  readonly child: ChildProcess
+  readonly logs: Array<Record<string, unknown>>
+  stderr (): string
+  readonly exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+}
+
+/** Runs `baton start -c file ...args` without waiting for anything; killSwitches() ends it. */
+export function spawnBaton (file: string, args: readonly string[] = []): Started {
   const child = spawn(process.execPath, [MAIN, 'start', '-c', file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   started.push(child)
   const logs: Array<Record<string, unknown>> = []
@@ -40,7 +47,14 @@ export async function startSwitch (file: string, yaml: string, args: readonly st
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => { resolve({ code, signal }) })
   })
-  const failed = exited.then(({ code }) => { throw new Error(`baton start exited ${code}: ${stderr}`) })
+  return { child, logs, stderr: () => stderr, exited }
+}
+
+/** Writes `yaml` to `file` and runs `baton start -c file ...args` until its "baton started" line. */
+export async function startSwitch (file: string, yaml: string, args: readonly string[] = []): Promise<Switch> {
+  fs.writeFileSync(file, yaml)
+  const { child, logs, stderr, exited } = spawnBaton(file, args)
+  const failed = exited.then(({ code }) => { throw new Error(`baton start exited ${code}: ${stderr()}`) })
   const ready = waitFor(() => logs.some((l) => l.msg === 'baton started'), 20_000)
   await Promise.race([ready, failed])
   const line = logs.find((l) => l.msg === 'baton started')!

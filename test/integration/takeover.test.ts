@@ -10,7 +10,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { native } from '../../src/native/binding'
 import { harness, waitFor, type Harness } from '../helpers/cluster'
-import { ctl, failures, keepAlive, killSwitches, load, MAIN, pick, sleep, startSwitch, type Switch } from '../helpers/operating'
+import { ctl, failures, keepAlive, killSwitches, load, MAIN, pick, sleep, spawnBaton, startSwitch, type Started, type Switch } from '../helpers/operating'
 
 /** `down`: a third server whose back end never runs (it stays down). Each test has its own admin socket. */
 function config (h: Harness, admin: boolean, down = false, adminSock = 'admin.sock'): string {
@@ -37,24 +37,9 @@ function failedStart (file: string, args: readonly string[] = []): Promise<{ cod
   })
 }
 
-interface Taker { child: ChildProcess, logs: Array<Record<string, unknown>>, stderr: () => string, exited: Promise<number | null> }
-const takers: ChildProcess[] = []
-
 /** `baton start -c file --takeover ...args`, not waiting for anything: its log lines as they come. */
-function takeover (file: string, args: readonly string[]): Taker {
-  const child = spawn(process.execPath, [MAIN, 'start', '-c', file, '--takeover', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  takers.push(child)
-  const logs: Array<Record<string, unknown>> = []
-  let rest = ''
-  child.stdout!.on('data', (d: Buffer) => {
-    const lines = (rest + d.toString()).split('\n')
-    rest = lines.pop() ?? ''
-    for (const l of lines) if (l.trim() !== '') logs.push(JSON.parse(l) as Record<string, unknown>)
-  })
-  let stderr = ''
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
-  const exited = new Promise<number | null>((resolve) => { child.once('exit', (code) => { resolve(code) }) })
-  return { child, logs, stderr: () => stderr, exited }
+function takeover (file: string, args: readonly string[]): Started {
+  return spawnBaton(file, ['--takeover', ...args])
 }
 
 const line = (sw: Switch | Taker, msg: string): Record<string, unknown> | undefined => sw.logs.find((l) => String(l.msg).startsWith(msg))
@@ -66,7 +51,6 @@ describe.runIf(process.platform === 'linux' && native.available)('operating: tak
     await Promise.all([h.backend('a'), h.backend('b')])
   })
   afterAll(async () => {
-    for (const c of takers) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
     await killSwitches()
     await h.close()
   })
@@ -155,7 +139,7 @@ describe.runIf(process.platform === 'linux' && native.available)('operating: tak
     await waitFor(() => line(sw, 'takeover abandoned: no GO in time') !== undefined, 5000)
     expect(line(sw, 'takeover abandoned: no GO in time')).toMatchObject({ code: 'BATON_ERR_TAKEOVER', goTimeoutMs: 1000 })
     expect(await pick(sw.port)).toMatch(/^[ab]$/)
-    expect(await next.exited).toBe(1)
+    expect((await next.exited).code).toBe(1)
     expect(next.stderr()).toMatch(/takeover: the running Baton is gone or gave up waiting \(sending GO: E[A-Z]+\)/)
     expect(line(next, 'takeover: accepting')).toBeUndefined()
     expect(await pick(sw.port)).toMatch(/^[ab]$/)
@@ -189,6 +173,6 @@ describe.runIf(process.platform === 'linux' && native.available)('operating: tak
     expect((JSON.parse(r.stdout) as Array<{ id: string }>).map((s) => s.id)).toEqual(['a', 'b', 'c'])
     expect(await pick(sw.port)).toMatch(/^[ab]$/)
     next.child.kill('SIGTERM')
-    expect(await next.exited).toBe(0)
+    expect((await next.exited).code).toBe(0)
   }, 60_000)
 })
