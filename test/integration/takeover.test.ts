@@ -4,7 +4,7 @@
 // no connection, and kept-alive connections handed off before (the back ends' own) keep being answered.
 // Each wait between the two processes has its limit (--takeover-timeout, --takeover-servers-timeout), shown
 // with a process stopped (SIGSTOP) at the step it would answer, or a server that never comes up.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
