@@ -218,8 +218,8 @@ export function decodeHandback (buf: Buffer, len: number): Handback | null {
     connId: buf.readUInt32LE(2),
     clientPort: buf.readUInt16LE(6),
     localPort: buf.readUInt16LE(8),
-    clientAddress: buf.toString('latin1', 11, 11 + n),
-    localAddress: buf.toString('latin1', 12 + n, end),
+    clientAddress: buf.toString('utf8', 11, 11 + n),
+    localAddress: buf.toString('utf8', 12 + n, end),
     consumed: Buffer.from(buf.subarray(end, len)),
   }
 }
