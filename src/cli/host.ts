@@ -16,7 +16,9 @@ Sets up this host for migrate forwarding (docs/migrate.md says what each step is
                it is there already); the local table's ip rule moved from pref 0 to 1000, below the
                dispatcher's fwmark rules; nft table ip baton (notrack for VIP:port, the flow map, the
                frozen-flow drop, counters)
-  realserver   the VIP on lo; arp_ignore=1 and arp_announce=2 (all, lo, IF); rp_filter loose or 0
+  realserver   the VIP on lo; arp_ignore=1 and arp_announce=2 (all, lo, IF); rp_filter loose or 0;
+               nft table ip baton_realserver (drops a migrated flow's packets that arrive before the
+               agent has restored its socket, instead of answering them with RST)
 
 Options:
       --vip IP         the virtual IPv4 address clients connect to

@@ -1,6 +1,7 @@
-// The dispatcher's nftables table for `migrate` (`baton host dispatcher` creates it; the forwarder fills its
-// map at run time through the addon's netlink client, never through `nft`). One home for its names, so
-// the forwarder, the docs and the tests read the same ones. Research file: pitfalls 1, 6, 8.
+// The nftables tables for `migrate`: the dispatcher's (`baton host dispatcher` creates it; the forwarder
+// fills its map at run time through the addon's netlink client, never through `nft`) and a real server's
+// (`baton host realserver`; below). One home for their names, so the forwarder, the agent, the docs and the
+// tests read the same ones. Research file: pitfalls 1, 2, 6, 8.
 
 /** `table ip baton`: one per dispatcher host. */
 export const NFT_TABLE = 'baton'
@@ -72,3 +73,43 @@ ${payload.map((r) => `    ${r}`).join('\n')}
 }
 
 const hex = (n: number): string => `0x${n.toString(16)}`
+
+// The real server's table (`baton host realserver`). The dispatcher may steer a migrated flow here before
+// this host's agent has restored its socket; a packet of the flow that arrives first would find no socket
+// (or only a listener) and the kernel would answer it with RST, killing the client's connection (pitfall
+// 2). So such early packets are dropped: the client retransmits them once the socket is there. The agent
+// marks a restored socket ready by setting IP_TRANSPARENT on it just before it leaves repair mode (a
+// time-wait socket keeps the flag), and nft's `socket transparent` lets exactly those through.
+
+/** `table ip baton_realserver`: one per real server's host. */
+export const RS_NFT_TABLE = 'baton_realserver'
+
+/** Named counters in the real server's table (`nft -j list counter ip baton_realserver NAME`). */
+export const RS_NFT_COUNTERS = {
+  /** Packets to the VIP dropped because no restored (IP_TRANSPARENT) socket held their flow yet. */
+  earlyDrop: 'early_drop',
+} as const
+
+export interface RealserverTableSpec { readonly vip: string }
+
+/**
+ * The real server's table, `nft -f` text. Pure. Only non-SYN packets to the VIP from outside are judged:
+ * - `socket transparent 1`: the packet's socket is a restored one the agent marked ready; let it through.
+ * - anything else (no socket at all, where the `socket` expression does not match; a listener or a
+ *   half-open request socket, which is not transparent) is counted and dropped instead of getting RST.
+ * SYNs pass (a new connection is not a migrated flow's early packet), and so does loopback (this host
+ * talking to its own VIP). The VIP on a real server is for migrated connections only: ARP for it is
+ * suppressed, so nothing else reaches it from outside.
+ */
+export function realserverTable ({ vip }: RealserverTableSpec): string {
+  const early = `iif != "lo" ip daddr ${vip} tcp flags & syn == 0`
+  return `table ip ${RS_NFT_TABLE} {
+  counter ${RS_NFT_COUNTERS.earlyDrop} { }
+  chain early {
+    type filter hook prerouting priority mangle; policy accept;
+    ${early} socket transparent 1 accept
+    ${early} counter name "${RS_NFT_COUNTERS.earlyDrop}" drop
+  }
+}
+`
+}

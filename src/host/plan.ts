@@ -1,7 +1,7 @@
 // What `baton host dispatcher|realserver` sets up, as data: an ordered list of steps, each with the reason a
 // person reads in --dry-run and docs/migrate.md. Pure (no I/O): the same options give the same plan.
 // Applying and removing (probe, run, record) is apply.ts; the commands of each step are commands.ts.
-import { LOCAL_RULE_PREF, NFT_TABLE, dispatcherTable } from './nft-table'
+import { LOCAL_RULE_PREF, NFT_TABLE, RS_NFT_TABLE, dispatcherTable, realserverTable } from './nft-table'
 
 export type Role = 'dispatcher' | 'realserver'
 
@@ -42,6 +42,7 @@ const WHY = {
   rsVip: 'The VIP on lo: the real server owns the address the restored connections are bound to (and a listener may bind it too), but never announces it.',
   arpIgnore: 'Answer ARP only for addresses on the interface asked (arp_ignore=1), so the VIP on lo is never answered for: the dispatcher alone owns it on the wire. All, lo and the device (the kernel uses the largest).',
   arpAnnounce: 'Never use the VIP as the source of ARP requests (arp_announce=2), which would teach the segment that the VIP lives here. All, lo and the device.',
+  rsTable: 'The early-drop table (pitfall 2): the dispatcher may steer a migrated flow here before the agent has restored its socket; a packet of that flow arriving first would find no socket (or only a listener) and be answered with RST, killing the client\'s connection. Such packets are dropped instead (counter early_drop) and the client retransmits them. The agent marks a restored socket ready by setting IP_TRANSPARENT on it, and packets of transparent sockets pass. SYNs and loopback are untouched. The VIP on a real server is for migrated connections only: nothing else reaches it from outside (ARP for it is suppressed).',
 } as const
 
 /** The dispatcher host: forwarding, no redirects, loose rp_filter, the VIP, the local rule moved, the nft table. */
@@ -56,13 +57,14 @@ export function dispatcherPlan ({ vip, port, dev }: HostOptions): Step[] {
   ]
 }
 
-/** A real server's host: the VIP on lo with ARP suppressed, loose rp_filter. */
+/** A real server's host: the VIP on lo with ARP suppressed, loose rp_filter, the early-drop table. */
 export function realserverPlan ({ vip, dev }: HostOptions): Step[] {
   return [
     { kind: 'address', address: vip, dev: 'lo', why: WHY.rsVip },
     ...sysctls(['all', 'lo', dev], 'arp_ignore', 1, [1, 2], WHY.arpIgnore),
     ...sysctls(['all', 'lo', dev], 'arp_announce', 2, [2], WHY.arpAnnounce),
     ...sysctls(['all', dev], 'rp_filter', 2, [0, 2], WHY.rpFilter),
+    { kind: 'nft-table', table: RS_NFT_TABLE, script: realserverTable({ vip }), why: WHY.rsTable },
   ]
 }
 

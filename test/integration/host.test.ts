@@ -2,8 +2,9 @@
 // applies, the kernel is asked what it holds (`nft -j list ruleset`, `sysctl`, `ip -j`), applying again
 // changes nothing, and --remove puts back exactly what was there before. Plain TCP through the topology
 // checks the setup itself: the dispatcher answers on the VIP (and its payload counter counts that), and
-// only the dispatcher answers ARP for the VIP.
-import { spawnSync } from 'node:child_process'
+// only the dispatcher answers ARP for the VIP. A real server's early-drop table is checked by behaviour too:
+// a bare ACK of a flow whose socket is not restored yet is dropped and counted there, not answered with RST.
+import { type ChildProcess, spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -11,6 +12,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type Role, type Topology, leftoverNamespaces, makeTopology, netnsSkipReason } from '../helpers/netns'
 
 const MAIN = resolve(__dirname, '../../dist/src/cli/main.js')
+const BINDING = resolve(__dirname, '../../dist/src/native/binding.js')
+const TCP_ESTABLISHED = 1
+const TCP_CLOSE = 7
+
+/** Why the addon (the early-drop behaviour check restores a socket with it) cannot be used, or null. */
+function nativeSkipReason (): string | null {
+  try {
+    const { native } = require(BINDING) as { native: { available: boolean; loadError?: Error } }
+    return native.available ? null : `the native addon did not load: ${native.loadError?.message ?? 'unknown'}`
+  } catch (err) {
+    return `dist/ is not built (npx tsc -p tsconfig.json): ${(err as Error).message}`
+  }
+}
 const skip = netnsSkipReason()
 if (skip !== null) describe('baton host', () => { it.skip(`skipped: ${skip}`, () => {}) })
 
@@ -80,16 +94,108 @@ describe.runIf(skip === null)('baton host (network namespaces)', () => {
     expect(host('disp', 'dispatcher', '--vip', vip, '--remove').stdout).toContain('nothing recorded')
   })
 
-  it('realserver: the VIP on lo, ARP suppressed; --remove undoes it', () => {
+  it('realserver: the VIP on lo, ARP suppressed, the early-drop table; --remove undoes it', () => {
     const before = snapshot('rs1', RS_KEYS)
     const applied = host('rs1', 'realserver', '--vip', vip)
     expect(applied.stderr).toBe('')
     expect(applied.code).toBe(0)
     expect(addrs('rs1')).toContain(`lo ${vip}/32`)
     expect(RS_KEYS.map((k) => sysctl('rs1', k))).toEqual([1, 2, 1, 2, 1, 2])
-    expect(host('rs1', 'realserver', '--vip', vip).stdout).not.toContain('ran ')
+    expect(t.exec('rs1', ['nft', 'list', 'table', 'ip', 'baton_realserver'])).toContain('socket transparent 1 accept')
+    const nft = ruleset('rs1')
+    const chains = nft.filter((o) => o.chain !== undefined).map((o) => `${o.chain.table} ${o.chain.name} ${o.chain.hook} ${o.chain.prio} ${o.chain.policy}`)
+    expect(chains).toEqual(['baton_realserver early prerouting -150 accept'])
+    expect(nft.filter((o) => o.counter !== undefined).map((o) => o.counter.name)).toEqual(['early_drop'])
+    const verdicts = nft.filter((o) => o.rule !== undefined).map((o) => JSON.stringify(o.rule.expr))
+    expect(verdicts).toHaveLength(2)
+    expect(verdicts[0]).toMatch(/"socket":\{"key":"transparent"[^]*"accept"/)
+    expect(verdicts[1]).toMatch(/"counter":"early_drop"[^]*"drop"/)
+
+    const again = host('rs1', 'realserver', '--vip', vip)
+    expect(again.stdout).not.toContain('ran ')
+    expect(again.stdout).toContain('kept table ip baton_realserver')
     expect(host('rs1', 'realserver', '--vip', vip, '--remove').code).toBe(0)
+    expect(() => t.exec('rs1', ['nft', 'list', 'table', 'ip', 'baton_realserver'])).toThrow()
     expect(snapshot('rs1', RS_KEYS)).toEqual(before)
+  })
+
+  const nativeSkip = nativeSkipReason()
+  if (nativeSkip !== null) it.skip(`realserver early-drop behaviour skipped: ${nativeSkip}`, () => {})
+  it.runIf(nativeSkip === null)('realserver: a bare ACK of a flow with no restored socket yet is dropped and counted, not answered with RST', async () => {
+    // The client plays a migrated connection whose flow is steered to rs1 before rs1 restored it: the
+    // addon restores an ESTABLISHED socket (no SYN sent) and leaves repair mode, which sends a window
+    // probe, a bare ACK, to VIP:80 via rs1. Without the table rs1 answers it with RST and the client's
+    // socket is closed; with it the ACK is dropped and the socket stays ESTABLISHED. rs1 holds the VIP on
+    // lo beforehand (as another tool might), so the table is the only difference.
+    const outRsts = (): number => {
+      const [head, values] = t.exec('rs1', ['cat', '/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Tcp:')).map((l) => l.split(/\s+/))
+      return Number(values![head!.indexOf('OutRsts')])
+    }
+    const earlyDrops = (): number => {
+      const r = spawnSync('ip', ['netns', 'exec', t.ns.rs1, 'nft', '-j', 'list', 'counter', 'ip', 'baton_realserver', 'early_drop'], { encoding: 'utf8' })
+      if (r.status !== 0) return 0 // no table
+      const listed = JSON.parse(r.stdout) as { nftables: Array<{ counter?: { packets: number } }> }
+      return listed.nftables.find((o) => o.counter !== undefined)!.counter!.packets
+    }
+    /**
+     * The client socket's TCP state 200 ms after its window probe, and what rs1 did meanwhile (RSTs sent,
+     * early drops). Both are read before the socket closes; it closes with an RST (SO_LINGER 0), which is
+     * never retransmitted nor answered, so no stray packet reaches a later probe.
+     */
+    const probe = async (localPort: number): Promise<{ state: number; rsts: number; drops: number }> => {
+      const state = { family: 4, localAddress: t.ip.client, localPort, peerAddress: vip, peerPort: 80, options: 0, sndWscale: 0, rcvWscale: 0,
+        mssClamp: 1460, timestamp: 0, sndWl1: 1000, sndWnd: 65535, maxWindow: 65535, rcvWnd: 65535, rcvWup: 1000, rcvNxt: 1000, writeSeq: 5000, unsentBytes: 0 }
+      const [rsts0, drops0] = [outRsts(), earlyDrops()]
+      const child = t.spawn('client', [process.execPath, '-e', `
+        const { native } = require(${JSON.stringify(BINDING)})
+        const fd = native.repairRestore({ ...${JSON.stringify(state)}, recvQueue: Buffer.alloc(0), sendQueue: Buffer.alloc(0) })
+        native.repairGo(fd, Buffer.alloc(0), true)
+        setTimeout(() => {
+          const state = native.tcpInfo(fd).state
+          console.log(state)
+          process.stdin.resume()
+          process.stdin.on('end', () => {
+            if (state !== ${TCP_ESTABLISHED}) process.exit(0)
+            const s = new (require('net').Socket)({ fd })
+            s.on('close', () => process.exit(0))
+            s.resetAndDestroy()
+          })
+        }, 200)
+      `], { stdio: ['pipe', 'pipe', 'pipe'] })
+      try {
+        const line = await firstLine(child)
+        return { state: Number(line), rsts: outRsts() - rsts0, drops: earlyDrops() - drops0 }
+      } finally {
+        child.stdin!.end()
+        await new Promise((resolve) => { if (child.exitCode !== null || child.signalCode !== null) resolve(null); else child.once('exit', resolve) })
+      }
+    }
+    let listener: ChildProcess | undefined
+    t.exec('rs1', ['ip', 'address', 'add', `${vip}/32`, 'dev', 'lo'])
+    t.exec('client', ['ip', 'route', 'add', `${vip}/32`, 'via', t.ip.rs1])
+    try {
+      expect(await probe(41001)).toEqual({ state: TCP_CLOSE, rsts: 1, drops: 0 }) // no table, no socket: RST
+
+      const applied = host('rs1', 'realserver', '--vip', vip)
+      expect(applied.code).toBe(0)
+      expect(applied.stdout).toContain(`assumed ${vip} on lo`)
+      expect(await probe(41002)).toEqual({ state: TCP_ESTABLISHED, rsts: 0, drops: 1 }) // no socket at all
+
+      // A plain listener on the port is not transparent: it does not save the packet (nor answer it).
+      listener = t.spawn('rs1', [process.execPath, '-e', `require('net').createServer().listen(80, '0.0.0.0', () => console.log('up'))`])
+      await firstLine(listener)
+      expect(await probe(41003)).toEqual({ state: TCP_ESTABLISHED, rsts: 0, drops: 1 })
+
+      const removed = host('rs1', 'realserver', '--vip', vip, '--remove')
+      expect(removed.code).toBe(0)
+      expect(() => t.exec('rs1', ['nft', 'list', 'table', 'ip', 'baton_realserver'])).toThrow()
+      expect(addrs('rs1')).toContain(`lo ${vip}/32`) // assumed: left in place
+      expect(await probe(41004)).toEqual({ state: TCP_CLOSE, rsts: 1, drops: 0 }) // no table: the listener's RST
+    } finally {
+      listener?.kill()
+      t.exec('client', ['ip', 'route', 'del', `${vip}/32`])
+      t.exec('rs1', ['ip', 'address', 'del', `${vip}/32`, 'dev', 'lo'])
+    }
   })
 
   it('with both applied, the dispatcher alone answers on the VIP, and its payload counter sees it', async () => {
@@ -144,3 +250,19 @@ describe.runIf(skip === null)('baton host (network namespaces)', () => {
     expect(dry.stdout).toContain('ip address add 10.99.250.3/32 dev lo')
   })
 })
+
+/** The first line a child prints; rejects with its stderr if it exits first. */
+function firstLine (child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = ''
+    let err = ''
+    child.stderr!.on('data', (b: Buffer) => { err += b.toString() })
+    const onData = (b: Buffer): void => {
+      out += b.toString()
+      const nl = out.indexOf('\n')
+      if (nl >= 0) { child.stdout!.off('data', onData); resolve(out.slice(0, nl)) }
+    }
+    child.stdout!.on('data', onData)
+    child.once('exit', (code) => { reject(new Error(`exited (${String(code)}) before a line: ${err}`)) })
+  })
+}

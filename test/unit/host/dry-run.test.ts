@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import { host } from '../../../src/cli/host'
 import { type Change, renderRemove, shellLine } from '../../../src/host/commands'
-import { dispatcherTable } from '../../../src/host/nft-table'
+import { RS_NFT_COUNTERS, RS_NFT_TABLE, dispatcherTable, realserverTable } from '../../../src/host/nft-table'
 import { confKey, dispatcherPlan, realserverPlan } from '../../../src/host/plan'
 
 function cli (...argv: string[]): { code: number; out: string; err: string } {
@@ -72,9 +72,10 @@ describe('baton host dispatcher --dry-run', () => {
 })
 
 describe('baton host realserver --dry-run', () => {
-  it('puts the VIP on lo and suppresses ARP on all, lo and the device', () => {
-    const { code, out } = cli('realserver', '--vip', '10.99.0.100', '--dev', 'ens3', '--dry-run')
-    expect(code).toBe(0)
+  const { code, out, err } = cli('realserver', '--vip', '10.99.0.100', '--dev', 'ens3', '--dry-run')
+
+  it('puts the VIP on lo, suppresses ARP on all, lo and the device, and loads the early-drop table', () => {
+    expect({ code, err }).toEqual({ code: 0, err: '' })
     expect(commands(out)).toEqual([
       'set -e',
       'ip address add 10.99.0.100/32 dev lo',
@@ -86,7 +87,32 @@ describe('baton host realserver --dry-run', () => {
       'sysctl -w net.ipv4.conf.ens3.arp_announce=2',
       'sysctl -w net.ipv4.conf.all.rp_filter=2',
       'sysctl -w net.ipv4.conf.ens3.rp_filter=2',
+      "nft -f - <<'EOF'",
     ])
+  })
+
+  it('gives the early-drop table as a here-document: realserverTable, for the VIP', () => {
+    const doc = out.slice(out.indexOf("<<'EOF'\n") + 8, out.lastIndexOf('\nEOF'))
+    expect(`${doc}\n`).toBe(realserverTable({ vip: '10.99.0.100' }))
+    expect(RS_NFT_TABLE).toBe('baton_realserver')
+    expect(doc).toContain(`table ip baton_realserver {\n  counter ${RS_NFT_COUNTERS.earlyDrop} { }\n`)
+    expect(doc).toMatch(/chain early \{\n\s+type filter hook prerouting priority mangle; policy accept;\n/)
+    // A restored socket the agent marked ready (IP_TRANSPARENT) passes; anything else non-SYN from outside
+    // to the VIP is counted and dropped, in that order.
+    const rules = doc.split('\n').filter((l) => l.includes('ip daddr')).map((l) => l.trim())
+    expect(rules).toEqual([
+      'iif != "lo" ip daddr 10.99.0.100 tcp flags & syn == 0 socket transparent 1 accept',
+      'iif != "lo" ip daddr 10.99.0.100 tcp flags & syn == 0 counter name "early_drop" drop',
+    ])
+  })
+
+  it('says why: early packets are dropped, not answered with RST; IP_TRANSPARENT marks a restored socket', () => {
+    const why = out.slice(out.indexOf('# The early-drop table'), out.indexOf("nft -f - <<'EOF'")).replace(/\n# /g, ' ')
+    expect(why).toContain('pitfall 2')
+    expect(why).toContain('answered with RST')
+    expect(why).toContain('IP_TRANSPARENT')
+    expect(why).toContain('SYNs and loopback are untouched')
+    expect(why).toContain('for migrated connections only')
   })
 })
 
