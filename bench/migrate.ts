@@ -9,9 +9,11 @@
 //   splice   /s/  -> relayed (splice) by the dispatcher to rs1's back end on TCP
 //   handoff  /h/  -> handed to the back end on the dispatcher's host
 //   direct        -> the client to rs1's back end, without the dispatcher
-// The dispatcher times each migration step (performance.now(), forward/migrate.ts's channel): freeze,
-// dump + close, encode, send MIGRATE, wait READY (the agent's round trip), steer, send GO, total (freeze to
-// GO). Its CPU per connection is utime + stime over a row / N. The client times connect -> first byte.
+// The dispatcher times each migration step (performance.now(), forward/migrate.ts's channel, MIGRATE_STEPS):
+// freeze, dump + close, steer, encode, send MIGRATE, the migration (freeze to MIGRATE sent: the dispatcher's
+// part, after which the connection is the agent's), wait READY (the agent's round trip: restore, hand-off,
+// answer), total (freeze to READY). Its CPU per connection is utime + stime over a row / N. The client times
+// connect -> first byte.
 //   npm run bench:migrate -- [--conns=500] [--rounds=2] [--concurrency=8] [--no-pin] [--profile=DIR]
 //                            [--label=NAME] [--write] [--json=FILE]      npm run bench:migrate -- --from-json=FILE [--write]
 // --pin (default): the real server's host (agent, its back end) on CPU 1, the rest (dispatcher, the handoff back

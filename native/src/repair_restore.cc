@@ -146,8 +146,11 @@ static Napi::Value baton_repair_restore(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
-// baton_repair_go(fd, unsent: Buffer, probe: bool) -> bytes of unsent written (may be fewer than all
-// when the send buffer fills: the caller writes the rest through its own stream).
+// baton_repair_go(fd, unsent: Buffer, probe: bool, transparent: bool) -> bytes of unsent written (may be
+// fewer than all when the send buffer fills: the caller writes the rest through its own stream).
+// transparent: first sets IP_TRANSPARENT (IPV6_TRANSPARENT), which `baton host realserver`'s table reads
+// as "this flow's socket is whole": until then the flow's packets are dropped there, not reset. Time-wait
+// sockets inherit the flag, so the flow's last packets still reach it.
 // Leaves repair mode (probe: with a window probe, which also tells the peer where we are), sets
 // SO_REUSEADDR (pitfall 9: leaving repair mode clears the forced reuse, and a listener created later on
 // the same address would fail with EADDRINUSE), then sends the never-sent tail of the send queue.
@@ -157,7 +160,16 @@ static Napi::Value baton_repair_go(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   Napi::Buffer<char> unsent = info[1].As<Napi::Buffer<char>>();
   bool probe = info[2].As<Napi::Boolean>().Value();
-  int err = baton__set(fd, IPPROTO_TCP, TCP_REPAIR, probe ? TCP_REPAIR_OFF : TCP_REPAIR_OFF_NO_WP);
+  bool transparent = info[3].As<Napi::Boolean>().Value();
+  int err;
+  if (transparent) {
+    int domain = 0;
+    socklen_t dlen = sizeof(domain);
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) != 0) return baton__throw_errno(env, "getsockopt(SO_DOMAIN)", errno);
+    err = domain == AF_INET6 ? baton__set(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, 1) : baton__set(fd, IPPROTO_IP, IP_TRANSPARENT, 1);
+    if (err != 0) return baton__throw_errno(env, "setsockopt(IP_TRANSPARENT)", err);
+  }
+  err = baton__set(fd, IPPROTO_TCP, TCP_REPAIR, probe ? TCP_REPAIR_OFF : TCP_REPAIR_OFF_NO_WP);
   if (err != 0) return baton__throw_errno(env, "setsockopt(TCP_REPAIR)", err);
   if ((err = baton__set(fd, SOL_SOCKET, SO_REUSEADDR, 1)) != 0) {
     return baton__throw_errno(env, "setsockopt(SO_REUSEADDR)", err);

@@ -1,28 +1,34 @@
 // `baton agent`: runs on a real server's host and takes migrated connections (forward: migrate) from the
-// dispatcher. For each MIGRATE it restores the socket on the VIP (native.repairRestore, still in repair mode)
-// and answers READY; on GO it leaves repair mode and hands the fd to the local back end over the back end's
-// handoff socket, exactly as a dispatcher on this host would (forward/handoff-channel.ts, HANDOFF +
-// SCM_RIGHTS), so baton/backend does not change. It reports the migrated connections that end (CLOSED,
-// flows.ts) and its load (LOAD: tracked connections, whether its back end is connected).
+// dispatcher. The dispatcher has already steered the flow here when its MIGRATE arrives (packets that come
+// before the socket exists are dropped by `baton host realserver`'s table, not reset). For each MIGRATE the
+// agent restores the socket on the VIP (native.repairRestore), marks it ready for that table (IP_TRANSPARENT)
+// and lets it go (native.repairGo: out of repair mode, with a window probe), hands it to the local back end
+// over the back end's handoff socket, exactly as a dispatcher on this host would (forward/handoff-channel.ts,
+// HANDOFF + SCM_RIGHTS), so baton/backend does not change, and then answers READY. It reports the migrated
+// connections that end (CLOSED, flows.ts) and its load (LOAD: tracked connections, whether its back end is
+// connected).
 //
-// fd ownership: a restored socket is the agent's until GO hands it to the channel (which closes the agent's
-// copy once sent), or until ABORT, a control connection that closes, or RESTORED_TTL_MS without GO: then it
-// is closed in repair mode (no FIN, no RST: the dispatcher restored its own copy and serves the client).
+// The one thing that must never happen is two live sockets for one flow. The dispatcher restores a
+// connection itself when the agent refuses it, or when no READY came within its timeout; so the agent
+// refuses (READY ok=0, nothing restored) whatever it cannot take whole: a wrong VIP, no back end, a failed
+// restore, and a MIGRATE whose deadline passed by its estimate of the dispatcher's clock (clock.ts). Once a
+// socket has left repair mode it is the agent's, whatever happens next (READY ok=1).
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { BatonError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
 import { unsentOf } from '../native/repair'
-import type { TcpRepairState } from '../native/types'
 import { HandoffChannel } from '../forward/handoff-channel'
 import { ControlLink } from '../forward/migrate-link'
 import { encodeHandoff, MAX_MESSAGE_BYTES } from '../protocol/handoff'
 import {
-  decodeMigrate, decodeU32, encodeClosed, encodeLoad, encodeReady, encodeU32, INSTANCE_BYTES, MAX_CLOSED_IDS,
-  MSG_ABORT, MSG_GO, MSG_MIGRATE, MSG_PING, MSG_PONG, ROLE_AGENT,
+  decodeMigrate, decodePing, encodeClosed, encodeLoad, encodeReady, encodeU32, INSTANCE_BYTES, MAX_CLOSED_IDS,
+  MSG_MIGRATE, MSG_PING, MSG_PONG, ROLE_AGENT,
 } from '../protocol/migrate-control'
 import { decodeMigrateState } from '../protocol/migrate-state'
+import { PeerClock } from './clock'
 import { FlowTracker } from './flows'
 
 export interface AgentOptions {
@@ -37,13 +43,9 @@ export interface AgentOptions {
   readonly pollMs?: number
 }
 
-/** A restored socket waiting for GO. */
-interface Restored { readonly fd: number; readonly state: TcpRepairState; readonly service: string; readonly route: string; readonly at: number }
+/** One dispatcher's control connection and the agent's estimate of its clock. */
+interface Peer { readonly link: ControlLink; readonly clock: PeerClock }
 
-/** One dispatcher's control connection and the sockets restored for it. */
-interface Peer { readonly link: ControlLink; readonly restored: Map<number, Restored> }
-
-const RESTORED_TTL_MS = 10_000
 const LOAD_EVERY_MS = 5_000
 const HANDSHAKE_MS = 5_000
 
@@ -104,7 +106,7 @@ export class Agent {
 
   #accept (socket: net.Socket): void {
     const peer: Peer = {
-      restored: new Map(),
+      clock: new PeerClock(),
       link: new ControlLink(socket, ROLE_AGENT, this.#opts.secret, {
         ready: () => {
           this.#peers.add(peer)
@@ -116,7 +118,6 @@ export class Agent {
           this.#peers.delete(peer)
           const log = err.code === 'BATON_ERR_MIGRATE_AUTH' ? this.#log.warn.bind(this.#log) : this.#log.info.bind(this.#log)
           log({ dispatcher: peer.link.remote, err: err.message, code: err.code }, 'dispatcher connection closed')
-          for (const [id, r] of peer.restored) this.#drop(peer, id, r)
         },
       }, HANDSHAKE_MS, this.#instance),
     }
@@ -124,19 +125,21 @@ export class Agent {
 
   #onMessage (peer: Peer, type: number, payload: Buffer): void {
     if (type === MSG_MIGRATE) { this.#migrate(peer, payload); return }
-    const n = decodeU32(payload)
-    if (n !== null && type === MSG_GO) { this.#go(peer, n); return }
-    if (n !== null && type === MSG_ABORT) {
-      const r = peer.restored.get(n)
-      if (r !== undefined) this.#drop(peer, n, r)
+    const ping = type === MSG_PING ? decodePing(payload) : null
+    if (ping !== null) {
+      peer.clock.sample(ping.at, performance.now())
+      peer.link.send(encodeU32(MSG_PONG, ping.seq))
       return
     }
-    if (n !== null && type === MSG_PING) { peer.link.send(encodeU32(MSG_PONG, n)); return }
     peer.link.close(new BatonError('BATON_ERR_MIGRATE_CONTROL', `protocol error: message type ${type} (${payload.length} bytes)`, { source: 'backend' }))
   }
 
-  /** Restores the socket (repair mode) and answers READY, or READY with why not. */
+  /**
+   * Restores the socket, lets it go, hands it to the back end and answers READY; or refuses with READY ok=0
+   * having restored nothing (the dispatcher then serves the client itself).
+   */
   #migrate (peer: Peer, payload: Buffer): void {
+    const now = performance.now()
     const m = decodeMigrate(payload)
     if (m === null) {
       peer.link.close(new BatonError('BATON_ERR_MIGRATE_CONTROL', `protocol error: bad MIGRATE (${payload.length} bytes)`, { source: 'backend' }))
@@ -145,6 +148,14 @@ export class Agent {
     const refuse = (why: string): void => {
       this.#log.warn({ conn: m.id, err: why, code: 'BATON_ERR_MIGRATE_FAILED' }, 'migration refused')
       peer.link.send(encodeReady(m.id, false, why))
+    }
+    // A MIGRATE's own stamp says nothing of its delay until a PING gave the clocks a reference.
+    const known = peer.clock.now(now) !== undefined
+    peer.clock.sample(m.sentAt, now)
+    const theirs = peer.clock.now(now)!
+    if (!known || theirs > m.deadline) {
+      refuse(known ? `stale: ${(theirs - m.deadline).toFixed(1)} ms past its deadline` : 'no PING yet')
+      return
     }
     const decoded = decodeMigrateState(m.state)
     if (!decoded.ok) { refuse(`bad state: ${decoded.reason}`); return }
@@ -155,50 +166,37 @@ export class Agent {
       return
     }
     if (!this.#channel.ready) { refuse('the back end is not connected'); return }
-    if (peer.restored.has(m.id)) { refuse(`connection ${m.id} is already restored`); return }
     let fd: number
     try { fd = native.repairRestore(state) } catch (err) { refuse(`restore: ${(err as Error).message}`); return }
-    peer.restored.set(m.id, { fd, state, service: m.service, route: m.route, at: Date.now() })
-    peer.link.send(encodeReady(m.id, true))
-  }
-
-  /** The flow is steered: leave repair mode, hand the socket to the back end, track it. */
-  #go (peer: Peer, id: number): void {
-    const r = peer.restored.get(id)
-    if (r === undefined) return // dropped already (its TTL): the dispatcher learns it from the CLOSED
-    peer.restored.delete(id)
-    const client = `${r.state.peerAddress}:${r.state.peerPort}`
+    const unsent = unsentOf(state)
+    let written: number
     try {
-      const unsent = unsentOf(r.state)
-      const written = native.repairGo(r.fd, unsent)
-      if (written < unsent.length) throw new Error(`${unsent.length - written} never-sent bytes did not fit the socket`)
+      written = native.repairGo(fd, unsent, true, true)
     } catch (err) {
-      native.close(r.fd)
-      this.#log.error({ conn: id, err: (err as Error).message, code: 'BATON_ERR_MIGRATE_FAILED' }, 'migrated connection lost at GO')
-      this.#tracker.add(client, { id })
+      // Still in repair mode unless TCP_REPAIR=0 itself went through: close it without a sound either way.
+      try { native.repairClose(fd) } catch { native.close(fd) }
+      refuse(`leaving repair mode: ${(err as Error).message}`)
       return
     }
-    const len = encodeHandoff(this.#meta, id, r.service, r.route)
-    const rc = this.#channel.send(r.fd, this.#meta, len, id)
-    if (rc < 0) {
-      native.close(r.fd)
-      this.#log.error({ conn: id, err: native.errnoName(-rc), code: 'BATON_ERR_MIGRATE_FAILED' }, 'back end did not take a migrated connection')
+    // From here on the socket is live and the agent's: READY ok whatever happens to it.
+    const client = `${state.peerAddress}:${state.peerPort}`
+    if (written < unsent.length) {
+      native.close(fd)
+      this.#log.error({ conn: m.id, err: `${unsent.length - written} never-sent bytes did not fit the socket`, code: 'BATON_ERR_MIGRATE_FAILED' }, 'migrated connection lost')
+    } else {
+      const len = encodeHandoff(this.#meta, m.id, m.service, m.route)
+      const rc = this.#channel.send(fd, this.#meta, len, m.id)
+      if (rc < 0) {
+        native.close(fd)
+        this.#log.error({ conn: m.id, err: native.errnoName(-rc), code: 'BATON_ERR_MIGRATE_FAILED' }, 'back end did not take a migrated connection')
+      }
     }
-    this.#tracker.add(client, { id })
+    peer.link.send(encodeReady(m.id, true))
+    this.#tracker.add(client, { id: m.id })
   }
 
-  /** A restored socket that will not go: closed in repair mode, so the client sees nothing of it. */
-  #drop (peer: Peer, id: number, r: Restored): void {
-    peer.restored.delete(id)
-    try { native.repairClose(r.fd) } catch { native.close(r.fd) }
-  }
-
-  /** Once a second: expire restored sockets without GO, report ended flows and the load. */
+  /** Every pollMs: report ended flows and the load. */
   async #onPoll (): Promise<void> {
-    const now = Date.now()
-    for (const peer of this.#peers) {
-      for (const [id, r] of peer.restored) if (now - r.at > RESTORED_TTL_MS) this.#drop(peer, id, r)
-    }
     for (const f of await this.#tracker.sweep()) this.#closedIds.push(f.id)
     if (this.#closedIds.length > 0 && this.#peers.size > 0) {
       const ids = this.#closedIds

@@ -2,14 +2,19 @@
 // whose `baton agent` restores it on the VIP and hands it to its local back end; responses go from there
 // straight to the client. The sequence (research/tcp-repair-migration.md, docs/migrate-forward.md):
 //
-//   freeze (nft add flow -> 0xff) -> repairDump -> repairClose -> MIGRATE ... READY -> steer (nft replace
-//   flow -> the server's mark) -> GO -> handedOff
+//   freeze (nft add flow -> 0xff) -> repairDump -> repairClose -> steer (nft replace flow -> the server's
+//   mark) -> MIGRATE ............ READY (restored there, let go, handed to the back end) -> handedOff
 //
 // The dispatcher's socket is closed in repair mode before the flow is steered (pitfall 1: early demux would
-// feed the old socket). From repairClose on, the client is reachable only through the dumped state: on a
-// refusal, a timeout or a lost control connection the dispatcher restores the socket itself from that state
-// (it still has the VIP), unfreezes the flow and gives the restored fd back to the data path as a retryable
-// failure, so the client is served elsewhere or answered; it never hangs.
+// feed the old socket). The flow is steered before the agent has the socket (pitfall 2's other design): the
+// packets that reach the real server's host before the agent restored it are dropped there by `baton host
+// realserver`'s table, not reset, so the agent needs no GO and lets the socket go at once. The dispatcher's
+// part ends with the MIGRATE write; READY only confirms. From repairClose on, the client is reachable only
+// through the dumped state: on a refusal, a timeout or a lost control connection the dispatcher restores the
+// socket itself from that state (it still has the VIP), takes the flow back (deletes its element) and gives
+// the restored fd back to the data path as a retryable failure, so the client is served elsewhere or
+// answered; it never hangs. The agent refuses a MIGRATE past its deadline (half the timeout), so by the time
+// the dispatcher gives up it cannot take the connection any more (agent/clock.ts).
 //
 // Per agent server: one control connection (migrate-link.ts, authenticated both ways, reconnected with
 // backoff; down at once through HealthInput.channel when it fails or stops answering PINGs), a mark and a
@@ -24,8 +29,8 @@ import { native } from '../native/binding'
 import { unsentOf } from '../native/repair'
 import type { TcpRepairState } from '../native/types'
 import {
-  decodeClosed, decodeLoad, decodeReady, decodeU32, encodeMigrateOf, encodeU32, MSG_ABORT, MSG_CLOSED, MSG_GO, MSG_LOAD,
-  MSG_PING, MSG_PONG, MSG_READY, ROLE_DISPATCHER,
+  decodeClosed, decodeLoad, decodeReady, decodeU32, encodeMigrateOf, encodePing, MSG_CLOSED, MSG_LOAD, MSG_PONG,
+  MSG_READY, ROLE_DISPATCHER,
 } from '../protocol/migrate-control'
 import { FlowTable, openFlowMap } from './migrate-flows'
 import { ControlLink } from './migrate-link'
@@ -46,20 +51,21 @@ const LOST_AFTER_MS = 1000
 const TIMES_KEPT = 8192
 
 /**
- * performance.now() (ms) at each step of the dispatcher's first half: t0 before the freeze, then frozen,
- * dumped (dump + close), encoded (state + MIGRATE frame), sentAt (MIGRATE written).
+ * performance.now() (ms) at each step of the dispatcher's part: t0 before the freeze, then frozen, dumped
+ * (dump + close), steered, encoded (state + MIGRATE frame), sentAt (MIGRATE written: the dispatcher is done).
  */
 interface Pending<C> {
   readonly conn: C; readonly state: TcpRepairState; readonly t0: number
-  frozen: number; dumped: number; encoded: number; sentAt: number
+  frozen: number; dumped: number; steered: number; encoded: number; sentAt: number
 }
 
 /**
  * Per migration, when anyone subscribes (bench/migrate.ts): { conn, steps } with steps the µs of freeze,
- * dump + close, encode, send MIGRATE, wait for READY, steer, send GO, and the total (freeze to GO).
+ * dump + close, steer, encode, send MIGRATE, the dispatcher's part (freeze to MIGRATE written), the wait for
+ * READY, and the total (freeze to READY).
  */
 export const migratedChannel = channel('baton:migrate:migrated')
-export const MIGRATE_STEPS = ['freeze', 'dump + close', 'encode', 'send MIGRATE', 'wait READY', 'steer', 'send GO', 'total'] as const
+export const MIGRATE_STEPS = ['freeze', 'dump + close', 'steer', 'encode', 'send MIGRATE', 'migration (freeze to MIGRATE sent)', 'wait READY', 'total (freeze to READY)'] as const
 
 /** One agent server: its control connection, mark, route and migrations in flight. */
 interface Agent<C, S> {
@@ -90,6 +96,8 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   readonly #health: HealthInput<S>
   readonly #log: Logger
   readonly #opts: MigrateOptions | undefined
+  /** No READY this long after the MIGRATE: restored here. The agent refuses a MIGRATE after half of it. */
+  readonly #timeoutMs: number
   readonly #agents = new Map<S, Agent<C, S>>()
   readonly #marks = new Set<number>()
   #flows: FlowTable<string> | undefined
@@ -103,12 +111,13 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     this.#health = health
     this.#log = log
     this.#opts = opts
-    const quarter = Math.max(5, Math.floor((opts?.timeoutMs ?? 1000) / 4))
+    this.#timeoutMs = opts?.timeoutMs ?? 1000
+    const quarter = Math.max(5, Math.floor(this.#timeoutMs / 4))
     this.#tick = setInterval(() => { this.#onTick() }, quarter)
     this.#tick.unref()
   }
 
-  /** Dispatcher-side migration times (freeze to GO), µs, oldest first: the last TIMES_KEPT. */
+  /** Dispatcher-side migration times (freeze to MIGRATE written), µs, oldest first: the last TIMES_KEPT. */
   timings (): number[] {
     const n = Math.min(this.#migrated, TIMES_KEPT)
     const out: number[] = []
@@ -171,7 +180,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
 
   checkAddress (): undefined { return undefined }
 
-  /** Hot path: freeze, dump, close in repair mode, MIGRATE. READY, a refusal or the timeout completes it. */
+  /** Hot path: freeze, dump, close in repair mode, steer, MIGRATE. READY, a refusal or the timeout completes it. */
   forward (conn: C): void {
     const a = this.#agents.get(conn.server!)
     const flows = this.#flows
@@ -190,11 +199,20 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
       return
     }
     const dumped = performance.now()
-    const frame = encodeMigrateOf(conn.id, conn.service, conn.route, state)
-    const p: Pending<C> = { conn, state, t0, frozen, dumped, encoded: performance.now(), sentAt: 0 }
+    const p: Pending<C> = { conn, state, t0, frozen, dumped, steered: 0, encoded: 0, sentAt: 0 }
+    try {
+      flows.steer(conn.clientAddress, conn.clientPort, a.mark)
+    } catch (err) {
+      this.#restore(p, `steer: ${(err as Error).message}`)
+      return
+    }
+    p.steered = performance.now()
+    const frame = encodeMigrateOf({ id: conn.id, sentAt: t0, deadline: t0 + this.#timeoutMs / 2, service: conn.service, route: conn.route }, state)
+    p.encoded = performance.now()
     a.pending.set(conn.id, p)
     a.link!.send(frame)
     p.sentAt = performance.now()
+    this.#times[this.#migrated++ % TIMES_KEPT] = (p.sentAt - t0) * 1000
   }
 
   async close (): Promise<void> {
@@ -229,6 +247,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
         a.instance = instance
         a.retryMs = RECONNECT_MIN_MS
         a.silentTicks = 0
+        link.send(encodePing(++a.pingSeq, performance.now())) // before any MIGRATE: the agent's clock estimate starts here
         this.#log.info({ svc: a.server.service, backend: a.server.id, agent: link.remote, mark: a.mark }, 'migrate control connected')
       },
       message: (type, payload) => { this.#onMessage(a, type, payload) },
@@ -289,35 +308,25 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
 
   #onReady (a: Agent<C, S>, id: number, ok: boolean, reason: string): void {
     const p = a.pending.get(id)
-    if (p === undefined) { // given up already (timeout): the agent drops its copy
-      if (ok) a.link?.send(encodeU32(MSG_ABORT, id))
+    if (p === undefined) {
+      // Given up already (timeout) and restored here. The agent refuses a MIGRATE past its deadline, half the
+      // timeout, so an ok here means a READY that took longer than that on its way back: two sockets hold the
+      // flow now, and the one here, which the flow is steered to, wins.
+      if (ok) this.#log.error({ conn: id, backend: a.server.id, code: 'BATON_ERR_MIGRATE_FAILED' }, 'READY came after the timeout: the agent\'s copy of the connection is orphaned')
       return
     }
     a.pending.delete(id)
     if (!ok) { this.#restore(p, `agent refused: ${reason}`); return }
     const { conn } = p
-    const readyAt = performance.now()
-    try {
-      this.#flows!.steer(conn.clientAddress, conn.clientPort, a.mark)
-    } catch (err) {
-      a.link?.send(encodeU32(MSG_ABORT, id))
-      this.#restore(p, `steer: ${(err as Error).message}`)
-      return
-    }
-    const steered = performance.now()
-    a.link!.send(encodeU32(MSG_GO, id))
     const end = performance.now()
     this.#flows!.track(a.instance, id, { address: conn.clientAddress, port: conn.clientPort, mark: a.mark })
-    const us = (end - p.t0) * 1000
-    this.#times[this.#migrated++ % TIMES_KEPT] = us
     if (migratedChannel.hasSubscribers) {
-      migratedChannel.publish({ conn: id, steps: [p.frozen - p.t0, p.dumped - p.frozen, p.encoded - p.dumped, p.sentAt - p.encoded,
-        readyAt - p.sentAt, steered - readyAt, end - steered, end - p.t0].map((ms) => ms * 1000) })
+      migratedChannel.publish({ conn: id, steps: [p.frozen - p.t0, p.dumped - p.frozen, p.steered - p.dumped, p.encoded - p.steered,
+        p.sentAt - p.encoded, p.sentAt - p.t0, end - p.sentAt, end - p.t0].map((ms) => ms * 1000) })
     }
     if (this.#log.isLevelEnabled('debug')) {
-      // Where the time went: freeze + dump + close + send here, the agent's round trip, steer + GO here.
-      this.#log.debug({ conn: id, svc: conn.service, backend: a.server.id, durMs: us / 1000, localUs: (p.sentAt - p.t0 + end - readyAt) * 1000,
-        agentUs: (readyAt - p.sentAt) * 1000 }, 'migrated')
+      this.#log.debug({ conn: id, svc: conn.service, backend: a.server.id, durMs: end - p.t0, localUs: (p.sentAt - p.t0) * 1000,
+        agentUs: (end - p.sentAt) * 1000 }, 'migrated')
     }
     this.#sink.handedOff(conn)
   }
@@ -344,23 +353,30 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   }
 
   /**
-   * The migration did not happen: rebuild the socket here from the dumped state, unfreeze, and give the
-   * client back to the data path with the restored fd (retryable). If even that fails the client is gone:
-   * unfrozen, its next packet meets no socket and it gets a reset.
+   * The migration did not happen: rebuild the socket here from the dumped state, take the flow back (delete
+   * its element), let the socket go, and give the client back to the data path with the restored fd
+   * (retryable). If even that fails the client is gone: the flow is taken back, its next packet meets no
+   * socket and it gets a reset.
    */
   #restore (p: Pending<C>, why: string): void {
     const { conn, state } = p
     let fd = -1
     try {
       fd = native.repairRestore(state)
-      const unsent = unsentOf(state)
-      if (native.repairGo(fd, unsent) < unsent.length) throw new Error('unsent bytes did not fit')
     } catch (err) {
-      if (fd >= 0) native.close(fd)
-      fd = -1
       why = `${why}; local restore failed too: ${(err as Error).message}`
     }
     this.#flows?.unfreeze(conn.clientAddress, conn.clientPort)
+    if (fd >= 0) {
+      try {
+        const unsent = unsentOf(state)
+        if (native.repairGo(fd, unsent) < unsent.length) throw new Error('unsent bytes did not fit')
+      } catch (err) {
+        native.close(fd)
+        fd = -1
+        why = `${why}; local restore failed too: ${(err as Error).message}`
+      }
+    }
     const err = new BatonError('BATON_ERR_MIGRATE_FAILED', `migrate to ${conn.server!.id}: ${why}`, { source: 'backend', retryable: true })
     if (fd < 0) {
       this.#log.error({ conn: conn.id, svc: conn.service, backend: conn.server!.id, err: err.message, code: err.code }, 'client lost')
@@ -372,21 +388,26 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     this.#sink.failed(conn, err)
   }
 
-  /** Every timeoutMs / 4: migrations past timeoutMs are restored here; PING every 4 ticks; silence = down. */
+  /**
+   * Every timeoutMs / 4: migrations past timeoutMs are restored here, after this turn's I/O (a READY already
+   * received must win over the timer); PING every 4 ticks; silence = down.
+   */
   #onTick (): void {
     const now = performance.now()
-    const limit = this.#opts?.timeoutMs ?? 1000
+    const limit = this.#timeoutMs
     for (const a of this.#agents.values()) {
       for (const [id, p] of a.pending) {
         if (now - p.t0 < limit) continue
-        a.pending.delete(id)
-        a.link?.send(encodeU32(MSG_ABORT, id))
-        this.#restore(p, `no READY within ${limit} ms`)
+        setImmediate(() => {
+          if (a.pending.get(id) !== p) return
+          a.pending.delete(id)
+          this.#restore(p, `no READY within ${limit} ms`)
+        })
       }
       if (a.link?.ready !== true) continue
       if (++a.silentTicks > 8) {
         a.link.close(new BatonError('BATON_ERR_MIGRATE_CONTROL', `no answer within ${2 * limit} ms`, { source: 'backend' }))
-      } else if (a.silentTicks % 4 === 0) a.link.send(encodeU32(MSG_PING, ++a.pingSeq))
+      } else if (a.silentTicks % 4 === 0) a.link.send(encodePing(++a.pingSeq, performance.now()))
     }
   }
 

@@ -29,7 +29,7 @@ export interface RepairRaw {
   baton_repair_close (fd: number): void
   baton_repair_off (fd: number, probe: boolean): void
   baton_repair_restore (local: string, peer: string, fields: Uint32Array, rq: Buffer, sq: Buffer): number
-  baton_repair_go (fd: number, unsent: Buffer, probe: boolean): number
+  baton_repair_go (fd: number, unsent: Buffer, probe: boolean, transparent: boolean): number
   baton_tcp_info (fd: number, out: Uint32Array): number
 }
 
@@ -108,10 +108,10 @@ export function makeRepairApi (raw: RepairRaw, mapErrors: <T>(fn: () => T) => T)
         state.recvQueue, state.sendQueue))
     },
 
-    repairGo (fd: number, unsent: Buffer, windowProbe = true): number {
+    repairGo (fd: number, unsent: Buffer, windowProbe = true, transparent = false): number {
       assertFd(fd)
       assert(Buffer.isBuffer(unsent), 'unsent must be a Buffer')
-      return mapErrors(() => raw.baton_repair_go(fd, unsent, windowProbe))
+      return mapErrors(() => raw.baton_repair_go(fd, unsent, windowProbe, transparent))
     },
 
     tcpInfo (fd: number): TcpInfo {

@@ -211,9 +211,11 @@ export interface NativeApi {
   /**
    * Leaves repair mode (window probe unless windowProbe is false), sets SO_REUSEADDR, and sends `unsent`
    * (state.sendQueue's last unsentBytes; unsentOf(state)). Returns the bytes of it written: the caller
-   * writes the rest through its own stream. Throws BatonNativeError; the caller owns the fd either way.
+   * writes the rest through its own stream. transparent (default false): first sets IP_TRANSPARENT, the
+   * mark `baton host realserver`'s table lets a migrated flow's packets through by. Throws
+   * BatonNativeError; the caller owns the fd either way.
    */
-  repairGo (fd: number, unsent: Buffer, windowProbe?: boolean): number
+  repairGo (fd: number, unsent: Buffer, windowProbe?: boolean, transparent?: boolean): number
   /** TCP_INFO of a TCP socket; throws BatonNativeError. */
   tcpInfo (fd: number): TcpInfo
   /**

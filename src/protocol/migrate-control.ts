@@ -22,15 +22,19 @@
 //   BATON_ERR_MIGRATE_AUTH); nothing is restored for a peer that did not prove the secret.
 //
 // Work, dispatcher -> agent:
-//   MIGRATE   type=10 | u32 id | u8 n | service | u8 m | route | state (protocol/migrate-state.ts, the rest)
-//             id: the dispatcher's connection id (the HANDOFF's connId on the agent's host).
-//   GO        type=12 | u32 id    The flow is steered: leave repair mode and hand the socket off.
-//   ABORT     type=17 | u32 id    The dispatcher gave the connection up (timeout) and restored it itself:
-//             drop the restored socket in repair mode (no FIN, no RST). Unknown ids are ignored.
-//   PING      type=15 | u32 seq   Every migrate.timeoutMs; no PONG within 2 x timeoutMs = the agent is down.
+//   MIGRATE   type=10 | u32 id | f64 sentAt | f64 deadline | u8 n | service | u8 m | route | state
+//             (protocol/migrate-state.ts, the rest). id: the dispatcher's connection id (the HANDOFF's connId on
+//             the agent's host). sentAt and deadline are the dispatcher's clock (performance.now(), ms): the
+//             flow is already steered to the agent's host when MIGRATE leaves, and the agent restores it, lets it
+//             go and hands it to its back end at once, unless by its estimate of the dispatcher's clock
+//             (agent/clock.ts, from the sentAt of PINGs and MIGRATEs) the deadline has passed: then it refuses
+//             (READY ok=0), because the dispatcher may have given the connection up and restored it itself.
+//   PING      type=15 | u32 seq | f64 now   Sent when the link is up (before any MIGRATE) and every
+//             migrate.timeoutMs; no PONG within 2 x timeoutMs = the agent is down. now: the dispatcher's clock.
 // agent -> dispatcher:
-//   READY     type=11 | u32 id | u8 ok (1 = restored, in repair mode; 0 = refused) | reason (the rest, UTF-8,
-//             at most 512 bytes, empty when ok)
+//   READY     type=11 | u32 id | u8 ok (1 = restored and handed to the back end; 0 = refused, nothing was
+//             restored) | reason (the rest, UTF-8, at most 512 bytes, empty when ok). Answers go in the order
+//             of the MIGRATEs.
 //   CLOSED    type=13 | u16 count | count x u32 id   Migrated connections that ended on the agent's host.
 //   LOAD      type=14 | u32 active | u8 backendUp (1 = the local back end's handoff channel is up)
 //             Sent on every change and at least every 5 s: a back end that is not connected takes nothing.
@@ -43,18 +47,16 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
 import type { TcpRepairState } from '../native/types'
 import { migrateStateBytes, writeMigrateState } from './migrate-state'
 
-export const VERSION = 1
+export const VERSION = 2
 export const MSG_HELLO = 1
 export const MSG_AUTH = 2
 export const MSG_ACCEPTED = 3
 export const MSG_MIGRATE = 10
 export const MSG_READY = 11
-export const MSG_GO = 12
 export const MSG_CLOSED = 13
 export const MSG_LOAD = 14
 export const MSG_PING = 15
 export const MSG_PONG = 16
-export const MSG_ABORT = 17
 
 export const ROLE_DISPATCHER = 1
 export const ROLE_AGENT = 2
@@ -117,62 +119,68 @@ export function encodeAuth (proof: Buffer): Buffer {
 
 export function encodeAccepted (): Buffer { return frame(MSG_ACCEPTED, 0) }
 
-export interface Migrate { readonly id: number; readonly service: string; readonly route: string; readonly state: Buffer }
+/** What a MIGRATE says besides the state: the connection, and the dispatcher's clock (ms) when sent and its deadline. */
+export interface MigrateHead {
+  readonly id: number; readonly sentAt: number; readonly deadline: number; readonly service: string; readonly route: string
+}
+export interface Migrate extends MigrateHead { readonly state: Buffer }
 
 /** MIGRATE around an encoded state (encodeMigrateState). Names longer than 255 bytes are cut (they are labels). */
-export function encodeMigrate (id: number, service: string, route: string, state: Buffer): Buffer {
-  const [b, off] = migrateFrame(id, service, route, state.length)
+export function encodeMigrate (head: MigrateHead, state: Buffer): Buffer {
+  const [b, off] = migrateFrame(head, state.length)
   state.copy(b, off)
   return b
 }
 
 /**
  * The same frame with the state written straight into it (no buffer of its own, no copy): the
- * dispatcher's hot path, byte for byte what encodeMigrate(id, service, route, encodeMigrateState(state)) gives.
+ * dispatcher's hot path, byte for byte what encodeMigrate(head, encodeMigrateState(state)) gives.
  */
-export function encodeMigrateOf (id: number, service: string, route: string, state: TcpRepairState): Buffer {
-  const [b, off] = migrateFrame(id, service, route, migrateStateBytes(state))
+export function encodeMigrateOf (head: MigrateHead, state: TcpRepairState): Buffer {
+  const [b, off] = migrateFrame(head, migrateStateBytes(state))
   writeMigrateState(b, off, state)
   return b
 }
 
-/** A MIGRATE frame with its id and names written; returns it and where the state goes. */
-function migrateFrame (id: number, service: string, route: string, stateBytes: number): [Buffer, number] {
+const MIGRATE_FIXED = 4 + 8 + 8 // id, sentAt, deadline
+
+/** A MIGRATE frame with its head written; returns it and where the state goes. */
+function migrateFrame (head: MigrateHead, stateBytes: number): [Buffer, number] {
+  const { service, route } = head
   let sn = Buffer.byteLength(service)
   let rn = Buffer.byteLength(route)
-  if (sn > 255 || rn > 255) { // rare: cut to 255 bytes as Buffer.from(...).subarray does
-    const sb = Buffer.from(service).subarray(0, 255)
-    const rb = Buffer.from(route).subarray(0, 255)
-    sn = sb.length
-    rn = rb.length
-    const b = frame(MSG_MIGRATE, 6 + sn + rn + stateBytes)
-    b.writeUInt32BE(id >>> 0, HEAD)
-    b[HEAD + 4] = sn
-    sb.copy(b, HEAD + 5)
-    b[HEAD + 5 + sn] = rn
-    rb.copy(b, HEAD + 6 + sn)
-    return [b, HEAD + 6 + sn + rn]
-  }
-  const b = frame(MSG_MIGRATE, 6 + sn + rn + stateBytes)
-  b.writeUInt32BE(id >>> 0, HEAD)
-  b[HEAD + 4] = sn
-  b.write(service, HEAD + 5, sn, 'utf8')
-  b[HEAD + 5 + sn] = rn
-  b.write(route, HEAD + 6 + sn, rn, 'utf8')
-  return [b, HEAD + 6 + sn + rn]
+  const cut = sn > 255 || rn > 255 // rare: cut to 255 bytes as Buffer.from(...).subarray does
+  const sb = cut ? Buffer.from(service).subarray(0, 255) : undefined
+  const rb = cut ? Buffer.from(route).subarray(0, 255) : undefined
+  if (cut) { sn = sb!.length; rn = rb!.length }
+  const b = frame(MSG_MIGRATE, MIGRATE_FIXED + 2 + sn + rn + stateBytes)
+  b.writeUInt32BE(head.id >>> 0, HEAD)
+  b.writeDoubleBE(head.sentAt, HEAD + 4)
+  b.writeDoubleBE(head.deadline, HEAD + 12)
+  let at = HEAD + MIGRATE_FIXED
+  b[at++] = sn
+  if (cut) sb!.copy(b, at); else b.write(service, at, sn, 'utf8')
+  at += sn
+  b[at++] = rn
+  if (cut) rb!.copy(b, at); else b.write(route, at, rn, 'utf8')
+  return [b, at + rn]
 }
 
 /** The state is a view into p (decodeMigrateState checks it). */
 export function decodeMigrate (p: Buffer): Migrate | null {
-  if (p.length < 6) return null
+  const f = MIGRATE_FIXED
+  if (p.length < f + 2) return null
   const id = p.readUInt32BE(0)
-  const n = p[4]!
-  if (p.length < 6 + n) return null
-  const service = p.toString('utf8', 5, 5 + n)
-  const m = p[5 + n]!
-  const at = 6 + n + m
+  const sentAt = p.readDoubleBE(4)
+  const deadline = p.readDoubleBE(12)
+  if (!Number.isFinite(sentAt) || !Number.isFinite(deadline)) return null
+  const n = p[f]!
+  if (p.length < f + 2 + n) return null
+  const service = p.toString('utf8', f + 1, f + 1 + n)
+  const m = p[f + 1 + n]!
+  const at = f + 2 + n + m
   if (p.length < at) return null
-  return { id, service, route: p.toString('utf8', 6 + n, at), state: p.subarray(at) }
+  return { id, sentAt, deadline, service, route: p.toString('utf8', f + 2 + n, at), state: p.subarray(at) }
 }
 
 export interface Ready { readonly id: number; readonly ok: boolean; readonly reason: string }
@@ -193,11 +201,27 @@ export function decodeReady (p: Buffer): Ready | null {
   return { id: p.readUInt32BE(0), ok, reason: p.toString('utf8', 5) }
 }
 
-/** GO, ABORT, PING and PONG: one u32. */
-export function encodeU32 (type: typeof MSG_GO | typeof MSG_ABORT | typeof MSG_PING | typeof MSG_PONG, n: number): Buffer {
+/** PONG: one u32. */
+export function encodeU32 (type: typeof MSG_PONG, n: number): Buffer {
   const b = frame(type, 4)
   b.writeUInt32BE(n >>> 0, HEAD)
   return b
+}
+
+export interface Ping { readonly seq: number; readonly at: number }
+
+/** PING: its seq and the dispatcher's clock (ms), which the agent's clock estimate learns from. */
+export function encodePing (seq: number, at: number): Buffer {
+  const b = frame(MSG_PING, 12)
+  b.writeUInt32BE(seq >>> 0, HEAD)
+  b.writeDoubleBE(at, HEAD + 4)
+  return b
+}
+
+export function decodePing (p: Buffer): Ping | null {
+  if (p.length !== 12) return null
+  const at = p.readDoubleBE(4)
+  return Number.isFinite(at) ? { seq: p.readUInt32BE(0), at } : null
 }
 
 export function decodeU32 (p: Buffer): number | null {

@@ -7,8 +7,9 @@
 //
 // Shows: the first request and later keep-alive requests answered by the back end on the migrated connection;
 // the flow element present while it lives and gone graceMs after its CLOSED; 200 migrations with the
-// dispatcher's own time (freeze to GO); an agent that refuses (wrong VIP) -> restored on the dispatcher and
-// served by the service's other server; a forged control connection (wrong secret) closed with nothing restored; an agent
+// dispatcher's own time (freeze to MIGRATE sent) and the agent's round trip; an agent that refuses (wrong VIP) -> restored on the dispatcher and
+// served by the service's other server; a MIGRATE past its deadline (or before any PING) refused by the agent with
+// nothing restored; a forged control connection (wrong secret) closed with nothing restored; an agent
 // that dies is down at once and the client gets 503, never a hang.
 import { type ChildProcess, spawn } from 'node:child_process'
 import fs from 'node:fs'
@@ -25,8 +26,8 @@ import { dispatcherTable } from '../../src/host/nft-table'
 import { native } from '../../src/native/binding'
 import { ControlLink } from '../../src/forward/migrate-link'
 import {
-  decodeMigrate, encodeAuth, encodeHello, encodeLoad, encodeMigrate, FrameReader, MSG_AUTH, MSG_HELLO, MSG_MIGRATE,
-  MSG_PING, MSG_PONG, encodeU32, NONCE_BYTES, ROLE_AGENT, ROLE_DISPATCHER,
+  decodeMigrate, decodeReady, encodeAuth, encodeHello, encodeLoad, encodeMigrate, encodePing, FrameReader, MSG_AUTH, MSG_HELLO,
+  MSG_MIGRATE, MSG_PING, MSG_PONG, MSG_READY, encodeU32, NONCE_BYTES, ROLE_AGENT, ROLE_DISPATCHER,
 } from '../../src/protocol/migrate-control'
 import { netnsAdd, netnsDel, nftIn, skipReason, until } from './netns'
 
@@ -230,9 +231,9 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
       return `${what}: median ${quantile(t, 0.5).toFixed(0)}, p90 ${quantile(t, 0.9).toFixed(0)}, p99 ${quantile(t, 0.99).toFixed(0)}`
     }
     console.log(`migration, dispatcher clock, µs over ${migrated.length}:\n  ` + [
-      line('total (freeze to GO)', migrated.map((l) => (l.durMs as number) * 1000)),
-      line('dispatcher work (freeze, dump, close, send; steer, GO)', migrated.map((l) => l.localUs as number)),
-      line('waiting for READY (agent process: decode, restore, answer)', migrated.map((l) => l.agentUs as number)),
+      line('total (freeze to READY)', migrated.map((l) => (l.durMs as number) * 1000)),
+      line('dispatcher work (freeze, dump, close, steer, MIGRATE sent)', migrated.map((l) => l.localUs as number)),
+      line('waiting for READY (agent process: decode, restore, hand off, answer)', migrated.map((l) => l.agentUs as number)),
     ].join('\n  '))
     await until('every flow element removed', () => flows(ns).size === 0, 8000).catch((err: Error) => {
       throw new Error(`${err.message}: ${JSON.stringify([...flows(ns)])}`)
@@ -290,7 +291,7 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
       for (let f = reader.next(); f !== null && !('error' in f); f = reader.next()) {
         types.push(f.type)
         if (f.type === MSG_AUTH) { // the agent answered our HELLO with its proof: ours is forged, then a MIGRATE
-          s.write(Buffer.concat([encodeAuth(randomBytes(32)), encodeMigrate(1, 'web', 'r', Buffer.alloc(100))]))
+          s.write(Buffer.concat([encodeAuth(randomBytes(32)), encodeMigrate({ id: 1, sentAt: 0, deadline: 1e12, service: 'web', route: 'r' }, Buffer.alloc(100))]))
         }
       }
     })
@@ -299,6 +300,29 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
     expect(types).toEqual([MSG_HELLO, MSG_AUTH]) // no ACCEPTED, no READY
     await until('the agent logged it', () => agentOut.join('').includes('BATON_ERR_MIGRATE_AUTH'), 3000)
     expect(state('r1')).toBe('up') // the real dispatcher's connection is not affected
+  })
+
+  it('refuses a MIGRATE past its deadline by its estimate of the dispatcher\'s clock, or before any PING, restoring nothing', async () => {
+    const answers: Array<{ id: number; ok: boolean; reason: string }> = []
+    const link: ControlLink = await new Promise((resolve, reject) => {
+      const l: ControlLink = new ControlLink(net.connect(7070, '127.0.0.1'), ROLE_DISPATCHER, SECRET, {
+        ready: () => { resolve(l) },
+        message: (type, payload) => { if (type === MSG_READY) answers.push(decodeReady(payload)!) },
+        closed: (err) => { reject(err) },
+      }, 5000)
+    })
+    // Our clock is this process's; the agent learns it from the PING. The state is never looked at: the
+    // deadline is checked first, so nothing is restored (a state of zeros would not restore anyway).
+    const head = { service: 'web', route: 'r', sentAt: 0, deadline: 0 }
+    link.send(encodeMigrate({ ...head, id: 1, sentAt: performance.now(), deadline: performance.now() + 1e6 }, Buffer.alloc(64)))
+    link.send(encodePing(1, performance.now()))
+    const t = performance.now()
+    link.send(encodeMigrate({ ...head, id: 2, sentAt: t - 600, deadline: t - 100 }, Buffer.alloc(64)))
+    await until('two answers', () => answers.length === 2, 3000)
+    expect(answers[0]).toMatchObject({ id: 1, ok: false, reason: 'no PING yet' })
+    expect(answers[1]).toMatchObject({ id: 2, ok: false })
+    expect(answers[1]!.reason).toMatch(/^stale: \d+\.\d ms past its deadline$/)
+    link.close()
   })
 
   it('takes an agent that dies out at once; its clients get 503, never a hang', async () => {

@@ -4,9 +4,9 @@
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import {
-  decodeClosed, decodeHello, decodeLoad, decodeMigrate, decodeReady, decodeU32, encodeAccepted, encodeAuth, encodeClosed,
-  encodeHello, encodeLoad, encodeMigrate, encodeMigrateOf, encodeReady, encodeU32, FrameReader, MAX_CLOSED_IDS, MAX_FRAME_BYTES,
-  MSG_ABORT, MSG_ACCEPTED, MSG_AUTH, MSG_CLOSED, MSG_GO, MSG_HELLO, MSG_LOAD, MSG_MIGRATE, MSG_PING, MSG_READY,
+  decodeClosed, decodeHello, decodeLoad, decodeMigrate, decodePing, decodeReady, decodeU32, encodeAccepted, encodeAuth, encodeClosed,
+  encodeHello, encodeLoad, encodeMigrate, encodeMigrateOf, encodePing, encodeReady, encodeU32, FrameReader, MAX_CLOSED_IDS, MAX_FRAME_BYTES,
+  MSG_ACCEPTED, MSG_AUTH, MSG_CLOSED, MSG_HELLO, MSG_LOAD, MSG_MIGRATE, MSG_PING, MSG_PONG, MSG_READY,
   NONCE_BYTES, PRE_AUTH_MAX_BYTES, proofOf, ROLE_AGENT, ROLE_DISPATCHER, verifyProof, VERSION,
 } from '../../../src/protocol/migrate-control'
 import { encodeMigrateState } from '../../../src/protocol/migrate-state'
@@ -28,41 +28,45 @@ function frames (bytes: Buffer, step: number, limit = MAX_FRAME_BYTES): Array<{ 
 
 const SECRET = 'a-shared-secret-of-enough-length'
 
+const HEAD = { id: 42, sentAt: 1234.5678, deadline: 1734.5678, service: 'web', route: 'route-0' }
+
 describe('migrate control framing', () => {
   const state = randomBytes(300)
   const stream = Buffer.concat([
     encodeHello(ROLE_AGENT, Buffer.alloc(NONCE_BYTES, 7), Buffer.from('01234567')),
     encodeAuth(Buffer.alloc(32, 9)),
     encodeAccepted(),
-    encodeMigrate(42, 'web', 'route-0', state),
+    encodeMigrate(HEAD, state),
     encodeReady(42, true),
     encodeReady(43, false, 'restore: EADDRNOTAVAIL'),
-    encodeU32(MSG_GO, 42),
-    encodeU32(MSG_ABORT, 43),
+    encodePing(7, 123456.789),
+    encodeU32(MSG_PONG, 43),
     encodeClosed([1, 2, 0xffffffff]),
     encodeLoad(17, true),
-    encodeU32(MSG_PING, 5),
+    encodePing(5, 0.5),
   ])
 
   it.each([1, 3, 7, 64, stream.length])('cuts a stream into frames fed %i bytes at a time', (step) => {
     const got = frames(stream, step)
     expect(got.map((f) => ('type' in f ? f.type : -1))).toEqual([
-      MSG_HELLO, MSG_AUTH, MSG_ACCEPTED, MSG_MIGRATE, MSG_READY, MSG_READY, MSG_GO, MSG_ABORT, MSG_CLOSED, MSG_LOAD, MSG_PING])
+      MSG_HELLO, MSG_AUTH, MSG_ACCEPTED, MSG_MIGRATE, MSG_READY, MSG_READY, MSG_PING, MSG_PONG, MSG_CLOSED, MSG_LOAD, MSG_PING])
     const p = (i: number): Buffer => (got[i] as { payload: Buffer }).payload
     expect(decodeHello(p(0))).toMatchObject({ version: VERSION, role: ROLE_AGENT, nonce: Buffer.alloc(NONCE_BYTES, 7), instance: Buffer.from('01234567') })
     expect(p(1)).toEqual(Buffer.alloc(32, 9))
     expect(p(2).length).toBe(0)
     const m = decodeMigrate(p(3))!
-    expect({ ...m, state: Buffer.from(m.state) }).toEqual({ id: 42, service: 'web', route: 'route-0', state })
+    expect({ ...m, state: Buffer.from(m.state) }).toEqual({ ...HEAD, state })
     expect(decodeReady(p(4))).toEqual({ id: 42, ok: true, reason: '' })
     expect(decodeReady(p(5))).toEqual({ id: 43, ok: false, reason: 'restore: EADDRNOTAVAIL' })
-    expect(decodeU32(p(6))).toBe(42)
+    expect(decodePing(p(6))).toEqual({ seq: 7, at: 123456.789 })
+    expect(decodeU32(p(7))).toBe(43)
+    expect(decodePing(p(10))).toEqual({ seq: 5, at: 0.5 })
     expect(decodeClosed(p(8))).toEqual([1, 2, 0xffffffff])
     expect(decodeLoad(p(9))).toEqual({ active: 17, backendUp: true })
   })
 
   it('refuses a frame over the limit before reading it, and a zero length', () => {
-    const big = encodeMigrate(1, 's', 'r', Buffer.alloc(100))
+    const big = encodeMigrate({ ...HEAD, id: 1 }, Buffer.alloc(100))
     expect(frames(big, big.length, PRE_AUTH_MAX_BYTES)).toEqual([{ error: `frame of ${big.length - 4} bytes (limit ${PRE_AUTH_MAX_BYTES})` }])
     const huge = Buffer.from([0xff, 0xff, 0xff, 0xff, MSG_MIGRATE])
     expect(frames(huge, 5)).toEqual([{ error: `frame of ${0xffffffff} bytes (limit ${MAX_FRAME_BYTES})` }])
@@ -83,8 +87,13 @@ describe('migrate control framing', () => {
 
   it('decoders return null for malformed payloads and never throw', () => {
     expect(decodeHello(Buffer.alloc(41))).toBeNull()
-    expect(decodeMigrate(Buffer.from([0, 0, 0, 1, 5, 65]))).toBeNull()        // service longer than the payload
-    expect(decodeMigrate(Buffer.from([0, 0, 0, 1, 1, 65, 9]))).toBeNull()     // route longer than the payload
+    const clock = Buffer.alloc(16) // sentAt, deadline: 0, 0
+    expect(decodeMigrate(Buffer.concat([Buffer.from([0, 0, 0, 1]), clock, Buffer.from([5, 65])]))).toBeNull()    // service longer than the payload
+    expect(decodeMigrate(Buffer.concat([Buffer.from([0, 0, 0, 1]), clock, Buffer.from([1, 65, 9])]))).toBeNull() // route longer than the payload
+    expect(decodeMigrate(Buffer.concat([Buffer.from([0, 0, 0, 1]), Buffer.from('7ff8000000000000', 'hex'), Buffer.alloc(8), Buffer.from([0, 0])]))).toBeNull() // sentAt NaN
+    expect(decodeMigrate(Buffer.concat([Buffer.from([0, 0, 0, 1]), clock, Buffer.from([0, 0])]))).toMatchObject({ id: 1, service: '', route: '' })
+    expect(decodePing(Buffer.alloc(4))).toBeNull()
+    expect(decodePing(Buffer.concat([Buffer.alloc(4), Buffer.from('7ff0000000000000', 'hex')]))).toBeNull() // now = Infinity
     expect(decodeReady(Buffer.from([0, 0, 0, 1, 2]))).toBeNull()              // ok neither 0 nor 1
     expect(decodeReady(Buffer.from([0, 0, 0, 1, 1, 65]))).toBeNull()          // ok with a reason
     expect(decodeReady(Buffer.alloc(600))).toBeNull()                         // reason over 512 bytes
@@ -95,7 +104,7 @@ describe('migrate control framing', () => {
     expect(() => encodeClosed(new Array(MAX_CLOSED_IDS + 1).fill(1))).toThrow(RangeError)
     for (let i = 0; i < 2000; i++) {
       const junk = randomBytes(i % 64)
-      for (const d of [decodeHello, decodeMigrate, decodeReady, decodeU32, decodeClosed, decodeLoad]) expect(() => d(junk)).not.toThrow()
+      for (const d of [decodeHello, decodeMigrate, decodePing, decodeReady, decodeU32, decodeClosed, decodeLoad]) expect(() => d(junk)).not.toThrow()
     }
   })
 })
@@ -109,7 +118,8 @@ describe('MIGRATE written straight from a state (the dispatcher\'s hot path)', (
   }
 
   it.each([['web', 'route-0'], ['sérvice', ''], ['s'.repeat(300), 'ü'.repeat(200)]])('is byte for byte encodeMigrate(encodeMigrateState) (%#)', (svc, route) => {
-    expect(encodeMigrateOf(7, svc, route, state)).toEqual(encodeMigrate(7, svc, route, encodeMigrateState(state)))
+    const head = { id: 7, sentAt: 99.25, deadline: 599.25, service: svc, route }
+    expect(encodeMigrateOf(head, state)).toEqual(encodeMigrate(head, encodeMigrateState(state)))
   })
 })
 
