@@ -12,7 +12,8 @@
                   "src/sock.cc", "src/sockaddr.cc",
                   "src/splice_relay.cc", "src/splice_loop.cc", "src/splice_conn.cc", "src/splice_pump.cc",
                   "src/splice_http.cc", "src/splice_watch.cc",
-                  "src/repair_dump.cc", "src/repair_restore.cc", "src/nft.cc", "src/nft_msg.cc", "src/nft_netns.cc"]
+                  "src/repair_dump.cc", "src/repair_restore.cc", "src/nft.cc", "src/nft_msg.cc", "src/nft_netns.cc",
+                  "src/migrate_out.cc"]
     }
   ]
 }

@@ -74,6 +74,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   baton_relay_init(env, exports);
   baton_repair_init(env, exports);
   baton_repair_restore_init(env, exports);
+  baton_migrate_out_init(env, exports);
   baton_nft_init(env, exports);
   baton_netns_init(env, exports);
   return exports;

@@ -77,25 +77,15 @@ static int baton__nl_acks(int fd, uint32_t base, uint32_t count, int* errs, F on
   return 0;
 }
 
-static baton__nft_target baton__nft_args(const Napi::CallbackInfo& info, int at) {
+baton__nft_target baton__nft_args(const Napi::CallbackInfo& info, int at) {
   return {static_cast<uint8_t>(info[at].As<Napi::Number>().Uint32Value()),
           info[at + 1].As<Napi::String>().Utf8Value(), info[at + 2].As<Napi::String>().Utf8Value()};
 }
 
-// baton_nft_elems(fd, seq, family, table, set, ops: Uint32Array, count, results: Int32Array) -> int
-// One transaction: BATCH_BEGIN(seq), then per element (ops: nft.h layout) a NEWSETELEM, a DELSETELEM, or
-// both (replace: delete then add, atomically), then BATCH_END. Uses seqs seq .. seq + 2*count + 1.
-// results[i] = 0 or -errno for element i (its first failed message). Returns 0 (committed), the number of
-// failed elements (> 0: nothing was applied, the batch is all or nothing), or -errno for the whole batch
-// (send/recv failure, a rejected batch header, -EAGAIN if no answer within 1 s).
-static Napi::Value baton_nft_elems(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  uint32_t seq = info[1].As<Napi::Number>().Uint32Value();
-  baton__nft_target t = baton__nft_args(info, 2);
-  const uint32_t* ops = info[5].As<Napi::Uint32Array>().Data();
-  uint32_t count = info[6].As<Napi::Number>().Uint32Value();
-  int32_t* results = info[7].As<Napi::Int32Array>().Data();
+// One transaction (nft.h): BATCH_BEGIN(seq), then per element a NEWSETELEM, a DELSETELEM, or both
+// (replace: delete then add, atomically), then BATCH_END. Shared by baton_nft_elems and migrate_out.cc.
+int baton__nft_txn(int fd, uint32_t seq, const baton__nft_target& t, const uint32_t* ops, uint32_t count,
+                   int32_t* results) {
   std::vector<char> buf;
   std::vector<uint32_t> owner;  // message index -> element index
   buf.reserve(64 + count * 256);
@@ -116,16 +106,32 @@ static Napi::Value baton_nft_elems(const Napi::CallbackInfo& info) {
   uint32_t nmsg = static_cast<uint32_t>(owner.size());
   baton__nft_batch(&buf, NFNL_MSG_BATCH_END, seq + nmsg + 1);
   int rc = baton__nl_send(fd, buf);
-  if (rc < 0) return Napi::Number::New(env, rc);
+  if (rc < 0) return rc;
   std::vector<int> errs(nmsg, 0);
   rc = baton__nl_acks(fd, seq, nmsg, errs.data(), [](struct nlmsghdr*) {});
-  if (rc < 0) return Napi::Number::New(env, rc);
+  if (rc < 0) return rc;
   int failed = 0;
   for (uint32_t m = 0; m < nmsg; m++) {
     int32_t* r = &results[owner[m]];
     if (errs[m] != 0 && *r == 0) { *r = errs[m]; failed++; }
   }
-  return Napi::Number::New(env, failed);
+  return failed;
+}
+
+// baton_nft_elems(fd, seq, family, table, set, ops: Uint32Array, count, results: Int32Array) -> int
+// baton__nft_txn on the handle's socket (ops: nft.h layout). Uses seqs seq .. seq + 2*count + 1.
+// results[i] = 0 or -errno for element i (its first failed message). Returns 0 (committed), the number of
+// failed elements (> 0: nothing was applied, the batch is all or nothing), or -errno for the whole batch
+// (send/recv failure, a rejected batch header, -EAGAIN if no answer within 1 s).
+static Napi::Value baton_nft_elems(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uint32_t seq = info[1].As<Napi::Number>().Uint32Value();
+  baton__nft_target t = baton__nft_args(info, 2);
+  const uint32_t* ops = info[5].As<Napi::Uint32Array>().Data();
+  uint32_t count = info[6].As<Napi::Number>().Uint32Value();
+  int32_t* results = info[7].As<Napi::Int32Array>().Data();
+  return Napi::Number::New(env, baton__nft_txn(fd, seq, t, ops, count, results));
 }
 
 // Reads NFTA_SET_FLAGS, NFTA_SET_KEY_LEN and NFTA_SET_DATA_LEN (u32, network order) of a NEWSET answer.

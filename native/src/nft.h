@@ -28,6 +28,15 @@ void baton__nft_elem(std::vector<char>* buf, uint16_t msg, uint32_t seq, const b
                      const uint32_t* op);                                  // NEWSETELEM / DELSETELEM
 void baton__nft_getset(std::vector<char>* buf, uint32_t seq, const baton__nft_target& t);
 
+// nft.cc: the target as JS passes it, info[at .. at+2] = family, table, set (as baton_nft_elems takes them).
+baton__nft_target baton__nft_args(const Napi::CallbackInfo& info, int at);
+// nft.cc: one ACKed transaction of `count` elements (ops: BATON_NFT_STRIDE each) on a socket from
+// baton_nft_open, all or nothing; seqs seq .. seq + 2*count + 1. results[i] = 0 or -errno of element i.
+// Returns 0 (committed), the number of failed elements (> 0: nothing was applied), or -errno for the
+// whole batch (send/recv, a rejected batch header, -EAGAIN: no answer within the socket's 1 s timeout).
+int baton__nft_txn(int fd, uint32_t seq, const baton__nft_target& t, const uint32_t* ops, uint32_t count,
+                   int32_t* results);
+
 void baton_nft_init(Napi::Env env, Napi::Object exports);
 void baton_netns_init(Napi::Env env, Napi::Object exports);
 

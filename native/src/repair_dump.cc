@@ -1,5 +1,7 @@
 // TCP_REPAIR on the dispatcher's side: dump an established socket, close it without a packet, or give it
 // back to normal TCP. All three take a caller-owned fd; only baton_repair_close ends the ownership.
+// The dump and the close are also baton__repair_dump / baton__repair_close (repair.h), which
+// migrate_out.cc runs between its nft transactions.
 // Needs CAP_NET_ADMIN in the socket's network namespace (EPERM otherwise). Not on the per-byte hot path,
 // but once per migrated connection: no allocation beyond the two queue Buffers and two address strings.
 #include <errno.h>
@@ -23,11 +25,11 @@ static int baton__tcp_get(int fd, int opt, void* val, socklen_t size) {
   return len == size ? 0 : EPROTO;  // a kernel that answers a shorter struct is not one we know
 }
 
-// Leaves repair mode again (best effort: the caller keeps a working socket) and throws step/err.
-static Napi::Value baton__dump_fail(Napi::Env env, int fd, const char* step, int err) {
+// Leaves repair mode again, best effort: after a failed dump (or a migration given up before the close) the
+// caller keeps a working socket.
+void baton__repair_abort(int fd) {
   baton__tcp_set(fd, TCP_REPAIR_QUEUE, TCP_NO_QUEUE);
   baton__tcp_set(fd, TCP_REPAIR, TCP_REPAIR_OFF);
-  return baton__throw_errno(env, step, err);
 }
 
 // Selects one queue, reads its TCP_QUEUE_SEQ and peeks all `len` of its bytes into a new Buffer.
@@ -103,6 +105,33 @@ static int baton__dump_scalars(int fd, uint32_t* f, int* inq, int* outq, const c
   return 0;
 }
 
+// The dump of baton_repair_dump and migrate_out.cc (repair.h).
+int baton__repair_dump(Napi::Env env, int fd, uint32_t* f, Napi::Array out, const char** step) {
+  *step = "setsockopt(TCP_REPAIR)";
+  int err = baton__tcp_set(fd, TCP_REPAIR, TCP_REPAIR_ON);
+  if (err != 0) return err;  // still out of repair mode: nothing to undo
+  int inq = 0, outq = 0;
+  Napi::Buffer<char> rq, sq;
+  char local[INET6_ADDRSTRLEN], peer[INET6_ADDRSTRLEN];
+  if ((err = baton__dump_scalars(fd, f, &inq, &outq, step)) == 0 &&
+      (err = baton__dump_queue(env, fd, TCP_RECV_QUEUE, static_cast<size_t>(inq), &f[BATON_REPAIR_RCV_NXT], &rq,
+                               step)) == 0 &&
+      (err = baton__dump_queue(env, fd, TCP_SEND_QUEUE, static_cast<size_t>(outq), &f[BATON_REPAIR_WRITE_SEQ], &sq,
+                               step)) == 0) {
+    // The send queue stays selected: close ignores it, and repair_off / a later TCP_REPAIR=1 reset it.
+    err = baton__dump_addrs(fd, f, local, peer, sizeof(local), step);
+  }
+  if (err != 0) {
+    baton__repair_abort(fd);
+    return err;
+  }
+  out.Set(0u, Napi::String::New(env, local));
+  out.Set(1u, Napi::String::New(env, peer));
+  out.Set(2u, rq);
+  out.Set(3u, sq);
+  return 0;
+}
+
 // baton_repair_dump(fd, fields: Uint32Array(BATON_REPAIR_FIELD_COUNT)) -> [local, peer, recvQueue, sendQueue]
 // Puts the socket in repair mode and dumps it: fields gets the scalars, the array the addresses as text and
 // both queues' bytes (the send queue whole: its last fields[UNSENT] bytes were never sent). The socket
@@ -114,29 +143,26 @@ static Napi::Value baton_repair_dump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
   uint32_t* f = info[1].As<Napi::Uint32Array>().Data();
-  int err = baton__tcp_set(fd, TCP_REPAIR, TCP_REPAIR_ON);
-  if (err != 0) return baton__throw_errno(env, "setsockopt(TCP_REPAIR)", err);
-  const char* step = "";
-  int inq = 0, outq = 0;
-  if ((err = baton__dump_scalars(fd, f, &inq, &outq, &step)) != 0) return baton__dump_fail(env, fd, step, err);
-  Napi::Buffer<char> rq, sq;
-  err = baton__dump_queue(env, fd, TCP_RECV_QUEUE, static_cast<size_t>(inq), &f[BATON_REPAIR_RCV_NXT], &rq, &step);
-  if (err == 0) {
-    err = baton__dump_queue(env, fd, TCP_SEND_QUEUE, static_cast<size_t>(outq), &f[BATON_REPAIR_WRITE_SEQ], &sq,
-                            &step);
-  }
-  if (err != 0) return baton__dump_fail(env, fd, step, err);
-  // The send queue stays selected: close ignores it, and repair_off / a later TCP_REPAIR=1 reset it.
-  char local[INET6_ADDRSTRLEN], peer[INET6_ADDRSTRLEN];
-  if ((err = baton__dump_addrs(fd, f, local, peer, sizeof(local), &step)) != 0) {
-    return baton__dump_fail(env, fd, step, err);
-  }
   Napi::Array out = Napi::Array::New(env, 4);
-  out.Set(0u, Napi::String::New(env, local));
-  out.Set(1u, Napi::String::New(env, peer));
-  out.Set(2u, rq);
-  out.Set(3u, sq);
+  const char* step = "";
+  int err = baton__repair_dump(env, fd, f, out, &step);
+  if (err != 0) return baton__throw_errno(env, step, err);
   return out;
+}
+
+// The close of baton_repair_close and migrate_out.cc (repair.h).
+int baton__repair_close(int fd, const char** step, bool* gone) {
+  *gone = false;
+  int on = 0;
+  *step = "getsockopt(TCP_REPAIR)";
+  int err = baton__tcp_get(fd, TCP_REPAIR, &on, sizeof(on));
+  if (err != 0) return err;
+  *step = "repair_close(not in repair mode)";
+  if (on != 1) return EINVAL;
+  *step = "close";
+  *gone = true;
+  int rc = baton__close(fd);
+  return rc < 0 ? -rc : 0;
 }
 
 // baton_repair_close(fd): closes a socket that is in repair mode. The kernel's tcp_disconnect then sends
@@ -146,12 +172,10 @@ static Napi::Value baton_repair_dump(const Napi::CallbackInfo& info) {
 static Napi::Value baton_repair_close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
-  int on = 0;
-  int err = baton__tcp_get(fd, TCP_REPAIR, &on, sizeof(on));
-  if (err != 0) return baton__throw_errno(env, "getsockopt(TCP_REPAIR)", err);
-  if (on != 1) return baton__throw_errno(env, "repair_close(not in repair mode)", EINVAL);
-  int rc = baton__close(fd);
-  if (rc < 0) return baton__throw_errno(env, "close", -rc);
+  const char* step = "";
+  bool gone;
+  int err = baton__repair_close(fd, &step, &gone);
+  if (err != 0) return baton__throw_errno(env, step, err);
   return env.Undefined();
 }
 

@@ -10,8 +10,9 @@ import { BatonError, BatonNativeError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
 import { FROZEN_MARK } from '../host/nft-table'
+import { errnoName } from '../native/errno'
 import { NFT_MAX_BATCH } from '../native/nft'
-import type { NftElement, NftSetHandle } from '../native/types'
+import type { MoveOutResult, NftElement, NftSetHandle } from '../native/types'
 
 /** The frozen flow's mark (host/nft-table.ts: the prerouting chain drops it). */
 export const FREEZE_MARK = FROZEN_MARK
@@ -115,6 +116,27 @@ export class FlowTable<O> {
   steer (address: string, port: number, mark: number): void {
     this.#elem(address, port, mark, FLOW_TIMEOUT_MS)
     this.#nft.replace(this.#one)
+  }
+
+  /**
+   * freeze + repairDump + repairClose + steer(mark) in one addon call (NftSetHandle.moveOut), with this
+   * table's timeouts; the frozen element takes over a stale one as freeze does. Throws BatonNativeError if
+   * the freeze fails (fd untouched) or the dump does (fd out of repair mode and still the caller's, the flow
+   * unfrozen again). Otherwise fd is closed; a failed steer is steerError, not thrown: the flow is still
+   * frozen, restore the connection here from `state` and unfreeze it. Hot.
+   */
+  moveOut (fd: number, address: string, port: number, mark: number): MoveOutResult {
+    try {
+      return this.#nft.moveOut(fd, address, port,
+        { freezeMark: FREEZE_MARK, freezeTimeoutMs: this.#freezeMs, steerMark: mark, steerTimeoutMs: FLOW_TIMEOUT_MS })
+    } catch (err) {
+      const un = (err as { unfreezeErrno?: unknown } | null)?.unfreezeErrno
+      if (typeof un === 'number') {
+        this.#log.warn({ err: `nft delete: ${errnoName(un)}`, code: 'BATON_ERR_MIGRATE_FAILED' },
+          'unfreeze after a failed dump failed (the element expires)')
+      }
+      throw err
+    }
   }
 
   /** Lets the flow's packets reach this host again; never throws (a missing element is fine). */

@@ -3,13 +3,16 @@
 // into a Uint32Array (BATON_NFT_STRIDE = 5 per element, as native/src/nft.h) and sent as one transaction;
 // the kernel's per-message answers come back per element and become one BatonNativeError naming the
 // first failed element. binding.ts hands this file the addon module; it never loads anything.
+// moveOut is the dispatcher's whole migration step in one call (native/src/migrate_out.cc): freeze, dump,
+// close in repair mode, steer, on this handle's socket and sequence numbers.
 import assert from 'node:assert'
 import net from 'node:net'
 
 import { BatonNativeError } from '../errors'
-import { assertInt } from './asserts'
+import { assertFd, assertInt } from './asserts'
 import { errnoName } from './errno'
-import type { NftElement, NftSetHandle } from './types'
+import { REPAIR_FIELD_COUNT, stateOf } from './repair'
+import type { MoveOutOptions, MoveOutResult, NftElement, NftSetHandle } from './types'
 
 const STRIDE = 5
 const OP_ADD = 1
@@ -21,6 +24,7 @@ const NFT_SET_TIMEOUT = 0x10
 const FAMILIES = { ip: 2, inet: 1 } as const // NFPROTO_IPV4, NFPROTO_INET
 /** At most this many elements per call (one transaction, one sendmsg of ~130 bytes per message). */
 export const NFT_MAX_BATCH = 1024
+const MOVE_OUT_SEQS = 16 // the sequence numbers of one baton_migrate_out (BATON_MOVE_SEQS, migrate_out.cc)
 const OP_NAMES = { [OP_ADD]: 'add', [OP_DELETE]: 'delete', [OP_REPLACE]: 'replace' } as const
 
 /** The functions of the addon this file calls, as the C side defines them. */
@@ -29,6 +33,9 @@ export interface NftRaw {
   baton_nft_elems (fd: number, seq: number, family: number, table: string, set: string, ops: Uint32Array,
     count: number, results: Int32Array): number
   baton_nft_set_info (fd: number, seq: number, family: number, table: string, set: string, out: Uint32Array): number
+  baton_migrate_out (nlFd: number, seq: number, family: number, table: string, set: string, address: number,
+    port: number, freezeMark: number, freezeTimeoutMs: number, steerMark: number, steerTimeoutMs: number,
+    fd: number, fields: Uint32Array): [string, string, Buffer, Buffer, number]
   baton_fd_close (fd: number): number
 }
 
@@ -58,6 +65,7 @@ export class NftSet implements NftSetHandle {
   #seq: number
   #ops = new Uint32Array(16 * STRIDE)
   #results = new Int32Array(16)
+  readonly #fields = new Uint32Array(REPAIR_FIELD_COUNT) // moveOut's dump: every call fills it completely
 
   /** Opens the socket and checks the set (GETSET); throws BatonNativeError and leaks nothing on failure. */
   constructor (raw: NftRaw, mapErrors: <T>(fn: () => T) => T, spec: { family?: 'ip' | 'inet'; table: string; set: string }) {
@@ -90,6 +98,28 @@ export class NftSet implements NftSetHandle {
   add (elements: readonly NftElement[]): void { this.#batch(OP_ADD, elements) }
   replace (elements: readonly NftElement[]): void { this.#batch(OP_REPLACE, elements) }
   delete (elements: readonly NftElement[]): void { this.#batch(OP_DELETE, elements) }
+
+  moveOut (fd: number, address: string, port: number, o: MoveOutOptions): MoveOutResult {
+    if (this.#fd < 0 || !this.isMap || !(Number.isInteger(fd) && fd >= 0) || !isU32(port) || port > 65535 ||
+        typeof o !== 'object' || o === null || !isU32(o.freezeMark) || !isU32(o.steerMark) ||
+        !isU32(o.freezeTimeoutMs) || !isU32(o.steerTimeoutMs) ||
+        ((o.freezeTimeoutMs > 0 || o.steerTimeoutMs > 0) && !this.hasTimeout)) this.#refuseMove(fd, port, o)
+    const addr = ipv4ToU32(address)
+    let out: [string, string, Buffer, Buffer, number]
+    try {
+      out = this.#raw.baton_migrate_out(this.#fd, this.#nextSeq(MOVE_OUT_SEQS), FAMILIES[this.family],
+        this.table, this.set, addr, port, o.freezeMark, o.freezeTimeoutMs, o.steerMark, o.steerTimeoutMs, fd,
+        this.#fields)
+    } catch (err) {
+      throw this.#moveError(err, address, port)
+    }
+    const [local, peer, recvQueue, sendQueue, steer] = out
+    return {
+      state: stateOf(this.#fields, local, peer, recvQueue, sendQueue),
+      steerError: steer === 0 ? undefined : new BatonNativeError(
+        `nft replace ${this.table}.${this.set} ${address} . ${port} (steer)`, -steer, errnoName(steer)),
+    }
+  }
 
   close (): void {
     if (this.#fd < 0) return
@@ -132,6 +162,29 @@ export class NftSet implements NftSetHandle {
     else assert(e.mark === undefined, `elements[${i}].mark: ${this.set} is a set, not a map`)
     assertInt(e.timeoutMs ?? 0, 0, 0xffffffff, `elements[${i}].timeoutMs`)
     assert.fail(`elements[${i}].timeoutMs: ${this.set} has no 'flags timeout'`)
+  }
+
+  /** Throws the assertion that moveOut's arguments fail (messages are built only here). */
+  #refuseMove (fd: number, port: number, o: MoveOutOptions): never {
+    if (this.#fd < 0) assert.fail('nft handle is closed')
+    assert(this.isMap, `moveOut: ${this.set} is a set, not a map`)
+    assertFd(fd)
+    assertInt(port, 0, 65535, 'port')
+    assert(typeof o === 'object' && o !== null, 'options must be an object')
+    for (const k of ['freezeMark', 'freezeTimeoutMs', 'steerMark', 'steerTimeoutMs'] as const) assertInt(o[k], 0, 0xffffffff, k)
+    assert.fail(`moveOut: ${this.set} has no 'flags timeout'`)
+  }
+
+  /** The addon's Error{errno, code, syscall[, unfreezeErrno]} as BatonNativeError; an nft step names the element. */
+  #moveError (err: unknown, address: string, port: number): unknown {
+    const e = err as { errno?: unknown; code?: unknown; syscall?: unknown; unfreezeErrno?: unknown } | null
+    if (!(e instanceof Error) || typeof e.errno !== 'number' || typeof e.syscall !== 'string') return err
+    const step = e.syscall.startsWith('nft ')
+      ? e.syscall.replace(' (', ` ${this.table}.${this.set} ${address} . ${port} (`)
+      : e.syscall
+    const out = new BatonNativeError(step, e.errno, String(e.code))
+    if (typeof e.unfreezeErrno === 'number') Object.assign(out, { unfreezeErrno: e.unfreezeErrno })
+    return out
   }
 
   #batch (op: number, elements: readonly NftElement[]): void {

@@ -4,6 +4,7 @@
 // - "would block" and per-socket conditions come back as negative errno numbers (-EAGAIN, -ECONNRESET),
 //   because they are control flow on the hot path. Setup failures (bind, listen, connect of a channel)
 //   throw BatonNativeError with `errnoCode` = errno name.
+import type { BatonNativeError } from '../errors'
 import type { NativeRelay, RelayHandler, RelayOptions } from './splice-relay'
 
 /**
@@ -68,6 +69,26 @@ export interface NftElement {
   readonly timeoutMs?: number
 }
 
+/** NftSetHandle.moveOut's marks and element timeouts (ms; 0 = the map's default). */
+export interface MoveOutOptions {
+  /** The frozen flow's mark (the prerouting chain drops it). */
+  readonly freezeMark: number
+  readonly freezeTimeoutMs: number
+  /** The mark that routes the flow to its new host. */
+  readonly steerMark: number
+  readonly steerTimeoutMs: number
+}
+
+export interface MoveOutResult {
+  /** The dump; the socket is closed (in repair mode: no FIN, no RST). */
+  readonly state: TcpRepairState
+  /**
+   * Why the steer failed (the flow is still frozen: restore it here from `state`, then unfreeze), or
+   * undefined when the flow is steered.
+   */
+  readonly steerError: BatonNativeError | undefined
+}
+
 /**
  * A netlink handle on one nftables set or map (native/src/nft.cc). Each call is one transaction: all of
  * its elements are applied or none is. A failure throws BatonNativeError whose `syscall` names the
@@ -88,6 +109,18 @@ export interface NftSetHandle {
   replace (elements: readonly NftElement[]): void
   /** DELSETELEM each (mark and timeout are ignored); a missing element: ENOENT. */
   delete (elements: readonly NftElement[]): void
+  /**
+   * The dispatcher's half of a migration in one addon call (native/src/migrate_out.cc), for a map: freeze
+   * (add `address . port : freezeMark`; an element already there with another mark is replaced), repairDump
+   * of `fd`, close in repair mode, steer (replace with steerMark). Each nft step is one ACKed transaction.
+   * - the freeze fails: throws BatonNativeError (syscall `nft add|replace TABLE.SET ADDR . PORT (freeze)`);
+   *   fd is untouched.
+   * - the dump fails: throws BatonNativeError as repairDump does (syscall = the failed step); fd is out of
+   *   repair mode, open and the caller's, and the element is deleted again (if that failed too, the error
+   *   has `unfreezeErrno` > 0 and the element expires after freezeTimeoutMs).
+   * - otherwise fd is closed, and a failed steer comes back as steerError: never thrown.
+   */
+  moveOut (fd: number, address: string, port: number, options: MoveOutOptions): MoveOutResult
   /** Closes the netlink socket. Idempotent. */
   close (): void
 }

@@ -1,0 +1,272 @@
+// NftSetHandle.moveOut / FlowTable.moveOut (native/src/migrate_out.cc): freeze, dump, close in repair mode and
+// steer in one addon call, against the real kernel in a fresh network namespace. The map sits in a
+// prerouting chain as on a dispatcher (a marked flow's packets are dropped here: frozen, or "steered away"),
+// the client is a net.Socket of this process and the server side a raw fd Node never reads, as in
+// repair.test.ts. `nft -j list map` is the judge of what the kernel holds.
+import { once } from 'node:events'
+import fs from 'node:fs'
+import net from 'node:net'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+import { FLOW_TIMEOUT_MS, FlowTable, FREEZE_MARK } from '../../src/forward/migrate-flows'
+import { silentLogger } from '../../src/log'
+import { native } from '../../src/native/binding'
+import { unsentOf } from '../../src/native/repair'
+import type { MoveOutOptions } from '../../src/native/types'
+import { fdCount, inNetns, netnsAdd, netnsDel, nftIn, skipReason, sleep, until } from './netns'
+
+const TABLE = `table ip baton_t {
+  map flows { type ipv4_addr . inet_service : mark; flags timeout; }
+  map small { type ipv4_addr . inet_service : mark; flags timeout; size 1; }
+  chain steer {
+    type filter hook prerouting priority mangle;
+    tcp flags & (syn|ack) != syn meta mark set ip saddr . tcp sport map @flows
+    meta mark != 0 drop
+  }
+}
+`
+const REQ = Buffer.from('GET /moved HTTP/1.1\r\nHost: vip\r\n\r\n')
+const ANSWER = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nmoved'
+const OPTS: MoveOutOptions = { freezeMark: FREEZE_MARK, freezeTimeoutMs: 5000, steerMark: 3, steerTimeoutMs: 60_000 }
+
+/** What `nft -j list map` shows: "addr . port" -> mark and timeout (seconds). */
+function listed (ns: string, map = 'flows'): Map<string, { mark: number; timeoutS?: number }> {
+  const out = JSON.parse(nftIn(ns, ['-j', 'list', 'map', 'ip', 'baton_t', map])) as { nftables: Array<Record<string, any>> }
+  const set = out.nftables.find((o) => o.map !== undefined)?.map as { elem?: any[] }
+  const m = new Map<string, { mark: number; timeoutS?: number }>()
+  for (const [k, mark] of set.elem ?? []) {
+    const concat = (k.elem?.val ?? k).concat as [string, number]
+    m.set(`${concat[0]} . ${concat[1]}`, { mark, ...(k.elem?.timeout !== undefined ? { timeoutS: k.elem.timeout } : {}) })
+  }
+  return m
+}
+
+const isOpen = (fd: number): boolean => {
+  try { fs.fstatSync(fd); return true } catch { return false }
+}
+
+/** A loopback connection: a net.Socket client and the accepted server fd (never read by Node). */
+async function openPair (): Promise<{ listenFd: number; port: number; client: net.Socket; fd: number }> {
+  const l = native.listenTcp('127.0.0.1', 0, 8, 0)
+  const client = net.connect(l.port, '127.0.0.1')
+  client.setNoDelay(true)
+  await once(client, 'connect')
+  let fd = -1
+  await until('accept', () => (fd = native.accept(l.fd)) >= 0)
+  return { listenFd: l.fd, port: l.port, client, fd }
+}
+
+async function queued (fd: number, n: number): Promise<void> {
+  const buf = Buffer.alloc(n + 1)
+  await until(`${n} bytes queued`, () => native.peek(fd, buf) === n)
+}
+
+function received (sock: net.Socket): () => string {
+  let got = ''
+  sock.on('data', (d: Buffer) => { got += d.toString('latin1') })
+  return () => got
+}
+
+const skip = process.platform === 'linux' ? skipReason({ netns: true, nft: true }) : 'Linux only'
+if (skip !== null) describe('moveOut', () => { it.skip(`skipped: ${skip}`, () => {}) })
+
+describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (network namespace)', () => {
+  let ns = ''
+  let before = 0
+  beforeAll(() => {
+    before = fdCount()
+    ns = netnsAdd('baton-mvout')
+    nftIn(ns, ['-f', '-'], TABLE)
+  })
+  afterAll(async () => {
+    netnsDel(ns)
+    await until('fds closed', () => fdCount() === before)
+  })
+
+  it('leaves the flow steered, the fd closed without a packet, and a state that restores the connection', async () => {
+    const fds = fdCount()
+    await inNetns(ns, async () => {
+      const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
+      const { listenFd, port, client, fd } = await openPair()
+      const got = received(client)
+      let ended = false
+      client.on('end', () => { ended = true })
+      client.on('error', () => { ended = true })
+      client.write(REQ)
+      await queued(fd, REQ.length)
+
+      const { state, steerError } = flows.moveOut(fd, '127.0.0.1', client.localPort ?? 0, OPTS)
+      expect(isOpen(fd)).toBe(false) // first, before anything else can get the number again
+      expect(steerError).toBeUndefined()
+      expect(state).toMatchObject({ family: 4, localAddress: '127.0.0.1', localPort: port, peerAddress: '127.0.0.1',
+        peerPort: client.localPort, unsentBytes: 0 })
+      expect(state.recvQueue).toEqual(REQ) // the unread request
+      expect(state.sendQueue.length).toBe(0)
+      expect(listed(ns).get(`127.0.0.1 . ${client.localPort ?? 0}`)).toEqual({ mark: 3, timeoutS: 60 })
+      await sleep(50)
+      expect(ended).toBe(false) // no FIN, no RST
+
+      // The agent's half, here: packets come back once the element is gone.
+      flows.delete([{ address: '127.0.0.1', port: client.localPort ?? 0 }])
+      const restored = native.repairRestore(state)
+      native.repairGo(restored, unsentOf(state))
+      const sock = new net.Socket({ fd: restored })
+      const seen = received(sock)
+      await until('the migrated request', () => seen() === REQ.toString('latin1'), 10_000)
+      sock.write(ANSWER)
+      await until('the answer', () => got() === ANSWER, 10_000)
+      expect(ended).toBe(false)
+      client.destroy()
+      sock.destroy()
+      native.close(listenFd)
+      flows.close()
+    })
+    await until('fds closed', () => fdCount() === fds)
+  })
+
+  it('a failed dump: throws, deletes the freeze element, and leaves the socket open, out of repair mode', async () => {
+    const fds = fdCount()
+    await inNetns(ns, async () => {
+      const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
+      const { listenFd, fd, client } = await openPair()
+      const got = received(client)
+
+      // A listening socket: TCP_REPAIR itself is refused.
+      expect(() => flows.moveOut(listenFd, '127.0.0.1', 40001, OPTS)).toThrow(expect.objectContaining({
+        name: 'BatonNativeError', syscall: 'setsockopt(TCP_REPAIR)', errnoCode: 'EPERM' }))
+      expect(isOpen(listenFd)).toBe(true)
+      expect(listed(ns).size).toBe(0)
+
+      // A client that already sent its FIN: the dump refuses a socket that is not ESTABLISHED.
+      client.end()
+      await until('the FIN', () => native.tcpInfo(fd).state !== 1)
+      const port = client.localPort ?? 0
+      expect(() => flows.moveOut(fd, '127.0.0.1', port, OPTS)).toThrow(expect.objectContaining({
+        name: 'BatonNativeError', syscall: 'tcp_info(state ESTABLISHED)', errnoCode: 'ENOTCONN' }))
+      expect(listed(ns).has(`127.0.0.1 . ${port}`)).toBe(false)
+      expect(isOpen(fd)).toBe(true)
+      fs.writeSync(fd, 'still here') // out of repair mode: a plain write reaches the client
+      await until('a byte after the failed dump', () => got() === 'still here')
+      client.destroy()
+      native.close(fd)
+      native.close(listenFd)
+      flows.close()
+    })
+    await until('fds closed', () => fdCount() === fds)
+  })
+
+  it('a failed freeze: throws naming the element, and the socket is untouched', async () => {
+    const fds = fdCount()
+    await inNetns(ns, async () => {
+      const small = native.nftOpen({ table: 'baton_t', set: 'small' })
+      small.add([{ address: '10.9.9.9', port: 9, mark: 1 }]) // size 1: full, the freeze gets ENFILE
+      const { listenFd, fd, client } = await openPair()
+      const got = received(client)
+      const port = client.localPort ?? 0
+      expect(() => small.moveOut(fd, '127.0.0.1', port, OPTS)).toThrow(expect.objectContaining({
+        name: 'BatonNativeError', syscall: `nft add baton_t.small 127.0.0.1 . ${port} (freeze)`, errnoCode: 'ENFILE' }))
+      expect(native.tcpInfo(fd).state).toBe(1)
+      fs.writeSync(fd, 'untouched')
+      await until('a byte after the failed freeze', () => got() === 'untouched')
+      small.delete([{ address: '10.9.9.9', port: 9 }])
+      client.destroy()
+      native.close(fd)
+      native.close(listenFd)
+      small.close()
+    })
+    await until('fds closed', () => fdCount() === fds)
+  })
+
+  it('FlowTable.moveOut takes over a stale element of the same client port', async () => {
+    const fds = fdCount()
+    await inNetns(ns, async () => {
+      const table = new FlowTable<string>(native.nftOpen({ table: 'baton_t', set: 'flows' }), silentLogger(), 1000, 5000)
+      const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
+      for (const staleMark of [7, FREEZE_MARK]) { // another server's (EEXIST, replaced), and a frozen one (kept)
+        const { listenFd, fd, client } = await openPair()
+        const port = client.localPort ?? 0
+        client.write(REQ)
+        await queued(fd, REQ.length)
+        flows.add([{ address: '127.0.0.1', port, mark: staleMark, timeoutMs: 30_000 }])
+        const { state, steerError } = table.moveOut(fd, '127.0.0.1', port, 4)
+        expect(isOpen(fd)).toBe(false)
+        expect(steerError).toBeUndefined()
+        expect(state.recvQueue).toEqual(REQ)
+        expect(listed(ns).get(`127.0.0.1 . ${port}`)).toEqual({ mark: 4, timeoutS: FLOW_TIMEOUT_MS / 1000 })
+        table.unfreeze('127.0.0.1', port)
+        client.destroy()
+        native.close(listenFd)
+      }
+      flows.close()
+      table.close()
+    })
+    await until('fds closed', () => fdCount() === fds)
+  })
+
+  // No element value or timeout the kernel refuses sets the steer apart from the freeze, and moveOut runs no
+  // JS in between. What fails it for sure: the frozen element expires before the steer's DELSETELEM (ENOENT).
+  // Its 1 ms timeout is one jiffy (4 ms at HZ=250), so the dump is made slow with a receive queue of
+  // several MB (about 3 ms per MB here); an attempt whose dump still beat the tick is retried.
+  it('a failed steer: the state comes back with steerError, the fd is closed', async () => {
+    const fds = fdCount()
+    await inNetns(ns, async () => {
+      const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
+      const chunk = Buffer.alloc(1 << 20, 0x61)
+      const sink = Buffer.alloc(1 << 20)
+      let failed = false
+      for (let attempt = 0; attempt < 3 && !failed; attempt++) {
+        const { listenFd, fd, client } = await openPair()
+        client.on('error', () => {}) // the RST its next segment meets once the frozen element expired
+        const port = client.localPort ?? 0
+        // Reading fast lets the receive buffer autotune upwards; then the queue fills to several MB.
+        const pump = async (ms: number, read: boolean): Promise<void> => {
+          for (const end = Date.now() + ms; Date.now() < end;) {
+            if (client.writableLength < 8 * chunk.length) client.write(chunk)
+            for (let n = 1; read && n > 0;) {
+              try { n = fs.readSync(fd, sink) } catch { n = 0 } // EAGAIN: empty for now
+            }
+            await sleep(0)
+          }
+        }
+        await pump(300, true)
+        await pump(300, false)
+        const peek = Buffer.alloc(64 << 20)
+        let inq = -1
+        for (let last = -2; inq !== last;) { last = inq; await sleep(20); inq = native.peek(fd, peek) } // the window closed
+        expect(inq).toBeGreaterThan(2 << 20)
+
+        const { state, steerError } = flows.moveOut(fd, '127.0.0.1', port, { ...OPTS, freezeTimeoutMs: 1 })
+        expect(isOpen(fd)).toBe(false)
+        expect(state.recvQueue.length).toBe(inq)
+        expect(state.recvQueue.equals(peek.subarray(0, inq))).toBe(true)
+        if (steerError !== undefined) {
+          failed = true
+          expect(steerError).toMatchObject({ name: 'BatonNativeError', errnoCode: 'ENOENT',
+            syscall: `nft replace baton_t.flows 127.0.0.1 . ${port} (steer)` })
+          expect(listed(ns).has(`127.0.0.1 . ${port}`)).toBe(false)
+        } else {
+          flows.delete([{ address: '127.0.0.1', port }])
+        }
+        client.destroy()
+        native.close(listenFd)
+      }
+      expect(failed).toBe(true)
+      flows.close()
+    })
+    await until('fds closed', () => fdCount() === fds)
+  })
+
+  it('refuses bad arguments before any system call', async () => {
+    await inNetns(ns, async () => {
+      const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
+      expect(() => flows.moveOut(-1, '127.0.0.1', 1, OPTS)).toThrow(/fd must be/)
+      expect(() => flows.moveOut(3, '127.0.0.1', 70000, OPTS)).toThrow(/port must be/)
+      expect(() => flows.moveOut(3, '::1', 1, OPTS)).toThrow(/IPv4/)
+      expect(() => flows.moveOut(3, '127.0.0.1', 1, { ...OPTS, steerMark: -1 })).toThrow(/steerMark must be/)
+      expect(() => flows.moveOut(3, '127.0.0.1', 1, undefined as unknown as MoveOutOptions)).toThrow(/options must be/)
+      flows.close()
+      expect(() => flows.moveOut(3, '127.0.0.1', 1, OPTS)).toThrow(/closed/)
+      expect(listed(ns).size).toBe(0)
+    })
+  })
+})
