@@ -2,7 +2,7 @@
 // dispatcher. The dispatcher has already steered the flow here when its MIGRATE arrives (packets that come
 // before the socket exists are dropped by `baton host realserver`'s table, not reset). For each MIGRATE the
 // agent restores the socket on the VIP (native.repairRestore), marks it ready for that table (IP_TRANSPARENT)
-// and lets it go (native.repairGo: out of repair mode, with a window probe), hands it to the local back end
+// and lets it go (native.repairGo: out of repair mode, without a window probe), hands it to the local back end
 // over the back end's handoff socket, exactly as a dispatcher on this host would (forward/handoff-channel.ts,
 // HANDOFF + SCM_RIGHTS), so baton/backend does not change, and then answers READY. It reports the migrated
 // connections that end (CLOSED, flows.ts) and its load (LOAD: tracked connections, whether its back end is
@@ -171,7 +171,10 @@ export class Agent {
     const unsent = unsentOf(state)
     let written: number
     try {
-      written = native.repairGo(fd, unsent, true, true)
+      // No window probe: the client, which waits for its answer, learns nothing from it, and its packet
+      // would delay the hand-off by a transmit (the research ran 300 connections with NO_WP, pitfall 5:
+      // fine with the window restored). The answer's first segment carries the ACK.
+      written = native.repairGo(fd, unsent, false, true)
     } catch (err) {
       // Still in repair mode unless TCP_REPAIR=0 itself went through: close it without a sound either way.
       try { native.repairClose(fd) } catch { native.close(fd) }

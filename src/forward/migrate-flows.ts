@@ -100,24 +100,6 @@ export class FlowTable<O> {
     return n
   }
 
-  /** Drops the flow's packets from now on (the dump must see a still socket). Throws BatonNativeError. Hot. */
-  freeze (address: string, port: number): void {
-    const e = this.#elem(address, port, FREEZE_MARK, this.#freezeMs)
-    try {
-      this.#nft.add(this.#one)
-    } catch (err) {
-      // A stale element of an earlier connection from the same port (in its grace): take it over.
-      if ((err as BatonNativeError).errnoCode !== 'EEXIST') throw err
-      this.#nft.replace([e])
-    }
-  }
-
-  /** Atomically moves the frozen flow to `mark` (DELSETELEM + NEWSETELEM). Throws BatonNativeError. Hot. */
-  steer (address: string, port: number, mark: number): void {
-    this.#elem(address, port, mark, FLOW_TIMEOUT_MS)
-    this.#nft.replace(this.#one)
-  }
-
   /**
    * freeze + repairDump + repairClose + steer(mark) in one addon call (NftSetHandle.moveOut), with this
    * table's timeouts; the frozen element takes over a stale one as freeze does. Throws BatonNativeError if

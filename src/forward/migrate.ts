@@ -3,7 +3,8 @@
 // straight to the client. The sequence (research/tcp-repair-migration.md, docs/migrate-forward.md):
 //
 //   freeze (nft add flow -> 0xff) -> repairDump -> repairClose -> steer (nft replace flow -> the server's
-//   mark) -> MIGRATE ............ READY (restored there, let go, handed to the back end) -> handedOff
+//   mark), all four in one addon call (FlowTable.moveOut) -> MIGRATE ............ READY (restored there, let
+//   go, handed to the back end) -> handedOff
 //
 // The dispatcher's socket is closed in repair mode before the flow is steered (pitfall 1: early demux would
 // feed the old socket). The flow is steered before the agent has the socket (pitfall 2's other design): the
@@ -27,7 +28,7 @@ import { BatonError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
 import { unsentOf } from '../native/repair'
-import type { TcpRepairState } from '../native/types'
+import type { MoveOutResult, TcpRepairState } from '../native/types'
 import {
   decodeClosed, decodeLoad, decodeReady, decodeU32, encodeMigrateOf, encodePing, MSG_CLOSED, MSG_LOAD, MSG_PONG,
   MSG_READY, ROLE_DISPATCHER,
@@ -51,21 +52,22 @@ const LOST_AFTER_MS = 1000
 const TIMES_KEPT = 8192
 
 /**
- * performance.now() (ms) at each step of the dispatcher's part: t0 before the freeze, then frozen, dumped
- * (dump + close), steered, encoded (state + MIGRATE frame), sentAt (MIGRATE written: the dispatcher is done).
+ * performance.now() (ms) at each step of the dispatcher's part: t0 before the freeze, then steered (freeze,
+ * dump, close and steer: one addon call), encoded (state + MIGRATE frame), sentAt (MIGRATE written: the
+ * dispatcher is done).
  */
 interface Pending<C> {
   readonly conn: C; readonly state: TcpRepairState; readonly t0: number
-  frozen: number; dumped: number; steered: number; encoded: number; sentAt: number
+  readonly steered: number; encoded: number; sentAt: number
 }
 
 /**
- * Per migration, when anyone subscribes (bench/migrate.ts): { conn, steps } with steps the µs of freeze,
- * dump + close, steer, encode, send MIGRATE, the dispatcher's part (freeze to MIGRATE written), the wait for
- * READY, and the total (freeze to READY).
+ * Per migration, when anyone subscribes (bench/migrate.ts): { conn, steps } with steps the µs of MIGRATE_STEPS:
+ * freeze + dump + close + steer (one addon call), encode, send MIGRATE, the migration (the dispatcher's part,
+ * freeze to MIGRATE written), the wait for READY, and the total (freeze to READY).
  */
 export const migratedChannel = channel('baton:migrate:migrated')
-export const MIGRATE_STEPS = ['freeze', 'dump + close', 'steer', 'encode', 'send MIGRATE', 'migration (freeze to MIGRATE sent)', 'wait READY', 'total (freeze to READY)'] as const
+export const MIGRATE_STEPS = ['freeze + dump + close + steer', 'encode', 'send MIGRATE', 'migration (freeze to MIGRATE sent)', 'wait READY', 'total (freeze to READY)'] as const
 
 /** One agent server: its control connection, mark, route and migrations in flight. */
 interface Agent<C, S> {
@@ -187,27 +189,16 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     if (a === undefined || !a.up || flows === undefined) { this.#refuse(conn, 'agent not connected'); return }
     if (conn.consumed !== undefined && conn.consumed.length > 0) { this.#refuse(conn, 'a connection with bytes already read cannot migrate'); return }
     const t0 = performance.now()
-    try { flows.freeze(conn.clientAddress, conn.clientPort) } catch (err) { this.#refuse(conn, `freeze: ${(err as Error).message}`); return }
-    const frozen = performance.now()
-    let state: TcpRepairState
+    let moved: MoveOutResult
     try {
-      state = native.repairDump(conn.fd)
-      native.repairClose(conn.fd)
-    } catch (err) {
-      flows.unfreeze(conn.clientAddress, conn.clientPort) // the dump left repair mode: the fd is still ours
-      this.#refuse(conn, `dump: ${(err as Error).message}`)
+      moved = flows.moveOut(conn.fd, conn.clientAddress, conn.clientPort, a.mark)
+    } catch (err) { // nothing moved: the fd is still ours, out of repair mode, and the flow not frozen
+      this.#refuse(conn, (err as Error).message)
       return
     }
-    const dumped = performance.now()
-    const p: Pending<C> = { conn, state, t0, frozen, dumped, steered: 0, encoded: 0, sentAt: 0 }
-    try {
-      flows.steer(conn.clientAddress, conn.clientPort, a.mark)
-    } catch (err) {
-      this.#restore(p, `steer: ${(err as Error).message}`)
-      return
-    }
-    p.steered = performance.now()
-    const frame = encodeMigrateOf({ id: conn.id, sentAt: t0, deadline: t0 + this.#timeoutMs / 2, service: conn.service, route: conn.route }, state)
+    const p: Pending<C> = { conn, state: moved.state, t0, steered: performance.now(), encoded: 0, sentAt: 0 }
+    if (moved.steerError !== undefined) { this.#restore(p, `steer: ${moved.steerError.message}`); return }
+    const frame = encodeMigrateOf({ id: conn.id, sentAt: t0, deadline: t0 + this.#timeoutMs / 2, service: conn.service, route: conn.route }, moved.state)
     p.encoded = performance.now()
     a.pending.set(conn.id, p)
     a.link!.send(frame)
@@ -321,8 +312,8 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     const end = performance.now()
     this.#flows!.track(a.instance, id, { address: conn.clientAddress, port: conn.clientPort, mark: a.mark })
     if (migratedChannel.hasSubscribers) {
-      migratedChannel.publish({ conn: id, steps: [p.frozen - p.t0, p.dumped - p.frozen, p.steered - p.dumped, p.encoded - p.steered,
-        p.sentAt - p.encoded, p.sentAt - p.t0, end - p.sentAt, end - p.t0].map((ms) => ms * 1000) })
+      migratedChannel.publish({ conn: id, steps: [p.steered - p.t0, p.encoded - p.steered, p.sentAt - p.encoded, p.sentAt - p.t0,
+        end - p.sentAt, end - p.t0].map((ms) => ms * 1000) })
     }
     if (this.#log.isLevelEnabled('debug')) {
       this.#log.debug({ conn: id, svc: conn.service, backend: a.server.id, durMs: end - p.t0, localUs: (p.sentAt - p.t0) * 1000,

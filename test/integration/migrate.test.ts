@@ -199,8 +199,10 @@ routes:
     const r = await client({ op: 'forge', agent: t.ip.rs1, agentPort: AGENT_PORT, secret: 'not-the-secret-0123456789abcdef', state: state.toString('hex') })
     expect(r.closed).toBe(true)
     // The agent's HELLO and its own AUTH (each side proves itself once it has the peer's nonce), then the
-    // close: no ACCEPTED (3), no READY (11).
-    expect(r.received).toEqual([1, 2])
+    // close: no ACCEPTED (3), no READY (11). When our HELLO and AUTH reach the agent in one read, its AUTH,
+    // written corked while it handles that read, is dropped with the connection: HELLO alone then.
+    expect(r.received[0]).toBe(1)
+    expect(r.received.filter((type: number) => type !== 1 && type !== 2)).toEqual([])
     expect(t.exec('rs1', ['ss', '-Htan', `dport = :${FORGED_PORT} or sport = :${FORGED_PORT}`]).trim()).toBe('')
     const after = await client({ op: 'seq', requests: 1 }) // the agents still serve the real dispatcher
     expect(after.responses[0].status).toBe(200)

@@ -1,11 +1,12 @@
-// forward/migrate-flows.ts FlowTable, over a recording fake of the nft map: freeze/steer/unfreeze, deletes
+// forward/migrate-flows.ts FlowTable, over a recording fake of the nft map (its moveOut does the map's part of
+// the addon call: freeze, then steer; the dump is test/native/migrate-out.test.ts's): moveOut/unfreeze, deletes
 // graceMs after CLOSED, a client port reused by a newer connection keeps its element, forgotten owners are
 // no longer refreshed, the refresh renews every live flow. Fake timers; no kernel.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { FLOW_TIMEOUT_MS, FlowTable, FREEZE_MARK, REFRESH_MS } from '../../../src/forward/migrate-flows'
 import { silentLogger } from '../../../src/log'
 import { BatonNativeError } from '../../../src/errors'
-import type { NftElement, NftSetHandle } from '../../../src/native/types'
+import type { NftElement, NftSetHandle, TcpRepairState } from '../../../src/native/types'
 
 /** A map in memory that answers like the kernel: EEXIST on add of a present key, ENOENT on delete/replace of a missing one. */
 function fakeMap (): NftSetHandle & { elems: Map<string, NftElement>; ops: string[] } {
@@ -19,19 +20,31 @@ function fakeMap (): NftSetHandle & { elems: Map<string, NftElement>; ops: strin
     replace (es) { for (const e of es) if (!elems.has(key(e))) fail('replace', e, 'ENOENT', 2); for (const e of es) { elems.set(key(e), e); ops.push(`replace ${key(e)} ${e.mark}`) } },
     delete (es) { for (const e of es) if (!elems.has(key(e))) fail('delete', e, 'ENOENT', 2); for (const e of es) { elems.delete(key(e)); ops.push(`delete ${key(e)}`) } },
     close () { ops.push('close') },
+    moveOut (_fd, address, port, o) {
+      const e = { address, port, mark: o.freezeMark, timeoutMs: o.freezeTimeoutMs }
+      if (elems.has(key(e))) ops.push(`take over ${key(e)}`)
+      elems.set(key(e), e)
+      elems.set(key(e), { ...e, mark: o.steerMark, timeoutMs: o.steerTimeoutMs })
+      ops.push(`steer ${key(e)} ${o.steerMark}`)
+      return { state: {} as TcpRepairState, steerError: undefined }
+    },
   }
 }
+
+const move = (t: FlowTable<string>, port: number, mark: number): void => { t.moveOut(3, '10.0.0.10', port, mark) }
 
 describe('FlowTable', () => {
   beforeEach(() => { vi.useFakeTimers() })
   afterEach(() => { vi.useRealTimers() })
 
-  it('freezes, steers, and deletes graceMs after the close', () => {
+  it('moves a flow out (frozen with the table\'s timeout, then steered), and deletes it graceMs after the close', () => {
     const nft = fakeMap()
     const t = new FlowTable<string>(nft, silentLogger(), 3000, 5000)
-    t.freeze('10.0.0.10', 40001)
-    expect(nft.elems.get('10.0.0.10 . 40001')).toEqual({ address: '10.0.0.10', port: 40001, mark: FREEZE_MARK, timeoutMs: 5000 })
-    t.steer('10.0.0.10', 40001, 3)
+    const asked: unknown[] = []
+    const moveOut = nft.moveOut.bind(nft)
+    nft.moveOut = (fd, address, port, o) => { asked.push(o); return moveOut(fd, address, port, o) }
+    move(t, 40001, 3)
+    expect(asked).toEqual([{ freezeMark: FREEZE_MARK, freezeTimeoutMs: 5000, steerMark: 3, steerTimeoutMs: FLOW_TIMEOUT_MS }])
     expect(nft.elems.get('10.0.0.10 . 40001')).toEqual({ address: '10.0.0.10', port: 40001, mark: 3, timeoutMs: FLOW_TIMEOUT_MS })
     t.track('agent-a', 7, { address: '10.0.0.10', port: 40001, mark: 3 })
     expect(t.size).toBe(1)
@@ -48,8 +61,7 @@ describe('FlowTable', () => {
     const nft = fakeMap()
     const t = new FlowTable<string>(nft, silentLogger(), 3000, 5000)
     for (const [owner, id, port] of [['agent-a', 1, 40001], ['agent-a', 2, 40002], ['agent-b', 3, 40003]] as const) {
-      t.freeze('10.0.0.10', port)
-      t.steer('10.0.0.10', port, owner === 'agent-a' ? 1 : 2)
+      move(t, port, owner === 'agent-a' ? 1 : 2)
       t.track(owner, id, { address: '10.0.0.10', port, mark: owner === 'agent-a' ? 1 : 2 })
     }
     expect(t.lost('agent-a')).toBe(2)
@@ -62,10 +74,10 @@ describe('FlowTable', () => {
   it('lets a newer connection on the same client port keep the element', () => {
     const nft = fakeMap()
     const t = new FlowTable<string>(nft, silentLogger(), 1000, 5000)
-    t.freeze('10.0.0.10', 40001); t.steer('10.0.0.10', 40001, 1); t.track('a', 1, { address: '10.0.0.10', port: 40001, mark: 1 })
+    move(t, 40001, 1); t.track('a', 1, { address: '10.0.0.10', port: 40001, mark: 1 })
     expect(t.closed('a', [1])).toBe(1)
-    t.freeze('10.0.0.10', 40001) // within the old one's grace: EEXIST -> taken over
-    t.steer('10.0.0.10', 40001, 2); t.track('b', 5, { address: '10.0.0.10', port: 40001, mark: 2 })
+    move(t, 40001, 2) // within the old one's grace: taken over
+    t.track('b', 5, { address: '10.0.0.10', port: 40001, mark: 2 })
     vi.advanceTimersByTime(1000)
     expect(nft.elems.get('10.0.0.10 . 40001')?.mark).toBe(2) // the old grace did not delete the new flow
     t.track('b', 6, { address: '10.0.0.10', port: 40001, mark: 2 }) // and again, without a CLOSED in between
@@ -80,7 +92,7 @@ describe('FlowTable', () => {
     const nft = fakeMap()
     const t = new FlowTable<string>(nft, silentLogger(), 1000, 5000)
     for (const [owner, id, port] of [['a', 1, 1001], ['a', 2, 1002], ['b', 3, 1003]] as const) {
-      t.freeze('10.0.0.10', port); t.steer('10.0.0.10', port, 1); t.track(owner, id, { address: '10.0.0.10', port, mark: 1 })
+      move(t, port, 1); t.track(owner, id, { address: '10.0.0.10', port, mark: 1 })
     }
     nft.elems.delete('10.0.0.10 . 1002') // expired in the kernel meanwhile
     expect(t.forget('b')).toBe(1)
