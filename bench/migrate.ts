@@ -14,7 +14,7 @@
 // part, after which the connection is the agent's), wait READY (the agent's round trip: restore, hand-off,
 // answer), total (freeze to READY). Its CPU per connection is utime + stime over a row / N. The client times
 // connect -> first byte.
-//   npm run bench:migrate -- [--conns=500] [--rounds=2] [--concurrency=8] [--no-pin] [--profile=DIR]
+//   npm run bench:migrate -- [--conns=500] [--rounds=2] [--concurrency=8] [--no-pin] [--switch-cpu=other|sender] [--profile=DIR]
 //                            [--label=NAME] [--write] [--json=FILE]      npm run bench:migrate -- --from-json=FILE [--write]
 // --pin (default): the real server's host (agent, its back end) on CPU 1, the rest (dispatcher, the handoff back
 // end, the client, which waits while a connection migrates) on CPU 0 (taskset), and each namespace's packets
@@ -84,6 +84,7 @@ async function main (): Promise<void> {
       conns: { type: 'string', default: '500' }, rounds: { type: 'string', default: '2' }, concurrency: { type: 'string', default: '8' },
       pin: { type: 'boolean', default: true }, 'no-pin': { type: 'boolean' }, profile: { type: 'string' }, label: { type: 'string' },
       write: { type: 'boolean' }, json: { type: 'string' }, 'from-json': { type: 'string' },
+      'switch-cpu': { type: 'string', default: 'other' },
     },
   })
   if (o['from-json'] !== undefined) { // a saved run (another build's, e.g. the base commit's worktree): print, write
@@ -98,13 +99,14 @@ async function main (): Promise<void> {
   const rounds = Number(o.rounds)
   const concurrency = Number(o.concurrency)
   const pin = o['no-pin'] !== true
+  const switchCpu: 'other' | 'sender' = o['switch-cpu'] === 'sender' ? 'sender' : 'other'
   const label = o.label ?? gitLabel()
   const t = makeTopology()
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-migrate-'))
   try {
-    const r = await runAll(t, dir, { conns, rounds, concurrency, pin, profile: o.profile })
+    const r = await runAll(t, dir, { conns, rounds, concurrency, pin, switchCpu, profile: o.profile })
     const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
-    const out = { label, date: new Date().toISOString(), load, pin, conns, rounds, concurrency, ...r }
+    const out = { label, date: new Date().toISOString(), load, pin, switchCpu, conns, rounds, concurrency, ...r }
     print(out)
     if (o.json !== undefined) fs.writeFileSync(o.json, JSON.stringify(out, null, 1))
     if (o.write === true) write(out)
@@ -114,7 +116,9 @@ async function main (): Promise<void> {
   }
 }
 
-interface Settings { conns: number; rounds: number; concurrency: number; pin: boolean; profile: string | undefined }
+interface Settings {
+  conns: number; rounds: number; concurrency: number; pin: boolean; switchCpu: 'other' | 'sender'; profile: string | undefined
+}
 
 async function runAll (t: Topology, dir: string, s: Settings) {
   const node = process.execPath
@@ -123,6 +127,14 @@ async function runAll (t: Topology, dir: string, s: Settings) {
   if (s.pin) { // each host's receive path on its own CPU (RPS), as on separate machines: not in the sender's write
     const cpus: Array<[Role, number]> = [['disp', 1], ['rs1', 2], ['client', 1]]
     for (const [where, mask] of cpus) t.exec(where, ['sh', '-c', `echo ${mask} > /sys/class/net/eth0/queues/rx-0/rps_cpus`])
+    // The bridge stands for the switch between the hosts, which is no host's work. With --switch-cpu=other
+    // (the default) a packet's forwarding runs on the CPU of the host it goes towards (the port a host sends
+    // into is received on the other CPU), so a host's write ends at its own veth as it would at its NIC;
+    // with =sender it runs inside the sender's system call, as the veth does by itself.
+    if (s.switchCpu === 'other') {
+      const ports: Array<[string, number]> = [['p-disp', 2], ['p-client', 2], ['p-rs1', 1]]
+      for (const [port, mask] of ports) t.exec('sw', ['sh', '-c', `echo ${mask} > /sys/class/net/${port}/queues/rx-0/rps_cpus`])
+    }
   }
   host('disp', 'dispatcher', '--vip', t.ip.vip, '--port', '80')
   host('rs1', 'realserver', '--vip', t.ip.vip)
@@ -206,7 +218,9 @@ function gitLabel (): string {
   }
 }
 
-type Out = Awaited<ReturnType<typeof runAll>> & { label: string; date: string; load: string; pin: boolean; conns: number; rounds: number; concurrency: number }
+type Out = Awaited<ReturnType<typeof runAll>> & {
+  label: string; date: string; load: string; pin: boolean; switchCpu?: 'other' | 'sender'; conns: number; rounds: number; concurrency: number
+}
 const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(x < 100 ? 1 : 0) : 'n/a')
 
 /** The run's rows: per step of the migration, then the client's and the CPU figures, in one table. */
@@ -234,7 +248,7 @@ function lines (r: Out): string[] {
 }
 
 function print (r: Out): void {
-  console.log(`bench:migrate ${r.label}, ${r.date}, load ${r.loadBefore} before / ${r.load} after, ${r.pin ? 'pinned (agent + its back end CPU 1, dispatcher, handoff back end, client CPU 0)' : 'not pinned'}; µs`)
+  console.log(`bench:migrate ${r.label}, ${r.date}, load ${r.loadBefore} before / ${r.load} after, ${r.pin ? `pinned (agent + its back end CPU 1, dispatcher, handoff back end, client CPU 0; switch on the ${r.switchCpu === 'other' ? 'receiving' : 'sending'} host's CPU)` : 'not pinned'}; µs`)
   console.log('| build | connections | step | median | p90 | p99 |')
   for (const l of lines(r)) console.log(l)
   for (const [k, v] of Object.entries(r.sequential)) if (v.failed > 0) console.log(`${k}: ${v.failed} of ${v.n} failed`)
@@ -282,7 +296,7 @@ then ${r.concurrency} at a time. Steps on the dispatcher's clock (performance.no
 the client's time from connect to the first response byte; dispatcher CPU = utime + stime over the row / N.
 Cells: median / p90 / p99, µs. ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores. Runs (label: when, load, settings):
 
-${[...runs, `* ${r.label}: ${r.date.slice(0, 16)}Z, load ${r.loadBefore} before / ${r.load} after, ${r.conns} × ${r.rounds} connections per row, ${r.pin ? 'pinned (taskset and RPS: agent + its back end on CPU 1; dispatcher, handoff back end and client on CPU 0)' : 'not pinned'}`].join('\n')}
+${[...runs, `* ${r.label}: ${r.date.slice(0, 16)}Z, load ${r.loadBefore} before / ${r.load} after, ${r.conns} × ${r.rounds} connections per row, ${r.pin ? `pinned (taskset and RPS: agent + its back end on CPU 1; dispatcher, handoff back end and client on CPU 0; the switch's forwarding on the ${r.switchCpu === 'other' ? 'receiving' : 'sending'} host's CPU)` : 'not pinned'}`].join('\n')}
 
 | connections | step | ${labels.join(' | ')} |
 | --- | --- |${labels.map(() => ' ---: |').join('')}
