@@ -430,6 +430,7 @@ export class Baton {
         dispatchTimes: () => this.#path.dispatchTimes,
         moves: () => this.#path.moves,
         backendTimes: () => this.#forwarders.requestTimes(),
+        migrateTimes: () => this.#forwarders.migrateTimes(),
       }, this.#log, this)
     } catch (err) {
       throw new BatonError('BATON_ERR_ADMIN_LISTEN', `admin API: ${(err as Error).message}`, { cause: err })

@@ -98,5 +98,11 @@ export function createMetrics (src: AdminSource): Registry {
       const [service, server] = key.split('\0') as [string, string]
       return [{ service, server }, t]
     }))
+  histogram(reg, 'baton_migrate_seconds',
+    'migrations to agent servers (forward: migrate), by phase: dispatcher = freeze to MIGRATE sent (the dispatcher\'s part), ready = freeze to the agent\'s READY',
+    () => [...src.migrateTimes?.() ?? []].map(([key, t]): [Record<string, string>, DispatchTimes] => {
+      const [service, server, phase] = key.split('\0') as [string, string, string]
+      return [{ service, server, phase }, t]
+    }))
   return reg
 }

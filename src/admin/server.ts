@@ -32,6 +32,8 @@ export interface AdminSource {
   dispatchTimes? (): DispatchTimes
   /** Request times handed-off back ends measured and reported, keyed `service\0server`. */
   backendTimes? (): ReadonlyMap<string, DispatchTimes>
+  /** Migration times (forward: migrate), keyed `service\0server\0phase` (dispatcher, ready). */
+  migrateTimes? (): ReadonlyMap<string, DispatchTimes>
   /** Connections that moved at a request boundary, keyed `reason\0from service\0to service`. */
   moves? (): ReadonlyMap<string, number>
 }

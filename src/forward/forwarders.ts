@@ -79,6 +79,13 @@ export class Forwarders<C extends ForwardConn<S>, S extends ForwardServer> {
     return all
   }
 
+  /** Migration times, keyed `service\0server\0phase`, over every method that has them. */
+  migrateTimes (): ReadonlyMap<string, RequestTimes> {
+    const all = new Map<string, RequestTimes>()
+    for (const f of this.#byMethod.values()) for (const [k, t] of f.migrateTimes ?? []) all.set(k, t)
+    return all
+  }
+
 
   async close (): Promise<void> {
     await Promise.all([...this.#byMethod.values()].map((f) => f.close()))

@@ -36,7 +36,7 @@ import {
 import { FlowTable, openFlowMap } from './migrate-flows'
 import { ControlLink } from './migrate-link'
 import { installRoute, MAX_MARK, needsRoute, removeRoute } from './migrate-route'
-import type { ForwardConn, Forwarder, ForwardServer, ForwardSink, HealthInput } from './types'
+import type { ForwardConn, Forwarder, ForwardServer, ForwardSink, HealthInput, RequestTimes } from './types'
 
 /** What the migrate forwarder needs beyond ForwarderOptions: the config's `migrate:` and the VIPs (listen hosts). */
 export interface MigrateOptions extends MigrateConfig { readonly vips: readonly string[] }
@@ -48,8 +48,11 @@ const RECONNECT_MAX_MS = 5000
  * elements go (after graceMs), so none outlives them to steer a later connection from the same client port.
  */
 const LOST_AFTER_MS = 1000
-/** Dispatcher-side migration times kept for timings() (a ring). */
-const TIMES_KEPT = 8192
+/**
+ * Bucket bounds of the migration times (seconds, upper, inclusive; one more bucket above the last): the
+ * dispatcher's part (freeze to MIGRATE written) and the whole (freeze to READY), baton_migrate_seconds.
+ */
+export const MIGRATE_BOUNDS: readonly number[] = [0.000025, 0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.1]
 
 /**
  * performance.now() (ms) at each step of the dispatcher's part: t0 before the freeze, then steered (freeze,
@@ -104,8 +107,8 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   readonly #marks = new Set<number>()
   #flows: FlowTable<string> | undefined
   readonly #tick: NodeJS.Timeout
-  readonly #times = new Float64Array(TIMES_KEPT)
-  #migrated = 0
+  /** Migration times by `service\0server\0phase` (phase: dispatcher, ready), for baton_migrate_seconds. */
+  readonly #times = new Map<string, RequestTimes>()
   #closed = false
 
   constructor (sink: ForwardSink<C, S>, health: HealthInput<S>, opts: MigrateOptions | undefined, log: Logger) {
@@ -119,13 +122,11 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     this.#tick.unref()
   }
 
-  /** Dispatcher-side migration times (freeze to MIGRATE written), µs, oldest first: the last TIMES_KEPT. */
-  timings (): number[] {
-    const n = Math.min(this.#migrated, TIMES_KEPT)
-    const out: number[] = []
-    for (let i = this.#migrated - n; i < this.#migrated; i++) out.push(this.#times[i % TIMES_KEPT]!)
-    return out
-  }
+  /**
+   * Migration times by `service\0server\0phase`, seconds: phase `dispatcher` from the freeze to the MIGRATE
+   * written (the dispatcher's part), `ready` from the freeze to READY (the agent restored and handed it off).
+   */
+  get migrateTimes (): ReadonlyMap<string, RequestTimes> { return this.#times }
 
   /** Flows steered now (tests, metrics). */
   get flows (): number { return this.#flows?.size ?? 0 }
@@ -203,7 +204,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     a.pending.set(conn.id, p)
     a.link!.send(frame)
     p.sentAt = performance.now()
-    this.#times[this.#migrated++ % TIMES_KEPT] = (p.sentAt - t0) * 1000
+    this.#time(conn, 'dispatcher', p.sentAt - t0)
   }
 
   async close (): Promise<void> {
@@ -310,6 +311,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     if (!ok) { this.#restore(p, `agent refused: ${reason}`); return }
     const { conn } = p
     const end = performance.now()
+    this.#time(conn, 'ready', end - p.t0)
     this.#flows!.track(a.instance, id, { address: conn.clientAddress, port: conn.clientPort, mark: a.mark })
     if (migratedChannel.hasSubscribers) {
       migratedChannel.publish({ conn: id, steps: [p.steered - p.t0, p.encoded - p.steered, p.sentAt - p.encoded, p.sentAt - p.t0,
@@ -320,6 +322,17 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
         agentUs: (end - p.sentAt) * 1000 }, 'migrated')
     }
     this.#sink.handedOff(conn)
+  }
+
+  #time (conn: C, phase: 'dispatcher' | 'ready', ms: number): void {
+    const key = `${conn.service}\0${conn.server!.id}\0${phase}`
+    let t = this.#times.get(key)
+    if (t === undefined) this.#times.set(key, t = { bounds: MIGRATE_BOUNDS, counts: new Float64Array(MIGRATE_BOUNDS.length + 1), sum: 0 })
+    const s = ms / 1000
+    let i = 0
+    while (i < MIGRATE_BOUNDS.length && s > MIGRATE_BOUNDS[i]!) i++
+    t.counts[i]!++
+    t.sum += s
   }
 
   #onFlowsClosed (a: Agent<C, S>, ids: readonly number[]): void {

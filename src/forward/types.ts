@@ -153,6 +153,8 @@ export interface Forwarder<C extends ForwardConn<S>, S extends ForwardServer> {
   readonly active: number
   /** Request times the servers reported, keyed `service\0server` (methods whose back ends report them). */
   readonly requestTimes?: ReadonlyMap<string, RequestTimes>
+  /** Migration times, keyed `service\0server\0phase` (migrate: phases dispatcher and ready). */
+  readonly migrateTimes?: ReadonlyMap<string, RequestTimes>
   /** The routes later requests are checked against (request/route-table.ts JSON), for methods whose servers check them. */
   setRoutes? (json: string): void
   /**
