@@ -5,7 +5,10 @@
 // flow element that freeze and steer it, against a map in a throwaway network namespace. Each connection
 // is a real loopback connection with a request in its receive queue; the restored socket then serves it.
 // With nft, every connection is followed by one more whose freeze, dump + close and steer are one addon
-// call (NftSetHandle.moveOut): its row sits beside the three separate calls' sum, same run.
+// call (NftSetHandle.moveOut), which also writes the dumped state into the MIGRATE frame: its row ("moveOut
+// + frame": the frame's head stamped in JS, as forward/migrate.ts does, then the call) sits beside the
+// separate calls' sum and beside that sum plus the frame built in JS from the dumped TcpRepairState
+// (encodeMigrateOf, as the dispatcher did before moveOut wrote the frame), same run.
 //   npm run bench:repair -- [--conns=500] [--warmup=50]
 // Prints median / p90 / p99 / max in µs per step (the research prototype's C figures: dump + close 9.7,
 // restore 9.9 median, ../shared/research/tcp-repair-migration.md).
@@ -18,15 +21,18 @@ import { parseArgs } from 'node:util'
 import { native } from '../src/native/binding'
 import { unsentOf } from '../src/native/repair'
 import type { NftSetHandle } from '../src/native/types'
+import { encodeMigrateOf, encodeMigratePrefix, type MigrateHead, stampMigratePrefix } from '../src/protocol/migrate-control'
 import { decodeMigrateState, encodeMigrateState } from '../src/protocol/migrate-state'
 
 const STEPS = ['freeze (nft add)', 'dump + close', 'encode + decode', 'restore', 'steer (nft replace)', 'go',
-  'total', 'freeze+dump+close+steer', 'the same, moveOut'] as const
+  'total', 'freeze+dump+close+steer', 'the same + frame in JS', 'moveOut + frame'] as const
 type Step = typeof STEPS[number]
 
 const REQUEST = Buffer.from('GET /bench HTTP/1.1\r\nHost: vip\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n')
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 const nowUs = (): number => Number(process.hrtime.bigint()) / 1000
+/** A MIGRATE's head as the dispatcher writes it (forward/migrate.ts), for connection `id` at `at` (ms). */
+const headOf = (id: number, at: number): MigrateHead => ({ id, sentAt: at, deadline: at + 500, service: 'web', route: 'route-0' })
 
 /** A map in its own network namespace, and a handle on it; undefined where that is not possible here. */
 function setUpNft (): { set: NftSetHandle; ns: string } | undefined {
@@ -78,6 +84,8 @@ function migrateOnce (fd: number, client: net.Socket, nft: NftSetHandle | undefi
   const t5 = nowUs()
   native.repairGo(restored, unsentOf(wire.state))
   const t6 = nowUs()
+  encodeMigrateOf(headOf(fd, t6 / 1000), state) // the frame as the dispatcher built it before moveOut wrote it
+  const t7 = nowUs()
   const push = (s: Step, us: number): void => { t.get(s)?.push(us) }
   if (nft !== undefined) { push('freeze (nft add)', t1 - t0); push('steer (nft replace)', t5 - t4) }
   push('dump + close', t2 - t1)
@@ -86,20 +94,29 @@ function migrateOnce (fd: number, client: net.Socket, nft: NftSetHandle | undefi
   push('go', t6 - t5)
   push('total', t6 - t0)
   push('freeze+dump+close+steer', t2 - t0 + t5 - t4)
+  push('the same + frame in JS', t2 - t0 + t5 - t4 + t7 - t6)
   nft?.delete([flow])
   return restored
 }
 
-/** The same with freeze, dump + close and steer in one call; only that call is timed. */
-function moveOutOnce (fd: number, client: net.Socket, nft: NftSetHandle, t: Map<Step, number[]>): number {
+/**
+ * The same with freeze, dump + close and steer in one call that returns the MIGRATE frame; the frame's head
+ * and that call are timed. The restore is from the frame's state, as the agent's.
+ */
+function moveOutOnce (fd: number, client: net.Socket, nft: NftSetHandle, localPort: number, head: Buffer,
+  t: Map<Step, number[]>): number {
   const flow = { address: '127.0.0.1', port: client.localPort ?? 0 }
+  const ends = { clientAddress: flow.address, clientPort: flow.port, localAddress: '127.0.0.1', localPort }
   const t0 = nowUs()
-  const { state, steerError } = nft.moveOut(fd, flow.address, flow.port,
+  const prefix = stampMigratePrefix(head, fd, t0 / 1000, t0 / 1000 + 500)
+  const { frame, stateAt, steerError } = nft.moveOut(fd, ends, prefix,
     { freezeMark: 0xff, freezeTimeoutMs: 60_000, steerMark: 1, steerTimeoutMs: 60_000 })
-  t.get('the same, moveOut')?.push(nowUs() - t0)
+  t.get('moveOut + frame')?.push(nowUs() - t0)
   if (steerError !== undefined) throw steerError
-  const restored = native.repairRestore(state)
-  native.repairGo(restored, unsentOf(state))
+  const wire = decodeMigrateState(frame.subarray(stateAt))
+  if (!wire.ok) throw new Error(wire.reason)
+  const restored = native.repairRestore(wire.state)
+  native.repairGo(restored, unsentOf(wire.state))
   nft.delete([flow])
   return restored
 }
@@ -116,6 +133,7 @@ async function main (): Promise<void> {
   const nft = setUpNft()
   const l = native.listenTcp('127.0.0.1', 0, 128, 0)
   const t = new Map<Step, number[]>(STEPS.map((s) => [s, []]))
+  const prefix = encodeMigratePrefix(headOf(0, 0)) // one for every connection, stamped per call
   const answer = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok')
   try {
     for (let j = 0; j < (warmup + conns) * (nft === undefined ? 1 : 2); j++) {
@@ -123,7 +141,7 @@ async function main (): Promise<void> {
       const { client, fd } = await connect(l.fd, l.port)
       const timing = i < warmup ? new Map<Step, number[]>(STEPS.map((s) => [s, []])) : t
       const restored = nft !== undefined && (j & 1) === 1
-        ? moveOutOnce(fd, client, nft.set, timing)
+        ? moveOutOnce(fd, client, nft.set, l.port, prefix, timing)
         : migrateOnce(fd, client, nft?.set, timing)
       const sock = new net.Socket({ fd: restored })
       sock.end(answer)

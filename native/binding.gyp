@@ -13,7 +13,7 @@
                   "src/splice_relay.cc", "src/splice_loop.cc", "src/splice_conn.cc", "src/splice_pump.cc",
                   "src/splice_http.cc", "src/splice_watch.cc",
                   "src/repair_dump.cc", "src/repair_restore.cc", "src/nft.cc", "src/nft_msg.cc", "src/nft_netns.cc",
-                  "src/migrate_out.cc"]
+                  "src/migrate_out.cc", "src/repair_state.cc"]
     }
   ]
 }

@@ -8,6 +8,11 @@
 // Each nft step is one ACKed transaction on the NftSet handle's own socket (baton__nft_txn): nfnetlink runs
 // a batch inside sendmsg(), so once its ACK is read the element is committed and the next step may rely
 // on it. Needs CAP_NET_ADMIN in the socket's and the set's network namespaces.
+// What comes back is the MIGRATE frame itself: JS passes the frame's bytes up to the state, the dump is
+// written after them (repair_dump.cc baton__repair_dump_frame, the layout by repair_state.cc), so no
+// TcpRepairState is built and nothing is encoded in JS per connection (about 20 µs of a 60 µs budget). The
+// state's two addresses are the caller's (the nft key and the listener it accepted on), not getsockname and
+// getpeername, and the close skips repairClose's TCP_REPAIR check, which the dump just made true.
 #include <errno.h>
 
 #include "baton.h"
@@ -33,34 +38,40 @@ static int baton__move_elem(int nl, uint32_t seq, const baton__nft_target& t, ui
   return rc > 0 ? result : rc;
 }
 
-// baton_migrate_out(nlFd, seq, family, table, set, addr, port, freezeMark, freezeTimeoutMs, steerMark,
-//                   steerTimeoutMs, sockFd, fields: Uint32Array(BATON_REPAIR_FIELD_COUNT))
-//   -> [local, peer, recvQueue, sendQueue, steer: 0 | -errno]
-// nlFd: a baton_nft_open socket on the map (family, table, set); addr (host order) . port: the client's
-// end of sockFd's flow. Uses seqs seq .. seq + BATON_MOVE_SEQS - 1.
-//  1. freeze: adds addr . port : freezeMark (timeout freezeTimeoutMs; 0 = the map's default). An element
-//     already there with another mark (EEXIST: a stale one of an earlier connection from the same client
-//     port) is taken over by a replace. Fails: throws Error{errno, code, syscall "nft add (freeze)" or
+// baton_migrate_out(nlFd, seq, family, table, set, clientAddr, clientPort, localAddr, localPort, freezeMark,
+//                   freezeTimeoutMs, steerMark, steerTimeoutMs, sockFd, prefix: Buffer, steer: Int32Array(1))
+//   -> frame: Buffer
+// nlFd: a baton_nft_open socket on the map (family, table, set); clientAddr (IPv4, host order) . clientPort:
+// the client's end of sockFd's flow, the element's key; localAddr . localPort: the flow's other end (the VIP
+// it was accepted on). Uses seqs seq .. seq + BATON_MOVE_SEQS - 1.
+//  1. freeze: adds clientAddr . clientPort : freezeMark (timeout freezeTimeoutMs; 0 = the map's default). An
+//     element already there with another mark (EEXIST: a stale one of an earlier connection from the same
+//     client port) is taken over by a replace. Fails: throws Error{errno, code, syscall "nft add (freeze)" or
 //     "nft replace (freeze)"}; sockFd is untouched.
-//  2. dump as baton_repair_dump, then close in repair mode as baton_repair_close (no FIN, no RST). The dump
-//     fails: sockFd is out of repair mode again, open and the caller's; the freeze element is deleted; throws
-//     Error{errno, code, syscall = the failed step}, with unfreezeErrno (> 0) if that delete failed too
-//     (then the element expires after freezeTimeoutMs). A failing close(2) still releases the fd, so from
-//     here on the socket is gone.
-//  3. steer: replaces the element with steerMark (timeout steerTimeoutMs). Never throws: its 0 or -errno is
-//     the array's last slot, and with the dump the caller can still restore the connection here.
+//  2. dump as baton_repair_dump, written straight into the MIGRATE frame: prefix (the frame up to its state)
+//     + the state's wire form (src/protocol/migrate-state.ts, repair_state.cc) with the two ends as given
+//     (not read from the socket), the first 4 bytes patched to the length of the rest. Then close in repair
+//     mode as baton_repair_close (no FIN, no RST), without its check. The dump fails: sockFd is out of repair mode again, open
+//     and the caller's; the freeze element is deleted; throws Error{errno, code, syscall = the failed step},
+//     with unfreezeErrno (> 0) if that delete failed too (then the element expires after freezeTimeoutMs).
+//     A failing close(2) still releases the fd, so from here on the socket is gone.
+//  3. steer: replaces the element with steerMark (timeout steerTimeoutMs). Never throws: steer[0] = its 0 or
+//     -errno, and with the frame the caller can still restore the connection here.
 static Napi::Value baton_migrate_out(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int nl = info[0].As<Napi::Number>().Int32Value();
   uint32_t seq = info[1].As<Napi::Number>().Uint32Value();
   baton__nft_target t = baton__nft_args(info, 2);
   uint32_t key[2] = {info[5].As<Napi::Number>().Uint32Value(), info[6].As<Napi::Number>().Uint32Value()};
-  uint32_t freeze_mark = info[7].As<Napi::Number>().Uint32Value();
-  uint32_t freeze_ms = info[8].As<Napi::Number>().Uint32Value();
-  uint32_t steer_mark = info[9].As<Napi::Number>().Uint32Value();
-  uint32_t steer_ms = info[10].As<Napi::Number>().Uint32Value();
-  int fd = info[11].As<Napi::Number>().Int32Value();
-  uint32_t* f = info[12].As<Napi::Uint32Array>().Data();
+  baton__ends4 ends = {info[7].As<Napi::Number>().Uint32Value(), key[0], info[8].As<Napi::Number>().Uint32Value(),
+                       key[1]};
+  uint32_t freeze_mark = info[9].As<Napi::Number>().Uint32Value();
+  uint32_t freeze_ms = info[10].As<Napi::Number>().Uint32Value();
+  uint32_t steer_mark = info[11].As<Napi::Number>().Uint32Value();
+  uint32_t steer_ms = info[12].As<Napi::Number>().Uint32Value();
+  int fd = info[13].As<Napi::Number>().Int32Value();
+  Napi::Buffer<uint8_t> prefix = info[14].As<Napi::Buffer<uint8_t>>();
+  int32_t* steer = info[15].As<Napi::Int32Array>().Data();
 
   const char* step = "nft add (freeze)";
   int rc = baton__move_elem(nl, seq + BATON_MOVE_FREEZE, t, BATON_NFT_ADD, key, freeze_mark, freeze_ms);
@@ -70,15 +81,10 @@ static Napi::Value baton_migrate_out(const Napi::CallbackInfo& info) {
   }
   if (rc != 0) return baton__throw_errno(env, step, -rc);
 
-  Napi::Array out = Napi::Array::New(env, 5);
-  int err = baton__repair_dump(env, fd, f, out, &step);
-  bool gone = false;
-  if (err == 0) {
-    err = baton__repair_close(fd, &step, &gone);
-    // Refused (the socket is not in repair mode, which the dump just set): as a failed dump.
-    if (err != 0 && !gone) baton__repair_abort(fd);
-  }
-  if (err != 0 && !gone) {
+  uint32_t f[BATON_REPAIR_FIELD_COUNT];
+  Napi::Value frame;
+  int err = baton__repair_dump_frame(env, fd, f, prefix.Data(), prefix.Length(), ends, &frame, &step);
+  if (err != 0) {
     // The caller serves the connection here: let the client's packets through again. ENOENT: the element
     // expired meanwhile, which is as good.
     int un = baton__move_elem(nl, seq + BATON_MOVE_UNFREEZE, t, BATON_NFT_DELETE, key, 0, 0);
@@ -90,10 +96,13 @@ static Napi::Value baton_migrate_out(const Napi::CallbackInfo& info) {
     }
     return env.Undefined();
   }
+  // The close of baton_repair_close, without its check: the dump just put the socket in repair mode and left
+  // it there, so reading TCP_REPAIR back would only say so. No FIN, no RST; a failing close(2) still releases
+  // the fd, and the socket is gone either way.
+  baton__close(fd);
 
-  rc = baton__move_elem(nl, seq + BATON_MOVE_STEER, t, BATON_NFT_REPLACE, key, steer_mark, steer_ms);
-  out.Set(4u, Napi::Number::New(env, rc));
-  return out;
+  steer[0] = baton__move_elem(nl, seq + BATON_MOVE_STEER, t, BATON_NFT_REPLACE, key, steer_mark, steer_ms);
+  return frame;
 }
 
 void baton_migrate_out_init(Napi::Env env, Napi::Object exports) {

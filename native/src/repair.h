@@ -1,7 +1,8 @@
 // TCP_REPAIR dump and restore of an established TCP socket (the `migrate` forwarding method's syscalls).
 // The scalar part of a dump travels between C and JS in one Uint32Array laid out as below;
 // src/native/repair.ts has the same table (REPAIR_FIELDS) and turns it into a TcpRepairState (stateOf).
-// Policy (which state is acceptable, the timestamp slack, the wire format) stays in TypeScript.
+// Policy (which state is acceptable, the timestamp slack) stays in TypeScript; so does the wire format's
+// definition (src/protocol/migrate-state.ts), which repair_state.cc also writes, for moveOut's frame.
 #ifndef BATON_REPAIR_H
 #define BATON_REPAIR_H
 
@@ -27,16 +28,41 @@ enum baton__repair_field {
   BATON_REPAIR_FIELD_COUNT
 };
 
-// repair_dump.cc: the dispatcher's half, shared by baton_repair_dump/close and baton_migrate_out.
+// repair_dump.cc: the dispatcher's half, baton_repair_dump/close's (baton_migrate_out has its own frame
+// variant below).
 // Puts fd in repair mode and dumps it: f (BATON_REPAIR_FIELD_COUNT) gets the scalars, out[0..3] = local,
 // peer, recvQueue, sendQueue. Returns 0 (fd left in repair mode) or an errno with *step = the failed call;
 // fd is then out of repair mode again and still the caller's.
 int baton__repair_dump(Napi::Env env, int fd, uint32_t* f, Napi::Array out, const char** step);
+// The same dump written straight into a new MIGRATE frame (moveOut, migrate_out.cc): *frame = one Buffer of
+// prefix (the frame up to its state, src/protocol/migrate-control.ts encodeMigratePrefix) + the state's wire
+// form (repair_state.cc), the queues peeked straight into it, its first 4 bytes the big-endian length of
+// the rest. The addresses are the caller's (IPv4, host order: the flow's ends as the nft key and the
+// listener know them), not read from the socket; f (scratch, BATON_REPAIR_FIELD_COUNT) gets the scalars.
+// Returns 0 (fd in repair mode) or an errno with *step, fd out of repair mode again, as baton__repair_dump.
+struct baton__ends4 {
+  uint32_t local_addr, peer_addr;
+  uint32_t local_port, peer_port;
+};
+int baton__repair_dump_frame(Napi::Env env, int fd, uint32_t* f, const uint8_t* prefix, size_t prefix_len,
+                             const baton__ends4& ends, Napi::Value* frame, const char** step);
 // Leaves repair mode, best effort (TCP_REPAIR_QUEUE off, TCP_REPAIR_OFF with a window probe).
 void baton__repair_abort(int fd);
 // close(2) of a socket in repair mode: no FIN, no RST. Returns 0 or an errno with *step; *gone says whether
 // the fd is closed (a failed close(2) still releases it) or still open and the caller's (not in repair mode).
 int baton__repair_close(int fd, const char** step, bool* gone);
+
+// repair_state.cc: the state's wire form, laid out by src/protocol/migrate-state.ts (version 1, big-endian).
+enum { BATON_STATE_VERSION = 1, BATON_STATE_HEAD_BYTES = 60 };
+// Bytes of the wire form of a family-4|6 state with queues of these lengths.
+size_t baton__state_bytes(uint32_t family, size_t rq_len, size_t sq_len);
+// Writes the 60-byte head (magic, version, the scalars of f, the queue lengths); returns p + 60, where the
+// local then the peer address go, then the receive and the send queue's bytes.
+uint8_t* baton__state_head(uint8_t* p, const uint32_t* f, uint32_t rq_len, uint32_t sq_len);
+// An IPv4 address (host order) as its 4 wire bytes; returns p + 4.
+uint8_t* baton__state_ipv4(uint8_t* p, uint32_t addr);
+// v big-endian at p; returns p + 4.
+uint8_t* baton__state_be32(uint8_t* p, uint32_t v);
 
 // repair_dump.cc / repair_restore.cc / migrate_out.cc
 void baton_repair_init(Napi::Env env, Napi::Object exports);

@@ -1,9 +1,11 @@
 // TCP_REPAIR on the dispatcher's side: dump an established socket, close it without a packet, or give it
 // back to normal TCP. All three take a caller-owned fd; only baton_repair_close ends the ownership.
-// The dump and the close are also baton__repair_dump / baton__repair_close (repair.h), which
-// migrate_out.cc runs between its nft transactions.
+// The dump and the close are also baton__repair_dump / baton__repair_close (repair.h); migrate_out.cc runs
+// baton__repair_dump_frame, the same dump written straight into its MIGRATE frame, between its nft
+// transactions.
 // Needs CAP_NET_ADMIN in the socket's network namespace (EPERM otherwise). Not on the per-byte hot path,
-// but once per migrated connection: no allocation beyond the two queue Buffers and two address strings.
+// but once per migrated connection: no allocation beyond the two queue Buffers and two address strings
+// (repairDump), or the one frame Buffer (moveOut).
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -32,22 +34,27 @@ void baton__repair_abort(int fd) {
   baton__tcp_set(fd, TCP_REPAIR, TCP_REPAIR_OFF);
 }
 
-// Selects one queue, reads its TCP_QUEUE_SEQ and peeks all `len` of its bytes into a new Buffer.
+// Selects one queue, reads its TCP_QUEUE_SEQ and peeks all `len` of its bytes into dst (none when len is 0).
 // Returns 0 or an errno; *step names the call that failed.
-static int baton__dump_queue(Napi::Env env, int fd, int queue, size_t len, uint32_t* seq,
-                             Napi::Buffer<char>* out, const char** step) {
+static int baton__dump_queue(int fd, int queue, char* dst, size_t len, uint32_t* seq, const char** step) {
   int err;
   *step = "setsockopt(TCP_REPAIR_QUEUE)";
   if ((err = baton__tcp_set(fd, TCP_REPAIR_QUEUE, queue)) != 0) return err;
   *step = "getsockopt(TCP_QUEUE_SEQ)";
   if ((err = baton__tcp_get(fd, TCP_QUEUE_SEQ, seq, sizeof(*seq))) != 0) return err;
-  *out = Napi::Buffer<char>::New(env, len);
   if (len == 0) return 0;
   *step = queue == TCP_RECV_QUEUE ? "recv(peek receive queue)" : "recv(peek send queue)";
   ssize_t n;
-  do n = recv(fd, out->Data(), len, MSG_PEEK | MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+  do n = recv(fd, dst, len, MSG_PEEK | MSG_DONTWAIT); while (n < 0 && errno == EINTR);
   if (n < 0) return errno;
   return static_cast<size_t>(n) == len ? 0 : EIO;  // the queue changed under us (flow not frozen?)
+}
+
+// The same into a new Buffer of its own (repairDump).
+static int baton__dump_queue_buffer(Napi::Env env, int fd, int queue, size_t len, uint32_t* seq,
+                                    Napi::Buffer<char>* out, const char** step) {
+  *out = Napi::Buffer<char>::New(env, len);
+  return baton__dump_queue(fd, queue, out->Data(), len, seq, step);
 }
 
 static int baton__dump_addrs(int fd, uint32_t* f, char* local, char* peer, size_t size, const char** step) {
@@ -99,8 +106,12 @@ static int baton__dump_scalars(int fd, uint32_t* f, int* inq, int* outq, const c
   if (ioctl(fd, SIOCINQ, inq) != 0) return errno;
   *step = "ioctl(SIOCOUTQ)";
   if (ioctl(fd, SIOCOUTQ, outq) != 0) return errno;
-  *step = "ioctl(SIOCOUTQNSD)";
-  if (ioctl(fd, SIOCOUTQNSD, &unsent) != 0) return errno;
+  // SIOCOUTQ is write_seq - snd_una, SIOCOUTQNSD write_seq - snd_nxt, and snd_una <= snd_nxt: an empty send
+  // queue has no unsent tail (the usual case: the dispatcher wrote nothing to the client).
+  if (*outq != 0) {
+    *step = "ioctl(SIOCOUTQNSD)";
+    if (ioctl(fd, SIOCOUTQNSD, &unsent) != 0) return errno;
+  }
   f[BATON_REPAIR_UNSENT] = static_cast<uint32_t>(unsent);
   return 0;
 }
@@ -114,10 +125,10 @@ int baton__repair_dump(Napi::Env env, int fd, uint32_t* f, Napi::Array out, cons
   Napi::Buffer<char> rq, sq;
   char local[INET6_ADDRSTRLEN], peer[INET6_ADDRSTRLEN];
   if ((err = baton__dump_scalars(fd, f, &inq, &outq, step)) == 0 &&
-      (err = baton__dump_queue(env, fd, TCP_RECV_QUEUE, static_cast<size_t>(inq), &f[BATON_REPAIR_RCV_NXT], &rq,
-                               step)) == 0 &&
-      (err = baton__dump_queue(env, fd, TCP_SEND_QUEUE, static_cast<size_t>(outq), &f[BATON_REPAIR_WRITE_SEQ], &sq,
-                               step)) == 0) {
+      (err = baton__dump_queue_buffer(env, fd, TCP_RECV_QUEUE, static_cast<size_t>(inq), &f[BATON_REPAIR_RCV_NXT],
+                                      &rq, step)) == 0 &&
+      (err = baton__dump_queue_buffer(env, fd, TCP_SEND_QUEUE, static_cast<size_t>(outq),
+                                      &f[BATON_REPAIR_WRITE_SEQ], &sq, step)) == 0) {
     // The send queue stays selected: close ignores it, and repair_off / a later TCP_REPAIR=1 reset it.
     err = baton__dump_addrs(fd, f, local, peer, sizeof(local), step);
   }
@@ -129,6 +140,46 @@ int baton__repair_dump(Napi::Env env, int fd, uint32_t* f, Napi::Array out, cons
   out.Set(1u, Napi::String::New(env, peer));
   out.Set(2u, rq);
   out.Set(3u, sq);
+  return 0;
+}
+
+// The frame of moveOut (repair.h): one allocation, the queues peeked straight into it, no address calls.
+int baton__repair_dump_frame(Napi::Env env, int fd, uint32_t* f, const uint8_t* prefix, size_t prefix_len,
+                             const baton__ends4& ends, Napi::Value* frame, const char** step) {
+  *step = "setsockopt(TCP_REPAIR)";
+  int err = baton__tcp_set(fd, TCP_REPAIR, TCP_REPAIR_ON);
+  if (err != 0) return err;  // still out of repair mode: nothing to undo
+  int inq = 0, outq = 0;
+  if ((err = baton__dump_scalars(fd, f, &inq, &outq, step)) != 0) {
+    baton__repair_abort(fd);
+    return err;
+  }
+  f[BATON_REPAIR_FAMILY] = 4;
+  f[BATON_REPAIR_LOCAL_PORT] = ends.local_port;
+  f[BATON_REPAIR_PEER_PORT] = ends.peer_port;
+  size_t rq = static_cast<size_t>(inq), sq = static_cast<size_t>(outq);
+  size_t total = prefix_len + baton__state_bytes(4, rq, sq);
+  *step = "migrate frame (over 4 GiB)";
+  if (total - 4 > UINT32_MAX) {  // no socket holds that much; the u32 length could not say it
+    baton__repair_abort(fd);
+    return EMSGSIZE;
+  }
+  Napi::Buffer<uint8_t> b = Napi::Buffer<uint8_t>::New(env, total);
+  uint8_t* p = b.Data();
+  memcpy(p, prefix, prefix_len);
+  uint8_t* q = p + prefix_len + BATON_STATE_HEAD_BYTES + 2 * 4;  // where the queues go
+  if ((err = baton__dump_queue(fd, TCP_RECV_QUEUE, reinterpret_cast<char*>(q), rq, &f[BATON_REPAIR_RCV_NXT],
+                               step)) != 0 ||
+      (err = baton__dump_queue(fd, TCP_SEND_QUEUE, reinterpret_cast<char*>(q + rq), sq, &f[BATON_REPAIR_WRITE_SEQ],
+                               step)) != 0) {
+    baton__repair_abort(fd);
+    return err;
+  }
+  // The send queue stays selected, as in baton__repair_dump.
+  uint8_t* at = baton__state_head(p + prefix_len, f, static_cast<uint32_t>(rq), static_cast<uint32_t>(sq));
+  baton__state_ipv4(baton__state_ipv4(at, ends.local_addr), ends.peer_addr);
+  baton__state_be32(p, static_cast<uint32_t>(total - 4));
+  *frame = b;
   return 0;
 }
 

@@ -12,7 +12,7 @@ import { native } from '../native/binding'
 import { FROZEN_MARK } from '../host/nft-table'
 import { errnoName } from '../native/errno'
 import { NFT_MAX_BATCH } from '../native/nft'
-import type { MoveOutResult, NftElement, NftSetHandle } from '../native/types'
+import type { FlowEnds, MoveOutResult, NftElement, NftSetHandle } from '../native/types'
 
 /** The frozen flow's mark (host/nft-table.ts: the prerouting chain drops it). */
 export const FREEZE_MARK = FROZEN_MARK
@@ -102,14 +102,16 @@ export class FlowTable<O> {
 
   /**
    * freeze + repairDump + repairClose + steer(mark) in one addon call (NftSetHandle.moveOut), with this
-   * table's timeouts; the frozen element takes over a stale one as freeze does. Throws BatonNativeError if
-   * the freeze fails (fd untouched) or the dump does (fd out of repair mode and still the caller's, the flow
-   * unfrozen again). Otherwise fd is closed; a failed steer is steerError, not thrown: the flow is still
-   * frozen, restore the connection here from `state` and unfreeze it. Hot.
+   * table's timeouts; the frozen element takes over a stale one as freeze does. Returns the MIGRATE frame:
+   * `prefix` (encodeMigratePrefix) with the dumped state written after it, the state's addresses those of
+   * `ends` (a ForwardConn: its client and local ends). Throws BatonNativeError if the freeze fails (fd
+   * untouched) or the dump does (fd out of repair mode and still the caller's, the flow unfrozen again).
+   * Otherwise fd is closed; a failed steer is steerError, not thrown: the flow is still frozen, restore the
+   * connection here from the frame's state (decodeMigrateState(frame.subarray(stateAt))) and unfreeze it. Hot.
    */
-  moveOut (fd: number, address: string, port: number, mark: number): MoveOutResult {
+  moveOut (fd: number, ends: FlowEnds, prefix: Buffer, mark: number): MoveOutResult {
     try {
-      return this.#nft.moveOut(fd, address, port,
+      return this.#nft.moveOut(fd, ends, prefix,
         { freezeMark: FREEZE_MARK, freezeTimeoutMs: this.#freezeMs, steerMark: mark, steerTimeoutMs: FLOW_TIMEOUT_MS })
     } catch (err) {
       const un = (err as { unfreezeErrno?: unknown } | null)?.unfreezeErrno

@@ -2,9 +2,10 @@
 // whose `baton agent` restores it on the VIP and hands it to its local back end; responses go from there
 // straight to the client. The sequence (research/tcp-repair-migration.md, docs/migrate-forward.md):
 //
-//   freeze (nft add flow -> 0xff) -> repairDump -> repairClose -> steer (nft replace flow -> the server's
-//   mark), all four in one addon call (FlowTable.moveOut) -> MIGRATE ............ READY (restored there, let
-//   go, handed to the back end) -> handedOff
+//   MIGRATE's head (encodeMigratePrefix) -> freeze (nft add flow -> 0xff) -> repairDump -> repairClose ->
+//   steer (nft replace flow -> the server's mark), all four in one addon call (FlowTable.moveOut), which
+//   writes the dumped state after the head and returns the frame -> MIGRATE ............ READY (restored
+//   there, let go, handed to the back end) -> handedOff
 //
 // The dispatcher's socket is closed in repair mode before the flow is steered (pitfall 1: early demux would
 // feed the old socket). The flow is steered before the agent has the socket (pitfall 2's other design): the
@@ -28,11 +29,12 @@ import { BatonError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
 import { unsentOf } from '../native/repair'
-import type { MoveOutResult, TcpRepairState } from '../native/types'
+import type { MoveOutResult } from '../native/types'
 import {
-  decodeClosed, decodeLoad, decodeReady, decodeU32, encodeMigrateOf, encodePing, MSG_CLOSED, MSG_LOAD, MSG_PONG,
-  MSG_READY, ROLE_DISPATCHER,
+  decodeClosed, decodeLoad, decodeReady, decodeU32, encodeMigratePrefix, encodePing, MSG_CLOSED, MSG_LOAD, MSG_PONG,
+  MSG_READY, ROLE_DISPATCHER, stampMigratePrefix,
 } from '../protocol/migrate-control'
+import { decodeMigrateState } from '../protocol/migrate-state'
 import { FlowTable, openFlowMap } from './migrate-flows'
 import { ControlLink } from './migrate-link'
 import { installRoute, MAX_MARK, needsRoute, removeRoute } from './migrate-route'
@@ -48,6 +50,8 @@ const RECONNECT_MAX_MS = 5000
  * elements go (after graceMs), so none outlives them to steer a later connection from the same client port.
  */
 const LOST_AFTER_MS = 1000
+/** MIGRATE prefixes kept (one per service and route); more are dropped and built again. */
+const MAX_PREFIXES = 1024
 /**
  * Bucket bounds of the migration times (seconds, upper, inclusive; one more bucket above the last): the
  * dispatcher's part (freeze to MIGRATE written) and the whole (freeze to READY), baton_migrate_seconds.
@@ -55,22 +59,24 @@ const LOST_AFTER_MS = 1000
 export const MIGRATE_BOUNDS: readonly number[] = [0.000025, 0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.1]
 
 /**
- * performance.now() (ms) at each step of the dispatcher's part: t0 before the freeze, then steered (freeze,
- * dump, close and steer: one addon call), encoded (state + MIGRATE frame), sentAt (MIGRATE written: the
- * dispatcher is done).
+ * A migration in flight: the MIGRATE frame (the dumped state from stateAt on: what #restore decodes if the
+ * connection comes back), and performance.now() (ms) at each step of the dispatcher's part: t0 before the
+ * MIGRATE's head is encoded, encoded (head built, just before the freeze), steered (freeze, dump into the
+ * frame, close and steer: one addon call), sentAt (MIGRATE written: the dispatcher is done).
  */
 interface Pending<C> {
-  readonly conn: C; readonly state: TcpRepairState; readonly t0: number
-  readonly steered: number; encoded: number; sentAt: number
+  readonly conn: C; readonly frame: Buffer; readonly stateAt: number; readonly t0: number
+  readonly encoded: number; readonly steered: number; sentAt: number
 }
 
 /**
  * Per migration, when anyone subscribes (bench/migrate.ts): { conn, steps } with steps the µs of MIGRATE_STEPS:
- * freeze + dump + close + steer (one addon call), encode, send MIGRATE, the migration (the dispatcher's part,
- * freeze to MIGRATE written), the wait for READY, and the total (freeze to READY).
+ * encode (the MIGRATE's head, before the freeze), freeze + dump + close + steer (one addon call, which also
+ * writes the state into the frame), send MIGRATE, the migration (the dispatcher's part, from the head's
+ * encode to MIGRATE written), the wait for READY, and the total (to READY).
  */
 export const migratedChannel = channel('baton:migrate:migrated')
-export const MIGRATE_STEPS = ['freeze + dump + close + steer', 'encode', 'send MIGRATE', 'migration (freeze to MIGRATE sent)', 'wait READY', 'total (freeze to READY)'] as const
+export const MIGRATE_STEPS = ['encode (MIGRATE head)', 'freeze + dump + close + steer', 'send MIGRATE', 'migration (freeze to MIGRATE sent)', 'wait READY', 'total (freeze to READY)'] as const
 
 /** One agent server: its control connection, mark, route and migrations in flight. */
 interface Agent<C, S> {
@@ -107,6 +113,12 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   readonly #marks = new Set<number>()
   #flows: FlowTable<string> | undefined
   readonly #tick: NodeJS.Timeout
+  /**
+   * MIGRATE's head up to the state by service, then route (encodeMigratePrefix), stamped per connection
+   * (stampMigratePrefix): moveOut copies it into the frame, so one buffer serves every connection.
+   */
+  readonly #prefixes = new Map<string, Map<string, Buffer>>()
+  #prefixCount = 0
   /** Migration times by `service\0server\0phase` (phase: dispatcher, ready), for baton_migrate_seconds. */
   readonly #times = new Map<string, RequestTimes>()
   #closed = false
@@ -183,28 +195,44 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
 
   checkAddress (): undefined { return undefined }
 
-  /** Hot path: freeze, dump, close in repair mode, steer, MIGRATE. READY, a refusal or the timeout completes it. */
+  /**
+   * Hot path: MIGRATE's head, then freeze, dump into the frame, close in repair mode, steer (one addon call),
+   * MIGRATE. READY, a refusal or the timeout completes it.
+   */
   forward (conn: C): void {
     const a = this.#agents.get(conn.server!)
     const flows = this.#flows
     if (a === undefined || !a.up || flows === undefined) { this.#refuse(conn, 'agent not connected'); return }
     if (conn.consumed !== undefined && conn.consumed.length > 0) { this.#refuse(conn, 'a connection with bytes already read cannot migrate'); return }
     const t0 = performance.now()
+    const prefix = stampMigratePrefix(this.#prefixOf(conn.service, conn.route), conn.id, t0, t0 + this.#timeoutMs / 2)
+    const encoded = performance.now()
     let moved: MoveOutResult
     try {
-      moved = flows.moveOut(conn.fd, conn.clientAddress, conn.clientPort, a.mark)
+      moved = flows.moveOut(conn.fd, conn, prefix, a.mark)
     } catch (err) { // nothing moved: the fd is still ours, out of repair mode, and the flow not frozen
       this.#refuse(conn, (err as Error).message)
       return
     }
-    const p: Pending<C> = { conn, state: moved.state, t0, steered: performance.now(), encoded: 0, sentAt: 0 }
+    const p: Pending<C> = { conn, frame: moved.frame, stateAt: moved.stateAt, t0, encoded, steered: performance.now(), sentAt: 0 }
     if (moved.steerError !== undefined) { this.#restore(p, `steer: ${moved.steerError.message}`); return }
-    const frame = encodeMigrateOf({ id: conn.id, sentAt: t0, deadline: t0 + this.#timeoutMs / 2, service: conn.service, route: conn.route }, moved.state)
-    p.encoded = performance.now()
     a.pending.set(conn.id, p)
-    a.link!.send(frame)
+    a.link!.send(moved.frame)
     p.sentAt = performance.now()
     this.#time(conn, 'dispatcher', p.sentAt - t0)
+  }
+
+  /** The MIGRATE prefix of a service and route, to stamp (built once; the addon copies it). */
+  #prefixOf (service: string, route: string): Buffer {
+    let byRoute = this.#prefixes.get(service)
+    let prefix = byRoute?.get(route)
+    if (prefix !== undefined) return prefix
+    if (this.#prefixCount >= MAX_PREFIXES) { this.#prefixes.clear(); this.#prefixCount = 0; byRoute = undefined }
+    if (byRoute === undefined) this.#prefixes.set(service, byRoute = new Map())
+    prefix = encodeMigratePrefix({ id: 0, sentAt: 0, deadline: 0, service, route })
+    byRoute.set(route, prefix)
+    this.#prefixCount++
+    return prefix
   }
 
   async close (): Promise<void> {
@@ -314,7 +342,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     this.#time(conn, 'ready', end - p.t0)
     this.#flows!.track(a.instance, id, { address: conn.clientAddress, port: conn.clientPort, mark: a.mark })
     if (migratedChannel.hasSubscribers) {
-      migratedChannel.publish({ conn: id, steps: [p.steered - p.t0, p.encoded - p.steered, p.sentAt - p.encoded, p.sentAt - p.t0,
+      migratedChannel.publish({ conn: id, steps: [p.encoded - p.t0, p.steered - p.encoded, p.sentAt - p.steered, p.sentAt - p.t0,
         end - p.sentAt, end - p.t0].map((ms) => ms * 1000) })
     }
     if (this.#log.isLevelEnabled('debug')) {
@@ -357,23 +385,27 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   }
 
   /**
-   * The migration did not happen: rebuild the socket here from the dumped state, take the flow back (delete
-   * its element), let the socket go, and give the client back to the data path with the restored fd
-   * (retryable). If even that fails the client is gone: the flow is taken back, its next packet meets no
-   * socket and it gets a reset.
+   * The migration did not happen: rebuild the socket here from the dumped state (decoded from the MIGRATE
+   * frame only now: the success path never builds it), take the flow back (delete its element), let the
+   * socket go, and give the client back to the data path with the restored fd (retryable). If even that
+   * fails the client is gone: the flow is taken back, its next packet meets no socket and it gets a reset.
    */
   #restore (p: Pending<C>, why: string): void {
-    const { conn, state } = p
+    const { conn } = p
+    const decoded = decodeMigrateState(p.frame.subarray(p.stateAt))
     let fd = -1
-    try {
-      fd = native.repairRestore(state)
-    } catch (err) {
-      why = `${why}; local restore failed too: ${(err as Error).message}`
+    if (!decoded.ok) why = `${why}; local restore failed too: the dumped state does not decode: ${decoded.reason}`
+    else {
+      try {
+        fd = native.repairRestore(decoded.state)
+      } catch (err) {
+        why = `${why}; local restore failed too: ${(err as Error).message}`
+      }
     }
     this.#flows?.unfreeze(conn.clientAddress, conn.clientPort)
-    if (fd >= 0) {
+    if (fd >= 0 && decoded.ok) {
       try {
-        const unsent = unsentOf(state)
+        const unsent = unsentOf(decoded.state)
         if (native.repairGo(fd, unsent) < unsent.length) throw new Error('unsent bytes did not fit')
       } catch (err) {
         native.close(fd)

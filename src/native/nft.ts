@@ -4,15 +4,15 @@
 // the kernel's per-message answers come back per element and become one BatonNativeError naming the
 // first failed element. binding.ts hands this file the addon module; it never loads anything.
 // moveOut is the dispatcher's whole migration step in one call (native/src/migrate_out.cc): freeze, dump,
-// close in repair mode, steer, on this handle's socket and sequence numbers.
+// close in repair mode, steer, on this handle's socket and sequence numbers; it returns the MIGRATE frame
+// with the dumped state written into it by the addon.
 import assert from 'node:assert'
 import net from 'node:net'
 
 import { BatonNativeError } from '../errors'
 import { assertFd, assertInt } from './asserts'
 import { errnoName } from './errno'
-import { REPAIR_FIELD_COUNT, stateOf } from './repair'
-import type { MoveOutOptions, MoveOutResult, NftElement, NftSetHandle } from './types'
+import type { FlowEnds, MoveOutOptions, MoveOutResult, NftElement, NftSetHandle } from './types'
 
 const STRIDE = 5
 const OP_ADD = 1
@@ -33,18 +33,21 @@ export interface NftRaw {
   baton_nft_elems (fd: number, seq: number, family: number, table: string, set: string, ops: Uint32Array,
     count: number, results: Int32Array): number
   baton_nft_set_info (fd: number, seq: number, family: number, table: string, set: string, out: Uint32Array): number
-  baton_migrate_out (nlFd: number, seq: number, family: number, table: string, set: string, address: number,
-    port: number, freezeMark: number, freezeTimeoutMs: number, steerMark: number, steerTimeoutMs: number,
-    fd: number, fields: Uint32Array): [string, string, Buffer, Buffer, number]
+  baton_migrate_out (nlFd: number, seq: number, family: number, table: string, set: string, clientAddress: number,
+    clientPort: number, localAddress: number, localPort: number, freezeMark: number, freezeTimeoutMs: number,
+    steerMark: number, steerTimeoutMs: number, fd: number, prefix: Buffer, steer: Int32Array): Buffer
   baton_fd_close (fd: number): number
 }
 
 const NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,254}$/ // nft's identifier grammar, within NFT_NAME_MAXLEN
 
 const isU32 = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= 0xffffffff
+const isPort = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 1 && (n as number) <= 65535
+/** The smallest MIGRATE prefix: u32 length | u8 type (the rest is the control protocol's business). */
+const MIN_PREFIX = 5
 
-function ipv4ToU32 (address: string): number {
-  if (!net.isIPv4(address)) assert.fail(`address must be a numeric IPv4 address, got ${String(address)}`)
+function ipv4ToU32 (address: string, what = 'address'): number {
+  if (!net.isIPv4(address)) assert.fail(`${what} must be a numeric IPv4 address, got ${String(address)}`)
   let value = 0
   let octet = 0
   for (let i = 0; i < address.length; i++) {
@@ -65,7 +68,7 @@ export class NftSet implements NftSetHandle {
   #seq: number
   #ops = new Uint32Array(16 * STRIDE)
   #results = new Int32Array(16)
-  readonly #fields = new Uint32Array(REPAIR_FIELD_COUNT) // moveOut's dump: every call fills it completely
+  readonly #steer = new Int32Array(1) // moveOut's steer result: 0 or -errno, written by every call that returns
 
   /** Opens the socket and checks the set (GETSET); throws BatonNativeError and leaks nothing on failure. */
   constructor (raw: NftRaw, mapErrors: <T>(fn: () => T) => T, spec: { family?: 'ip' | 'inet'; table: string; set: string }) {
@@ -99,25 +102,29 @@ export class NftSet implements NftSetHandle {
   replace (elements: readonly NftElement[]): void { this.#batch(OP_REPLACE, elements) }
   delete (elements: readonly NftElement[]): void { this.#batch(OP_DELETE, elements) }
 
-  moveOut (fd: number, address: string, port: number, o: MoveOutOptions): MoveOutResult {
-    if (this.#fd < 0 || !this.isMap || !(Number.isInteger(fd) && fd >= 0) || !isU32(port) || port > 65535 ||
+  moveOut (fd: number, ends: FlowEnds, prefix: Buffer, o: MoveOutOptions): MoveOutResult {
+    if (this.#fd < 0 || !this.isMap || !(Number.isInteger(fd) && fd >= 0) || typeof ends !== 'object' || ends === null ||
+        !isPort(ends.clientPort) || !isPort(ends.localPort) || !Buffer.isBuffer(prefix) || prefix.length < MIN_PREFIX ||
         typeof o !== 'object' || o === null || !isU32(o.freezeMark) || !isU32(o.steerMark) ||
         !isU32(o.freezeTimeoutMs) || !isU32(o.steerTimeoutMs) ||
-        ((o.freezeTimeoutMs > 0 || o.steerTimeoutMs > 0) && !this.hasTimeout)) this.#refuseMove(fd, port, o)
-    const addr = ipv4ToU32(address)
-    let out: [string, string, Buffer, Buffer, number]
+        ((o.freezeTimeoutMs > 0 || o.steerTimeoutMs > 0) && !this.hasTimeout)) this.#refuseMove(fd, ends, prefix, o)
+    const client = ipv4ToU32(ends.clientAddress, 'moveOut: clientAddress')
+    const local = ipv4ToU32(ends.localAddress, 'moveOut: localAddress')
+    if (local === 0) assert.fail('moveOut: localAddress 0.0.0.0 is not the address a connection was accepted on')
+    let frame: Buffer
     try {
-      out = this.#raw.baton_migrate_out(this.#fd, this.#nextSeq(MOVE_OUT_SEQS), FAMILIES[this.family],
-        this.table, this.set, addr, port, o.freezeMark, o.freezeTimeoutMs, o.steerMark, o.steerTimeoutMs, fd,
-        this.#fields)
+      frame = this.#raw.baton_migrate_out(this.#fd, this.#nextSeq(MOVE_OUT_SEQS), FAMILIES[this.family],
+        this.table, this.set, client, ends.clientPort, local, ends.localPort, o.freezeMark, o.freezeTimeoutMs,
+        o.steerMark, o.steerTimeoutMs, fd, prefix, this.#steer)
     } catch (err) {
-      throw this.#moveError(err, address, port)
+      throw this.#moveError(err, ends.clientAddress, ends.clientPort)
     }
-    const [local, peer, recvQueue, sendQueue, steer] = out
+    const steer = this.#steer[0] ?? 0
     return {
-      state: stateOf(this.#fields, local, peer, recvQueue, sendQueue),
+      frame,
+      stateAt: prefix.length,
       steerError: steer === 0 ? undefined : new BatonNativeError(
-        `nft replace ${this.table}.${this.set} ${address} . ${port} (steer)`, -steer, errnoName(steer)),
+        `nft replace ${this.table}.${this.set} ${ends.clientAddress} . ${ends.clientPort} (steer)`, -steer, errnoName(steer)),
     }
   }
 
@@ -165,11 +172,14 @@ export class NftSet implements NftSetHandle {
   }
 
   /** Throws the assertion that moveOut's arguments fail (messages are built only here). */
-  #refuseMove (fd: number, port: number, o: MoveOutOptions): never {
+  #refuseMove (fd: number, ends: FlowEnds, prefix: Buffer, o: MoveOutOptions): never {
     if (this.#fd < 0) assert.fail('nft handle is closed')
     assert(this.isMap, `moveOut: ${this.set} is a set, not a map`)
     assertFd(fd)
-    assertInt(port, 0, 65535, 'port')
+    assert(typeof ends === 'object' && ends !== null, 'ends must be an object')
+    assertInt(ends.clientPort, 1, 65535, 'clientPort')
+    assertInt(ends.localPort, 1, 65535, 'localPort')
+    assert(Buffer.isBuffer(prefix) && prefix.length >= MIN_PREFIX, 'prefix must be a Buffer: the MIGRATE frame up to its state')
     assert(typeof o === 'object' && o !== null, 'options must be an object')
     for (const k of ['freezeMark', 'freezeTimeoutMs', 'steerMark', 'steerTimeoutMs'] as const) assertInt(o[k], 0, 0xffffffff, k)
     assert.fail(`moveOut: ${this.set} has no 'flags timeout'`)

@@ -79,12 +79,29 @@ export interface MoveOutOptions {
   readonly steerTimeoutMs: number
 }
 
+/**
+ * The two ends of a flow that NftSetHandle.moveOut moves, IPv4 only (the map is `ipv4_addr . inet_service`):
+ * the client's (the element's key) and the local one it was accepted on (the VIP). A ForwardConn is one.
+ */
+export interface FlowEnds {
+  readonly clientAddress: string
+  readonly clientPort: number
+  readonly localAddress: string
+  readonly localPort: number
+}
+
 export interface MoveOutResult {
-  /** The dump; the socket is closed (in repair mode: no FIN, no RST). */
-  readonly state: TcpRepairState
   /**
-   * Why the steer failed (the flow is still frozen: restore it here from `state`, then unfreeze), or
-   * undefined when the flow is steered.
+   * The whole MIGRATE frame, ready to write: the prefix moveOut was given (its length field patched) and the
+   * dump's state in its wire form (protocol/migrate-state.ts) from `stateAt` on. The socket is closed (in
+   * repair mode: no FIN, no RST).
+   */
+  readonly frame: Buffer
+  /** Where the state starts in frame (the prefix's length): decodeMigrateState(frame.subarray(stateAt)). */
+  readonly stateAt: number
+  /**
+   * Why the steer failed (the flow is still frozen: restore it here from the frame's state, then unfreeze),
+   * or undefined when the flow is steered.
    */
   readonly steerError: BatonNativeError | undefined
 }
@@ -111,8 +128,12 @@ export interface NftSetHandle {
   delete (elements: readonly NftElement[]): void
   /**
    * The dispatcher's half of a migration in one addon call (native/src/migrate_out.cc), for a map: freeze
-   * (add `address . port : freezeMark`; an element already there with another mark is replaced), repairDump
-   * of `fd`, close in repair mode, steer (replace with steerMark). Each nft step is one ACKed transaction.
+   * (add `clientAddress . clientPort : freezeMark`; an element already there with another mark is replaced),
+   * the dump of repairDump written straight into the MIGRATE frame (`prefix`: the frame up to its state,
+   * protocol/migrate-control.ts encodeMigratePrefix; the state's addresses are `ends`, not read from the
+   * socket), close in repair mode, steer (replace with steerMark). Each nft step is one ACKed transaction.
+   * - ends not numeric IPv4 with ports 1..65535 (or localAddress 0.0.0.0), a prefix not a Buffer of at
+   *   least 5 bytes: throws an AssertionError before any system call.
    * - the freeze fails: throws BatonNativeError (syscall `nft add|replace TABLE.SET ADDR . PORT (freeze)`);
    *   fd is untouched.
    * - the dump fails: throws BatonNativeError as repairDump does (syscall = the failed step); fd is out of
@@ -120,7 +141,7 @@ export interface NftSetHandle {
    *   has `unfreezeErrno` > 0 and the element expires after freezeTimeoutMs).
    * - otherwise fd is closed, and a failed steer comes back as steerError: never thrown.
    */
-  moveOut (fd: number, address: string, port: number, options: MoveOutOptions): MoveOutResult
+  moveOut (fd: number, ends: FlowEnds, prefix: Buffer, options: MoveOutOptions): MoveOutResult
   /** Closes the netlink socket. Idempotent. */
   close (): void
 }

@@ -23,7 +23,7 @@
 //
 // Work, dispatcher -> agent:
 //   MIGRATE   type=10 | u32 id | f64 sentAt | f64 deadline | u8 n | service | u8 m | route | state
-//             (protocol/migrate-state.ts, the rest). id: the dispatcher's connection id (the HANDOFF's connId on
+//             (protocol/migrate-state.ts, the rest; the dispatcher's addon writes it after encodeMigratePrefix). id: the dispatcher's connection id (the HANDOFF's connId on
 //             the agent's host). sentAt and deadline are the dispatcher's clock (performance.now(), ms): the
 //             flow is already steered to the agent's host when MIGRATE leaves, and the agent restores it, lets it
 //             go and hands it to its back end at once, unless by its estimate of the dispatcher's clock
@@ -140,6 +140,30 @@ export function encodeMigrateOf (head: MigrateHead, state: TcpRepairState): Buff
   const [b, off] = migrateFrame(head, migrateStateBytes(state))
   writeMigrateState(b, off, state)
   return b
+}
+
+/**
+ * A MIGRATE frame up to where its state starts (`u32 length | type | id | sentAt | deadline | service |
+ * route`), for the addon to append the dumped state to (NftSetHandle.moveOut): the dispatcher's hot path.
+ * The length field is 0 here; whoever appends the state writes it (the big-endian length of what follows
+ * it), so prefix + encodeMigrateState(state) with that length is encodeMigrateOf(head, state).
+ */
+export function encodeMigratePrefix (head: MigrateHead): Buffer {
+  const [b] = migrateFrame(head, 0) // a frame with no state: its length is where the state starts
+  b.writeUInt32BE(0, 0)
+  return b
+}
+
+/**
+ * Writes a connection's id, sentAt and deadline into a prefix of encodeMigratePrefix (any head's), in place,
+ * and returns it: the dispatcher keeps one prefix per service and route and stamps it per connection, since
+ * moveOut copies it into the frame (no allocation, no string encoding per connection).
+ */
+export function stampMigratePrefix (prefix: Buffer, id: number, sentAt: number, deadline: number): Buffer {
+  prefix.writeUInt32BE(id >>> 0, HEAD)
+  prefix.writeDoubleBE(sentAt, HEAD + 4)
+  prefix.writeDoubleBE(deadline, HEAD + 12)
+  return prefix
 }
 
 const MIGRATE_FIXED = 4 + 8 + 8 // id, sentAt, deadline

@@ -1,5 +1,7 @@
 // NftSetHandle.moveOut / FlowTable.moveOut (native/src/migrate_out.cc): freeze, dump, close in repair mode and
-// steer in one addon call, against the real kernel in a fresh network namespace. The map sits in a
+// steer in one addon call, which returns the MIGRATE frame with the dumped state written into it by C++
+// (repair_state.cc), against the real kernel in a fresh network namespace. The state's wire form is defined in
+// TypeScript (protocol/migrate-state.ts): one test holds the two encoders to the same bytes on a real dump. The map sits in a
 // prerouting chain as on a dispatcher (a marked flow's packets are dropped here: frozen, or "steered away"),
 // the client is a net.Socket of this process and the server side a raw fd Node never reads, as in
 // repair.test.ts. `nft -j list map` is the judge of what the kernel holds.
@@ -12,7 +14,9 @@ import { FLOW_TIMEOUT_MS, FlowTable, FREEZE_MARK } from '../../src/forward/migra
 import { silentLogger } from '../../src/log'
 import { native } from '../../src/native/binding'
 import { unsentOf } from '../../src/native/repair'
-import type { MoveOutOptions } from '../../src/native/types'
+import type { FlowEnds, MoveOutOptions, MoveOutResult, TcpRepairState } from '../../src/native/types'
+import { decodeMigrate, encodeMigrateOf, encodeMigratePrefix, type MigrateHead, MSG_MIGRATE } from '../../src/protocol/migrate-control'
+import { decodeMigrateState } from '../../src/protocol/migrate-state'
 import { fdCount, inNetns, netnsAdd, netnsDel, nftIn, skipReason, sleep, until } from './netns'
 
 const TABLE = `table ip baton_t {
@@ -28,6 +32,26 @@ const TABLE = `table ip baton_t {
 const REQ = Buffer.from('GET /moved HTTP/1.1\r\nHost: vip\r\n\r\n')
 const ANSWER = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nmoved'
 const OPTS: MoveOutOptions = { freezeMark: FREEZE_MARK, freezeTimeoutMs: 5000, steerMark: 3, steerTimeoutMs: 60_000 }
+const HEAD: MigrateHead = { id: 77, sentAt: 1234.5, deadline: 1734.5, service: 'web', route: 'route-0' }
+const PREFIX = encodeMigratePrefix(HEAD)
+
+/** The pair's two ends as the dispatcher knows them (the accepted client, the listener). */
+const endsOf = (client: net.Socket, port: number): FlowEnds =>
+  ({ clientAddress: '127.0.0.1', clientPort: client.localPort ?? 0, localAddress: '127.0.0.1', localPort: port })
+
+/** The state of a moveOut's frame, checking the frame around it: its length, type, head. */
+function stateOf (moved: MoveOutResult): TcpRepairState {
+  const { frame, stateAt } = moved
+  expect(stateAt).toBe(PREFIX.length)
+  expect(frame.subarray(4, stateAt)).toEqual(PREFIX.subarray(4))
+  expect(frame.readUInt32BE(0)).toBe(frame.length - 4)
+  expect(frame[4]).toBe(MSG_MIGRATE)
+  const m = decodeMigrate(frame.subarray(5))
+  expect(m).toMatchObject(HEAD)
+  const d = decodeMigrateState(frame.subarray(stateAt))
+  if (!d.ok) throw new Error(d.reason)
+  return d.state
+}
 
 /** What `nft -j list map` shows: "addr . port" -> mark and timeout (seconds). */
 function listed (ns: string, map = 'flows'): Map<string, { mark: number; timeoutS?: number }> {
@@ -95,9 +119,10 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
       client.write(REQ)
       await queued(fd, REQ.length)
 
-      const { state, steerError } = flows.moveOut(fd, '127.0.0.1', client.localPort ?? 0, OPTS)
+      const moved = flows.moveOut(fd, endsOf(client, port), PREFIX, OPTS)
       expect(isOpen(fd)).toBe(false) // first, before anything else can get the number again
-      expect(steerError).toBeUndefined()
+      expect(moved.steerError).toBeUndefined()
+      const state = stateOf(moved)
       expect(state).toMatchObject({ family: 4, localAddress: '127.0.0.1', localPort: port, peerAddress: '127.0.0.1',
         peerPort: client.localPort, unsentBytes: 0 })
       expect(state.recvQueue).toEqual(REQ) // the unread request
@@ -124,6 +149,69 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
     await until('fds closed', () => fdCount() === fds)
   })
 
+  // The frame's state is written by C++ (repair_state.cc), the layout is TypeScript's (migrate-state.ts). Here
+  // the socket is dumped twice, the flow frozen in between: first by repairDump (the TcpRepairState the
+  // dump describes, addresses from the socket itself), then by moveOut. Both queues are non-empty: the
+  // server's bytes reached the client, whose ACKs the freeze drops, and the rest waits for its window.
+  it('writes the state that the dump describes, byte for byte as encodeMigrateOf, and it restores', async () => {
+    const fds = fdCount()
+    await inNetns(ns, async () => {
+      const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
+      const { listenFd, port, client, fd } = await openPair()
+      const got: Buffer[] = []
+      let ended = false
+      client.on('data', (d: Buffer) => got.push(d))
+      client.on('end', () => { ended = true })
+      client.on('error', () => { ended = true })
+      client.write(REQ)
+      await queued(fd, REQ.length)
+      const clientPort = client.localPort ?? 0
+      flows.add([{ address: '127.0.0.1', port: clientPort, mark: FREEZE_MARK, timeoutMs: 30_000 }])
+      const sent = Buffer.alloc(256 << 10) // more than the client's window: a tail stays unsent
+      for (let i = 0; i < sent.length; i++) sent[i] = (i * 7) & 0xff
+      expect(fs.writeSync(fd, sent)).toBe(sent.length)
+      await sleep(20) // what the window let out reached the client
+
+      // Nothing slow in between: in repair mode with the send queue selected, a retransmission timer that
+      // fires would count the unsent tail as sent.
+      const dumped = native.repairDump(fd) // the socket stays in repair mode: nothing moves until moveOut
+      const moved = flows.moveOut(fd, endsOf(client, port), PREFIX, OPTS)
+      expect(isOpen(fd)).toBe(false)
+      expect(moved.steerError).toBeUndefined()
+      expect(dumped.sendQueue.equals(sent)).toBe(true) // nothing was ACKed
+      expect(dumped.unsentBytes).toBeGreaterThan(0)
+      expect(dumped.unsentBytes).toBeLessThan(sent.length)
+      expect(dumped.recvQueue).toEqual(REQ)
+      const state = stateOf(moved)
+      // TCP_TIMESTAMP is the socket's clock (tcp_time_stamp + offset), read twice: it moved by at most a little.
+      expect(((state.timestamp - dumped.timestamp) >>> 0)).toBeLessThan(100_000)
+      const same = { ...dumped, timestamp: state.timestamp }
+      const noQueues = (t: TcpRepairState): object => ({ ...t, recvQueue: t.recvQueue.length, sendQueue: t.sendQueue.length })
+      expect(noQueues(state)).toEqual(noQueues(same))
+      expect(state.recvQueue.equals(dumped.recvQueue) && state.sendQueue.equals(dumped.sendQueue)).toBe(true)
+      // The TypeScript encoder gives the same bytes, from the frame's state and from repairDump's.
+      expect(encodeMigrateOf(HEAD, state).equals(moved.frame)).toBe(true)
+      expect(encodeMigrateOf(HEAD, same).equals(moved.frame)).toBe(true)
+
+      flows.delete([{ address: '127.0.0.1', port: clientPort }])
+      const restored = native.repairRestore(state)
+      const unsent = unsentOf(state)
+      const went = native.repairGo(restored, unsent)
+      const sock = new net.Socket({ fd: restored })
+      sock.write(unsent.subarray(went)) // what did not fit in the restored socket's buffer
+      const seen = received(sock)
+      await until('the migrated request', () => seen() === REQ.toString('latin1'), 10_000)
+      await until('every byte written before the move', () => got.reduce((n, b) => n + b.length, 0) >= sent.length, 10_000)
+      expect(Buffer.concat(got).equals(sent)).toBe(true)
+      expect(ended).toBe(false)
+      client.destroy()
+      sock.destroy()
+      native.close(listenFd)
+      flows.close()
+    })
+    await until('fds closed', () => fdCount() === fds)
+  })
+
   it('a failed dump: throws, deletes the freeze element, and leaves the socket open, out of repair mode', async () => {
     const fds = fdCount()
     await inNetns(ns, async () => {
@@ -132,7 +220,8 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
       const got = received(client)
 
       // A listening socket: TCP_REPAIR itself is refused.
-      expect(() => flows.moveOut(listenFd, '127.0.0.1', 40001, OPTS)).toThrow(expect.objectContaining({
+      const ends = { clientAddress: '127.0.0.1', clientPort: 40001, localAddress: '127.0.0.1', localPort: 80 }
+      expect(() => flows.moveOut(listenFd, ends, PREFIX, OPTS)).toThrow(expect.objectContaining({
         name: 'BatonNativeError', syscall: 'setsockopt(TCP_REPAIR)', errnoCode: 'EPERM' }))
       expect(isOpen(listenFd)).toBe(true)
       expect(listed(ns).size).toBe(0)
@@ -141,7 +230,7 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
       client.end()
       await until('the FIN', () => native.tcpInfo(fd).state !== 1)
       const port = client.localPort ?? 0
-      expect(() => flows.moveOut(fd, '127.0.0.1', port, OPTS)).toThrow(expect.objectContaining({
+      expect(() => flows.moveOut(fd, { ...ends, clientPort: port }, PREFIX, OPTS)).toThrow(expect.objectContaining({
         name: 'BatonNativeError', syscall: 'tcp_info(state ESTABLISHED)', errnoCode: 'ENOTCONN' }))
       expect(listed(ns).has(`127.0.0.1 . ${port}`)).toBe(false)
       expect(isOpen(fd)).toBe(true)
@@ -160,10 +249,10 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
     await inNetns(ns, async () => {
       const small = native.nftOpen({ table: 'baton_t', set: 'small' })
       small.add([{ address: '10.9.9.9', port: 9, mark: 1 }]) // size 1: full, the freeze gets ENFILE
-      const { listenFd, fd, client } = await openPair()
+      const { listenFd, fd, client, port: listenPort } = await openPair()
       const got = received(client)
       const port = client.localPort ?? 0
-      expect(() => small.moveOut(fd, '127.0.0.1', port, OPTS)).toThrow(expect.objectContaining({
+      expect(() => small.moveOut(fd, endsOf(client, listenPort), PREFIX, OPTS)).toThrow(expect.objectContaining({
         name: 'BatonNativeError', syscall: `nft add baton_t.small 127.0.0.1 . ${port} (freeze)`, errnoCode: 'ENFILE' }))
       expect(native.tcpInfo(fd).state).toBe(1)
       fs.writeSync(fd, 'untouched')
@@ -183,15 +272,15 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
       const table = new FlowTable<string>(native.nftOpen({ table: 'baton_t', set: 'flows' }), silentLogger(), 1000, 5000)
       const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
       for (const staleMark of [7, FREEZE_MARK]) { // another server's (EEXIST, replaced), and a frozen one (kept)
-        const { listenFd, fd, client } = await openPair()
+        const { listenFd, fd, client, port: listenPort } = await openPair()
         const port = client.localPort ?? 0
         client.write(REQ)
         await queued(fd, REQ.length)
         flows.add([{ address: '127.0.0.1', port, mark: staleMark, timeoutMs: 30_000 }])
-        const { state, steerError } = table.moveOut(fd, '127.0.0.1', port, 4)
+        const moved = table.moveOut(fd, endsOf(client, listenPort), PREFIX, 4)
         expect(isOpen(fd)).toBe(false)
-        expect(steerError).toBeUndefined()
-        expect(state.recvQueue).toEqual(REQ)
+        expect(moved.steerError).toBeUndefined()
+        expect(stateOf(moved).recvQueue).toEqual(REQ)
         expect(listed(ns).get(`127.0.0.1 . ${port}`)).toEqual({ mark: 4, timeoutS: FLOW_TIMEOUT_MS / 1000 })
         table.unfreeze('127.0.0.1', port)
         client.destroy()
@@ -215,7 +304,7 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
       const sink = Buffer.alloc(1 << 20)
       let failed = false
       for (let attempt = 0; attempt < 3 && !failed; attempt++) {
-        const { listenFd, fd, client } = await openPair()
+        const { listenFd, fd, client, port: listenPort } = await openPair()
         client.on('error', () => {}) // the RST its next segment meets once the frozen element expired
         const port = client.localPort ?? 0
         // Reading fast lets the receive buffer autotune upwards; then the queue fills to several MB.
@@ -235,8 +324,10 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
         for (let last = -2; inq !== last;) { last = inq; await sleep(20); inq = native.peek(fd, peek) } // the window closed
         expect(inq).toBeGreaterThan(2 << 20)
 
-        const { state, steerError } = flows.moveOut(fd, '127.0.0.1', port, { ...OPTS, freezeTimeoutMs: 1 })
+        const moved = flows.moveOut(fd, endsOf(client, listenPort), PREFIX, { ...OPTS, freezeTimeoutMs: 1 })
+        const { steerError } = moved
         expect(isOpen(fd)).toBe(false)
+        const state = stateOf(moved) // the frame is whole either way: what a local restore decodes
         expect(state.recvQueue.length).toBe(inq)
         expect(state.recvQueue.equals(peek.subarray(0, inq))).toBe(true)
         if (steerError !== undefined) {
@@ -259,13 +350,18 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
   it('refuses bad arguments before any system call', async () => {
     await inNetns(ns, async () => {
       const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
-      expect(() => flows.moveOut(-1, '127.0.0.1', 1, OPTS)).toThrow(/fd must be/)
-      expect(() => flows.moveOut(3, '127.0.0.1', 70000, OPTS)).toThrow(/port must be/)
-      expect(() => flows.moveOut(3, '::1', 1, OPTS)).toThrow(/IPv4/)
-      expect(() => flows.moveOut(3, '127.0.0.1', 1, { ...OPTS, steerMark: -1 })).toThrow(/steerMark must be/)
-      expect(() => flows.moveOut(3, '127.0.0.1', 1, undefined as unknown as MoveOutOptions)).toThrow(/options must be/)
+      const ends: FlowEnds = { clientAddress: '127.0.0.1', clientPort: 1, localAddress: '127.0.0.1', localPort: 80 }
+      expect(() => flows.moveOut(-1, ends, PREFIX, OPTS)).toThrow(/fd must be/)
+      expect(() => flows.moveOut(3, { ...ends, clientPort: 70000 }, PREFIX, OPTS)).toThrow(/clientPort must be/)
+      expect(() => flows.moveOut(3, { ...ends, localPort: 0 }, PREFIX, OPTS)).toThrow(/localPort must be/)
+      expect(() => flows.moveOut(3, { ...ends, clientAddress: '::1' }, PREFIX, OPTS)).toThrow(/clientAddress must be a numeric IPv4/)
+      expect(() => flows.moveOut(3, { ...ends, localAddress: '::ffff:127.0.0.1' }, PREFIX, OPTS)).toThrow(/localAddress must be a numeric IPv4/)
+      expect(() => flows.moveOut(3, { ...ends, localAddress: '0.0.0.0' }, PREFIX, OPTS)).toThrow(/0\.0\.0\.0/)
+      expect(() => flows.moveOut(3, ends, Buffer.alloc(4), OPTS)).toThrow(/prefix must be/)
+      expect(() => flows.moveOut(3, ends, PREFIX, { ...OPTS, steerMark: -1 })).toThrow(/steerMark must be/)
+      expect(() => flows.moveOut(3, ends, PREFIX, undefined as unknown as MoveOutOptions)).toThrow(/options must be/)
       flows.close()
-      expect(() => flows.moveOut(3, '127.0.0.1', 1, OPTS)).toThrow(/closed/)
+      expect(() => flows.moveOut(3, ends, PREFIX, OPTS)).toThrow(/closed/)
       expect(listed(ns).size).toBe(0)
     })
   })

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { FLOW_TIMEOUT_MS, FlowTable, FREEZE_MARK, REFRESH_MS } from '../../../src/forward/migrate-flows'
 import { silentLogger } from '../../../src/log'
 import { BatonNativeError } from '../../../src/errors'
-import type { NftElement, NftSetHandle, TcpRepairState } from '../../../src/native/types'
+import type { NftElement, NftSetHandle } from '../../../src/native/types'
 
 /** A map in memory that answers like the kernel: EEXIST on add of a present key, ENOENT on delete/replace of a missing one. */
 function fakeMap (): NftSetHandle & { elems: Map<string, NftElement>; ops: string[] } {
@@ -20,18 +20,21 @@ function fakeMap (): NftSetHandle & { elems: Map<string, NftElement>; ops: strin
     replace (es) { for (const e of es) if (!elems.has(key(e))) fail('replace', e, 'ENOENT', 2); for (const e of es) { elems.set(key(e), e); ops.push(`replace ${key(e)} ${e.mark}`) } },
     delete (es) { for (const e of es) if (!elems.has(key(e))) fail('delete', e, 'ENOENT', 2); for (const e of es) { elems.delete(key(e)); ops.push(`delete ${key(e)}`) } },
     close () { ops.push('close') },
-    moveOut (_fd, address, port, o) {
-      const e = { address, port, mark: o.freezeMark, timeoutMs: o.freezeTimeoutMs }
+    moveOut (_fd, ends, prefix, o) {
+      const e = { address: ends.clientAddress, port: ends.clientPort, mark: o.freezeMark, timeoutMs: o.freezeTimeoutMs }
       if (elems.has(key(e))) ops.push(`take over ${key(e)}`)
       elems.set(key(e), e)
       elems.set(key(e), { ...e, mark: o.steerMark, timeoutMs: o.steerTimeoutMs })
       ops.push(`steer ${key(e)} ${o.steerMark}`)
-      return { state: {} as TcpRepairState, steerError: undefined }
+      return { frame: prefix, stateAt: prefix.length, steerError: undefined }
     },
   }
 }
 
-const move = (t: FlowTable<string>, port: number, mark: number): void => { t.moveOut(3, '10.0.0.10', port, mark) }
+const PREFIX = Buffer.alloc(5)
+const move = (t: FlowTable<string>, port: number, mark: number): void => {
+  t.moveOut(3, { clientAddress: '10.0.0.10', clientPort: port, localAddress: '10.0.0.1', localPort: 80 }, PREFIX, mark)
+}
 
 describe('FlowTable', () => {
   beforeEach(() => { vi.useFakeTimers() })
@@ -42,7 +45,7 @@ describe('FlowTable', () => {
     const t = new FlowTable<string>(nft, silentLogger(), 3000, 5000)
     const asked: unknown[] = []
     const moveOut = nft.moveOut.bind(nft)
-    nft.moveOut = (fd, address, port, o) => { asked.push(o); return moveOut(fd, address, port, o) }
+    nft.moveOut = (fd, ends, prefix, o) => { asked.push(o); return moveOut(fd, ends, prefix, o) }
     move(t, 40001, 3)
     expect(asked).toEqual([{ freezeMark: FREEZE_MARK, freezeTimeoutMs: 5000, steerMark: 3, steerTimeoutMs: FLOW_TIMEOUT_MS }])
     expect(nft.elems.get('10.0.0.10 . 40001')).toEqual({ address: '10.0.0.10', port: 40001, mark: 3, timeoutMs: FLOW_TIMEOUT_MS })

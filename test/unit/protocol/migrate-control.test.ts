@@ -5,9 +5,9 @@ import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import {
   decodeClosed, decodeHello, decodeLoad, decodeMigrate, decodePing, decodeReady, decodeU32, encodeAccepted, encodeAuth, encodeClosed,
-  encodeHello, encodeLoad, encodeMigrate, encodeMigrateOf, encodePing, encodeReady, encodeU32, FrameReader, MAX_CLOSED_IDS, MAX_FRAME_BYTES,
+  encodeHello, encodeLoad, encodeMigrate, encodeMigrateOf, encodeMigratePrefix, encodePing, encodeReady, encodeU32, FrameReader, MAX_CLOSED_IDS, MAX_FRAME_BYTES,
   MSG_ACCEPTED, MSG_AUTH, MSG_CLOSED, MSG_HELLO, MSG_LOAD, MSG_MIGRATE, MSG_PING, MSG_PONG, MSG_READY,
-  NONCE_BYTES, PRE_AUTH_MAX_BYTES, proofOf, ROLE_AGENT, ROLE_DISPATCHER, verifyProof, VERSION,
+  NONCE_BYTES, PRE_AUTH_MAX_BYTES, proofOf, ROLE_AGENT, ROLE_DISPATCHER, stampMigratePrefix, verifyProof, VERSION,
 } from '../../../src/protocol/migrate-control'
 import { encodeMigrateState } from '../../../src/protocol/migrate-state'
 import type { TcpRepairState } from '../../../src/native/types'
@@ -120,6 +120,22 @@ describe('MIGRATE written straight from a state (the dispatcher\'s hot path)', (
   it.each([['web', 'route-0'], ['sérvice', ''], ['s'.repeat(300), 'ü'.repeat(200)]])('is byte for byte encodeMigrate(encodeMigrateState) (%#)', (svc, route) => {
     const head = { id: 7, sentAt: 99.25, deadline: 599.25, service: svc, route }
     expect(encodeMigrateOf(head, state)).toEqual(encodeMigrate(head, encodeMigrateState(state)))
+  })
+
+  // The addon (NftSetHandle.moveOut) appends the state to this prefix and writes the length: the same frame.
+  it.each([['web', 'route-0'], ['sérvice', ''], ['s'.repeat(300), 'ü'.repeat(200)]])('prefix + state, length patched, is encodeMigrateOf (%#)', (svc, route) => {
+    const head = { id: 0xfffffffe, sentAt: 12345.678, deadline: 12845.678, service: svc, route }
+    const prefix = encodeMigratePrefix(head)
+    expect(prefix.readUInt32BE(0)).toBe(0) // the placeholder: a frame reader refuses it as it stands
+    const frame = Buffer.concat([prefix, encodeMigrateState(state)])
+    frame.writeUInt32BE(frame.length - 4, 0)
+    expect(frame).toEqual(encodeMigrateOf(head, state))
+    const m = decodeMigrate(frame.subarray(5))!
+    expect(m.state).toEqual(encodeMigrateState(state))
+    expect(frame.length - m.state.length).toBe(prefix.length) // the state starts where the prefix ends
+    // The dispatcher's reused prefix: another connection's, stamped with this one's id and clock, is the same.
+    const reused = encodeMigratePrefix({ ...head, id: 1, sentAt: 0, deadline: 0 })
+    expect(stampMigratePrefix(reused, head.id, head.sentAt, head.deadline)).toEqual(prefix)
   })
 })
 
