@@ -1,4 +1,4 @@
-// Per-socket calls on caller-owned fds: peek, SO_RCVLOWAT, dup, close. None of them takes ownership,
+// Per-socket calls on caller-owned fds: peek, write, SO_RCVLOWAT, dup, close. None of them takes ownership,
 // except baton_fd_close which ends it; baton__close is the one close(2) of the whole addon.
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +14,17 @@ static Napi::Value baton_fd_peek(const Napi::CallbackInfo& info) {
   Napi::Buffer<char> buf = info[1].As<Napi::Buffer<char>>();
   ssize_t n;
   do n = recv(fd, buf.Data(), buf.Length(), MSG_PEEK | MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+  return Napi::Number::New(info.Env(), n >= 0 ? static_cast<double>(n) : -errno);
+}
+
+// baton_fd_write(fd, buf) -> bytes written (may be fewer than all), or -errno (-EAGAIN: the socket
+// buffer is full). send(MSG_DONTWAIT | MSG_NOSIGNAL): never blocks, never raises SIGPIPE. For a stream
+// whose owner (Node) has nothing queued ahead of it: the caller checks that, and hands any rest to it.
+static Napi::Value baton_fd_write(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<char> buf = info[1].As<Napi::Buffer<char>>();
+  ssize_t n;
+  do n = send(fd, buf.Data(), buf.Length(), MSG_DONTWAIT | MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
   return Napi::Number::New(info.Env(), n >= 0 ? static_cast<double>(n) : -errno);
 }
 
@@ -51,6 +62,7 @@ static Napi::Value baton_fd_close(const Napi::CallbackInfo& info) {
 
 void baton_sock_init(Napi::Env env, Napi::Object exports) {
   exports.Set("baton_fd_peek", Napi::Function::New(env, baton_fd_peek, "baton_fd_peek"));
+  exports.Set("baton_fd_write", Napi::Function::New(env, baton_fd_write, "baton_fd_write"));
   exports.Set("baton_fd_set_rcvlowat", Napi::Function::New(env, baton_fd_set_rcvlowat, "baton_fd_set_rcvlowat"));
   exports.Set("baton_fd_dup", Napi::Function::New(env, baton_fd_dup, "baton_fd_dup"));
   exports.Set("baton_fd_close", Napi::Function::New(env, baton_fd_close, "baton_fd_close"));

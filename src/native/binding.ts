@@ -142,6 +142,12 @@ function makeApi (raw: any): NativeApi {
       return raw.baton_fd_peek(fd, buf)
     },
 
+    write (fd: number, buf: Buffer): number {
+      assertFd(fd)
+      assertBuffer(buf, 'buf')
+      return raw.baton_fd_write(fd, buf)
+    },
+
     setRcvLowat (fd: number, bytes: number): void {
       assertFd(fd)
       assertInt(bytes, 1, 0x7fffffff, 'bytes')
@@ -258,6 +264,7 @@ function makeUnavailableApi (loadError: Error): NativeApi {
     listenTcp: unavailable,
     createAcceptor: unavailable,
     peek: unavailable,
+    write: unavailable,
     setRcvLowat: unavailable,
     createPoller: unavailable,
     close: unavailable,

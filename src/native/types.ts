@@ -201,6 +201,11 @@ export interface NativeApi {
   createAcceptor (listenFd: number, peekBuf: Buffer, onConn: AcceptCallback): AcceptorHandle
   /** recv(MSG_PEEK | MSG_DONTWAIT) into buf: >0 bytes, 0 = EOF, <0 = -errno. */
   peek (fd: number, buf: Buffer): number
+  /**
+   * send(MSG_DONTWAIT | MSG_NOSIGNAL) of buf on a stream socket: bytes written (maybe fewer), or -errno
+   * (-EAGAIN: full). Only for a socket whose owner has nothing queued ahead of buf.
+   */
+  write (fd: number, buf: Buffer): number
   setRcvLowat (fd: number, bytes: number): void
   /** uv_poll on fd; cb(status, events) with status 0 or -errno. EEXIST if libuv already watches fd. */
   createPoller (fd: number, cb: (status: number, events: number) => void): PollerHandle

@@ -68,7 +68,33 @@ describe.runIf(process.platform === 'linux' && native.available)('native binding
     native.close(fd)
   })
 
+  it('write: bytes written, and -EAGAIN once the socket buffers are full', async () => {
+    const { createServer, connect } = await import('node:net')
+    const got: Buffer[] = []
+    const server = createServer((s) => { s.pause(); got.push(Buffer.alloc(0)); server.emit('peer', s) })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const peer = new Promise<import('node:net').Socket>((resolve) => server.once('peer', resolve))
+    const client = connect((server.address() as { port: number }).port, '127.0.0.1')
+    await new Promise((resolve) => client.once('connect', resolve))
+    const fd = (client as unknown as { _handle: { fd: number } })._handle.fd
+    const p = await peer
+    expect(native.write(fd, Buffer.from('hello'))).toBe(5)
+    const chunk = Buffer.alloc(1 << 20)
+    let n = 0
+    let rc = 0
+    for (let i = 0; i < 1000 && (rc = native.write(fd, chunk)) > 0; i++) n += rc
+    expect(rc).toBe(-native.constants.EAGAIN) // the peer reads nothing: the buffers filled
+    expect(n).toBeGreaterThan(0)
+    const first = await new Promise<Buffer>((resolve) => { p.once('data', resolve); p.resume() })
+    expect(first.subarray(0, 5).toString()).toBe('hello')
+    client.on('error', () => {})
+    p.destroy()
+    client.destroy()
+    server.close()
+  })
+
   it('asserts its arguments (programmer errors, not BatonErrors)', () => {
+    expect(() => native.write(-1, Buffer.alloc(1))).toThrow(/fd must be an int/)
     expect(() => native.peek(-1, Buffer.alloc(1))).toThrow(/fd must be an int/)
     expect(() => native.peek(1.5, Buffer.alloc(1))).toThrow(/fd must be an int/)
     expect(() => native.peek(0, Buffer.alloc(0))).toThrow(/non-empty Buffer/)
