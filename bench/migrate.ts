@@ -10,10 +10,10 @@
 //   handoff  /h/  -> handed to the back end on the dispatcher's host
 //   direct        -> the client to rs1's back end, without the dispatcher
 // The dispatcher times each migration step (performance.now(), forward/migrate.ts's channel, MIGRATE_STEPS):
-// freeze, dump + close, steer, encode, send MIGRATE, the migration (freeze to MIGRATE sent: the dispatcher's
-// part, after which the connection is the agent's), wait READY (the agent's round trip: restore, hand-off,
-// answer), total (freeze to READY). Its CPU per connection is utime + stime over a row / N. The client times
-// connect -> first byte.
+// encode (the MIGRATE head, before the freeze), freeze + dump + close + steer (one addon call, moveOut), send
+// MIGRATE, the migration (freeze to MIGRATE sent: the dispatcher's part, after which the connection is the
+// agent's), wait READY (the agent's round trip: restore, hand-off, answer), total (freeze to READY). Its CPU
+// per connection is utime + stime over a row / N. The client times connect -> first byte.
 //   npm run bench:migrate -- [--conns=500] [--rounds=2] [--concurrency=8] [--no-pin] [--switch-cpu=other|sender] [--profile=DIR]
 //                            [--label=NAME] [--write] [--json=FILE]      npm run bench:migrate -- --from-json=FILE [--write]
 // --pin (default): the real server's host (agent, its back end) on CPU 1, the rest (dispatcher, the handoff back
