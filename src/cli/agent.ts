@@ -1,11 +1,13 @@
 // `baton agent --listen HOST:PORT --secret-file FILE --vip VIP:PORT --handoff PATH`: the real-server side of
 // forward: migrate (src/agent/agent.ts). Runs until SIGTERM or SIGINT. Exit codes: 0 stopped, 1 cannot run
-// here (no addon, no CAP_NET_ADMIN, cannot listen), 2 usage.
+// here (no addon, no CAP_NET_ADMIN, no early-drop table for the VIP, cannot listen), 2 usage.
 import { readFileSync } from 'node:fs'
 import { isIPv4 } from 'node:net'
 import { parseArgs } from 'node:util'
 import { parseAddress } from '../config/address'
 import { readTokenFile } from '../config/read'
+import { RS_NFT_TABLE } from '../host/nft-table'
+import { run as runCommand } from '../host/system'
 import { createLogger, flushLog, type LogLevel } from '../log'
 
 const HELP = `Usage: baton agent --listen HOST:PORT --secret-file FILE --vip VIP:PORT --handoff PATH [--log-level LEVEL]
@@ -31,6 +33,22 @@ class AgentUsageError extends Error {}
 function hasNetAdmin (): boolean {
   const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('CapEff:'))
   return ((BigInt('0x' + (line?.split(/\s+/)[1] ?? '0')) >> CAP_NET_ADMIN) & 1n) === 1n
+}
+
+/**
+ * Why `baton host realserver`'s early-drop table for this VIP is not in place, or undefined. Without it a
+ * packet that reaches this host before its migrated socket is restored is answered with RST (the
+ * dispatcher steers a flow here before the agent has it), so the agent does not run: it never degrades
+ * silently. Read once at start, with `nft`.
+ */
+function earlyDropMissing (vip: string): string | undefined {
+  const r = runCommand({ argv: ['nft', 'list', 'table', 'ip', RS_NFT_TABLE] })
+  const fix = `run \`baton host realserver --vip ${vip}\` first`
+  if (r.status !== 0) return `no nft table ip ${RS_NFT_TABLE} (${r.stderr.trim().split('\n')[0] ?? ''}): ${fix}`
+  if (!r.stdout.includes(`ip daddr ${vip} `) || !r.stdout.includes('socket transparent 1')) {
+    return `nft table ip ${RS_NFT_TABLE} has no early-drop rule for ${vip}: ${fix}`
+  }
+  return undefined
 }
 
 function address (text: string | undefined, option: string): { host: string; port: number } {
@@ -78,6 +96,11 @@ async function run (o: { listen: { host: string; port: number }; vip: { host: st
   if (!native.available || !hasNetAdmin()) {
     const why = native.available ? 'this process lacks CAP_NET_ADMIN (TCP_REPAIR needs it)' : `the native addon did not load (${native.loadError?.message ?? ''})`
     err(`baton agent: cannot restore connections: ${why} (BATON_ERR_MIGRATE_UNAVAILABLE)\n`)
+    return 1
+  }
+  const early = earlyDropMissing(o.vip.host)
+  if (early !== undefined) {
+    err(`baton agent: cannot restore connections: ${early} (BATON_ERR_MIGRATE_UNAVAILABLE)\n`)
     return 1
   }
   const { Agent } = await import('../agent/agent')

@@ -11,7 +11,7 @@
 // served by the service's other server; a MIGRATE past its deadline (or before any PING) refused by the agent with
 // nothing restored; a forged control connection (wrong secret) closed with nothing restored; an agent
 // that dies is down at once and the client gets 503, never a hang.
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { type Baton, startBaton } from '../../src/baton'
 import { parseConfig } from '../../src/config/load'
-import { dispatcherTable } from '../../src/host/nft-table'
+import { dispatcherTable, realserverTable } from '../../src/host/nft-table'
 import { native } from '../../src/native/binding'
 import { ControlLink } from '../../src/forward/migrate-link'
 import {
@@ -147,6 +147,7 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
   beforeAll(async () => {
     ns = netnsAdd('baton-mig')
     nftIn(ns, ['-f', '-'], dispatcherTable({ vip: VIP, port: PORT }))
+    nftIn(ns, ['-f', '-'], realserverTable({ vip: VIP })) // the agents refuse to run without it (loopback is exempt)
     back = native.netnsEnter(`/run/netns/${ns}`) // this thread, its sockets and its children live there from now on
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-mig-'))
     fs.writeFileSync(path.join(dir, 'agent.key'), SECRET, { mode: 0o600 })
@@ -340,6 +341,24 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
     expect(answers[1]).toMatchObject({ id: 2, ok: false })
     expect(answers[1]!.reason).toMatch(/^stale: \d+\.\d ms past its deadline$/)
     link.close()
+  })
+
+  it('an agent does not run on a host without baton host realserver\'s early-drop table for its VIP', () => {
+    nftIn(ns, ['delete', 'table', 'ip', 'baton_realserver'])
+    try {
+      const r = spawnSync(process.execPath, [MAIN, 'agent', '--listen', '127.0.0.1:7079', '--secret-file', path.join(dir, 'agent.key'),
+        '--vip', `${VIP}:${PORT}`, '--handoff', path.join(dir, 'be1.sock')], { encoding: 'utf8', timeout: 10_000 })
+      expect(r.status).toBe(1)
+      expect(r.stderr).toMatch(/cannot restore connections: no nft table ip baton_realserver .*run `baton host realserver --vip 127\.0\.0\.1` first \(BATON_ERR_MIGRATE_UNAVAILABLE\)/)
+      nftIn(ns, ['-f', '-'], realserverTable({ vip: '10.1.2.3' })) // a table for another VIP
+      const other = spawnSync(process.execPath, [MAIN, 'agent', '--listen', '127.0.0.1:7079', '--secret-file', path.join(dir, 'agent.key'),
+        '--vip', `${VIP}:${PORT}`, '--handoff', path.join(dir, 'be1.sock')], { encoding: 'utf8', timeout: 10_000 })
+      expect(other.status).toBe(1)
+      expect(other.stderr).toMatch(/has no early-drop rule for 127\.0\.0\.1/)
+    } finally {
+      nftIn(ns, ['delete', 'table', 'ip', 'baton_realserver'])
+      nftIn(ns, ['-f', '-'], realserverTable({ vip: VIP }))
+    }
   })
 
   it('takes an agent that dies out at once; its clients get 503, never a hang', async () => {
