@@ -9,9 +9,10 @@
 // the flow element present while it lives and gone graceMs after its CLOSED; 200 migrations with the
 // dispatcher's own time (freeze to MIGRATE sent) and the agent's round trip; an agent that refuses (wrong VIP) -> restored on the dispatcher and
 // served by the service's other server; a MIGRATE past its deadline (or before any PING) refused by the agent with
-// nothing restored; a forged control connection (wrong secret) closed with nothing restored; an agent
+// nothing restored, also by a real agent stopped (SIGSTOP) while the dispatcher gave up and restored the
+// connection itself; a forged control connection (wrong secret) closed with nothing restored; an agent
 // that dies is down at once and the client gets 503, never a hang.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
@@ -103,6 +104,7 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
   const procs: ChildProcess[] = []
   const logs: Array<Record<string, any>> = []
   const agentOut: string[] = []
+  let paused: ChildProcess | undefined
 
   /** Starts a child (in this thread's namespace) and resolves once `ready` shows in its stdout or IPC. */
   async function child (args: string[], ready: string): Promise<ChildProcess> {
@@ -157,6 +159,7 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
       [MAIN, 'agent', '--listen', listen, '--secret-file', path.join(dir, 'agent.key'), '--vip', vip, '--handoff', sock]
     await child(agent('127.0.0.1:7070', `${VIP}:${PORT}`), 'baton agent listening')
     await child(agent('127.0.0.1:7071', `${VIP}:9999`), 'baton agent listening') // refuses every flow: wrong VIP
+    paused = await child(agent('127.0.0.1:7075', `${VIP}:${PORT}`), 'baton agent listening') // stopped (SIGSTOP) by a test
     await fakeAgent(7072, 'silent')
     await fakeAgent(7073, 'dying')
     await fakeAgent(7074, 'forged')
@@ -178,17 +181,21 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
       '    servers: [ { name: d1, agent: 127.0.0.1:7073, weight: 2 }, { name: local3, handoff: be1.sock } ]',
       '  - name: forged',
       '    servers: [ { name: f1, agent: 127.0.0.1:7074 } ]',
+      '  - name: paused',
+      '    scheduler: fo',
+      '    servers: [ { name: p1, agent: 127.0.0.1:7075, weight: 2 }, { name: local4, handoff: be1.sock } ]',
       'routes:',
       '  - { match: { path: /bad/ }, service: bad }',
       '  - { match: { path: /silent/ }, service: silent }',
       '  - { match: { path: /dying/ }, service: dying }',
+      '  - { match: { path: /paused/ }, service: paused }',
       '  - { service: web }',
     ].join('\n'), path.join(dir, 'baton.yaml'))
     const logger = pino({ level: 'debug' }, {
       write: (s: string) => { for (const l of s.split('\n')) if (l !== '') logs.push(JSON.parse(l) as Record<string, any>) },
     })
     baton = await startBaton(config, { logger })
-    await until('every real agent up', () => ['r1', 'r2', 'local', 's1', 'd1'].every((id) => state(id) === 'up'), 10_000)
+    await until('every real agent up', () => ['r1', 'r2', 'local', 's1', 'd1', 'p1'].every((id) => state(id) === 'up'), 10_000)
   })
 
   afterAll(async () => {
@@ -292,6 +299,31 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
     expect(logs.find((l) => l.backend === 'd1' && l.code === 'BATON_ERR_MIGRATE_FAILED')?.err).toMatch(/control connection lost/)
     sock.destroy()
     await until('no flow left frozen', () => flows(ns).size === 0, 3000)
+  })
+
+  it('an agent stopped past a MIGRATE\'s deadline refuses it once it runs again: the connection stays the dispatcher\'s alone', async () => {
+    paused!.kill('SIGSTOP')
+    const refusedBefore = agentOut.join('').split('stale: ').length
+    const sock = await connect()
+    let first: Awaited<ReturnType<typeof get>>
+    try {
+      const t0 = Date.now()
+      first = await get(sock, '/paused/x')
+      expect(first.status).toBe(200)
+      expect(first.body.via).toMatch(/^handoff \(service paused, /) // local4, restored here after timeoutMs
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(900)
+    } finally {
+      paused!.kill('SIGCONT') // within 2 x timeoutMs: its control connection is still up, the MIGRATE still queued
+    }
+    await until('the agent refused the stale MIGRATE', () => agentOut.join('').split('stale: ').length > refusedBefore, 5000)
+    const again = await get(sock, '/paused/y') // the same connection, still served here, by the same back end
+    expect(again.status).toBe(200)
+    expect(again.body.via).toBe(first.body.via)
+    // One socket holds the flow's server end: the back end's (the agent restored nothing).
+    const held = execFileSync('ss', ['-Htn', 'state', 'established', `( sport = :${PORT} and dport = :${sock.localPort} )`], { encoding: 'utf8' })
+    expect(held.trim().split('\n').filter((l) => l !== '')).toHaveLength(1)
+    sock.destroy()
+    await until('p1 up again', () => state('p1') === 'up', 5000)
   })
 
   it('never takes an agent that cannot prove the secret into rotation', () => {
