@@ -2,7 +2,8 @@
 // The scalar part of a dump travels between C and JS in one Uint32Array laid out as below;
 // src/native/repair.ts has the same table (REPAIR_FIELDS) and turns it into a TcpRepairState (stateOf).
 // Policy (which state is acceptable, the timestamp slack) stays in TypeScript; so does the wire format's
-// definition (src/protocol/migrate-state.ts), which repair_state.cc also writes, for moveOut's frame.
+// definition (src/protocol/migrate-state.ts), which repair_state.cc also writes, for moveOut's frame, and
+// reads, for the agent's baton_repair_restore_wire.
 #ifndef BATON_REPAIR_H
 #define BATON_REPAIR_H
 
@@ -63,6 +64,24 @@ uint8_t* baton__state_head(uint8_t* p, const uint32_t* f, uint32_t rq_len, uint3
 uint8_t* baton__state_ipv4(uint8_t* p, uint32_t addr);
 // v big-endian at p; returns p + 4.
 uint8_t* baton__state_be32(uint8_t* p, uint32_t v);
+// A larger queue is refused (migrate-state.ts MAX_QUEUE_BYTES).
+enum { BATON_STATE_MAX_QUEUE = 64 * 1024 * 1024, BATON_STATE_WHY_BYTES = 96 };
+// A wire state as baton__state_decode reads it: the scalars in f (this file's order, as on the wire, the
+// timestamp as dumped), and pointers into the decoded buffer for the addresses (4 or 16 bytes, network
+// order, by f[BATON_REPAIR_FAMILY]) and the two queues. Nothing is copied: valid while the buffer is.
+struct baton__state_view {
+  uint32_t f[BATON_REPAIR_FIELD_COUNT];
+  const uint8_t* local;
+  const uint8_t* peer;
+  const uint8_t* rq;
+  size_t rq_len;
+  const uint8_t* sq;
+  size_t sq_len;
+};
+// Checks p[0..len) as decodeMigrateState does, the same checks in the same order (the whole of len must be
+// the state: nothing after it). Returns true with *v filled, or false with decodeMigrateState's reason in
+// why (BATON_STATE_WHY_BYTES is enough for any of them).
+bool baton__state_decode(const uint8_t* p, size_t len, baton__state_view* v, char* why, size_t why_len);
 
 // repair_dump.cc / repair_restore.cc / migrate_out.cc
 void baton_repair_init(Napi::Env env, Napi::Object exports);

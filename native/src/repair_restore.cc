@@ -1,12 +1,17 @@
-// TCP_REPAIR on the agent's side: rebuild a dumped connection in a new socket (baton_repair_restore), then,
-// once the flow is steered here, let it go (baton_repair_go). The order of the calls is the kernel's, not
-// ours: queue sequences only before connect(), TCP_MAXSEG before connect() (pitfall 3: a repair connect
-// resets mss_clamp to 536 and the MSS option does not fix mss_cache), options after it, the window after
-// the receive queue. Needs CAP_NET_ADMIN in the socket's network namespace.
+// TCP_REPAIR on the agent's side: rebuild a dumped connection in a new socket (baton_repair_restore from a
+// TcpRepairState's parts; baton_repair_restore_wire straight from a MIGRATE's wire state, the agent's hot
+// path), then, once the flow is steered here, let it go (baton_repair_go). The order of the calls is the
+// kernel's, not ours: queue sequences only before connect(), TCP_MAXSEG before connect() (pitfall 3: a repair
+// connect resets mss_clamp to 536 and the MSS option does not fix mss_cache), options after it, the window
+// after the receive queue. Needs CAP_NET_ADMIN in the socket's network namespace.
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <string.h>
 #include <sys/socket.h>
+
+#include <string>
 
 #include "baton.h"
 #include "repair.h"
@@ -106,6 +111,29 @@ static int baton__restore_post(int fd, const baton__restore_in* in, const char**
   return 0;  // a queue may stay selected: it only matters in repair mode, and TCP_REPAIR=1 resets it
 }
 
+// The whole restore, both entry points' (baton_repair_restore, baton_repair_restore_wire): a new socket,
+// the steps before connect(), connect() in repair mode (no SYN: ESTABLISHED at once), the steps after it.
+// Returns 0 with *fd, or an errno with *step; then no fd is left open (the socket was closed still in
+// repair mode, so nothing reached the peer).
+static int baton__restore(const struct sockaddr_storage* local, socklen_t llen, const struct sockaddr_storage* peer,
+                          socklen_t plen, const baton__restore_in* in, int* fd, const char** step) {
+  *step = "socket";
+  int s = socket(local->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (s < 0) return errno;
+  int err = baton__restore_pre(s, local, llen, in, step);
+  if (err == 0) {
+    *step = "connect";
+    if (connect(s, reinterpret_cast<const struct sockaddr*>(peer), plen) != 0) err = errno;
+  }
+  if (err == 0) err = baton__restore_post(s, in, step);
+  if (err != 0) {
+    baton__close(s);
+    return err;
+  }
+  *fd = s;
+  return 0;
+}
+
 // baton_repair_restore(local, peer, fields: Uint32Array, recvQueue: Buffer, sendQueue: Buffer) -> fd
 // Addresses are numeric text; ports and everything else come from fields (repair.h), as dumped, except
 // the timestamp, which the caller already moved forward. sendQueue is the whole dumped send queue; its
@@ -130,19 +158,91 @@ static Napi::Value baton_repair_restore(const Napi::CallbackInfo& info) {
   size_t unsent = f[BATON_REPAIR_UNSENT];
   if (unsent > sq.Length()) return baton__throw_errno(env, "restore(unsent > send queue)", EINVAL);
   baton__restore_in in = {f, rq.Data(), rq.Length(), sq.Data(), sq.Length() - unsent, sq.Length()};
-  int fd = socket(local.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-  if (fd < 0) return baton__throw_errno(env, "socket", errno);
+  int fd = -1;
   const char* step = "";
-  int err = baton__restore_pre(fd, &local, static_cast<socklen_t>(llen), &in, &step);
-  if (err == 0) {
-    step = "connect";  // in repair mode: no SYN, the socket is ESTABLISHED at once
-    if (connect(fd, reinterpret_cast<struct sockaddr*>(&peer), static_cast<socklen_t>(plen)) != 0) err = errno;
+  int err = baton__restore(&local, static_cast<socklen_t>(llen), &peer, static_cast<socklen_t>(plen), &in, &fd, &step);
+  if (err != 0) return baton__throw_errno(env, step, err);
+  return Napi::Number::New(env, fd);
+}
+
+// An Error{message, errno, code} without a syscall: a refusal before any system call (the wrapper, which maps
+// errors with a syscall to BatonNativeError, passes it on as it is).
+static Napi::Value baton__refuse(Napi::Env env, const std::string& message, int err) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("code", Napi::String::New(env, baton__errno_name(err)));
+  e.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// "a.b.c.d:port", "[v6]:port": an address of a wire state (network order) for a message.
+static std::string baton__endpoint(uint32_t family, const uint8_t* addr, uint32_t port) {
+  char text[INET6_ADDRSTRLEN] = "";
+  inet_ntop(family == 4 ? AF_INET : AF_INET6, addr, text, sizeof(text));
+  std::string host(text);
+  return (family == 4 ? host : "[" + host + "]") + ":" + std::to_string(port);
+}
+
+// baton_repair_restore_wire(buf: Buffer, offset, timestampSlackMs, vipAddr, vipPort, out: Uint32Array(4)) -> fd
+// The agent's restore straight from a MIGRATE's bytes: buf[offset..] is one wire state (migrate-state.ts),
+// all of the rest of buf. Decodes it (baton__state_decode, repair_state.cc: what decodeMigrateState checks),
+// refuses a flow whose local end is not vipAddr (IPv4, host order) : vipPort, moves the timestamp forward by
+// timestampSlackMs as advanceTimestamp does (repair.ts; bit 0 set: microseconds), and restores it as
+// baton_repair_restore does, the queues straight from buf. On success out = [peer address (IPv4, host order),
+// peer port, offset in buf of the send queue's never-sent tail, its length]: what baton_repair_go sends.
+// Throws, leaving no fd open:
+// - a bad state: Error{message "bad state: " + decodeMigrateState's reason, errno EINVAL, code}, no syscall;
+// - another local end: Error{message "flow is for A:P, this agent's VIP is V:Q", errno EADDRNOTAVAIL, code},
+//   no syscall;
+// - a failed step: Error{errno, code, syscall = the step}, as baton_repair_restore.
+static Napi::Value baton_repair_restore_wire(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+  size_t offset = info[1].As<Napi::Number>().Uint32Value();
+  uint32_t slack_ms = info[2].As<Napi::Number>().Uint32Value();
+  uint32_t vip_addr = info[3].As<Napi::Number>().Uint32Value();
+  uint32_t vip_port = info[4].As<Napi::Number>().Uint32Value();
+  uint32_t* out = info[5].As<Napi::Uint32Array>().Data();
+  if (env.IsExceptionPending()) return env.Undefined();
+  if (offset > buf.Length()) offset = buf.Length();  // the wrapper checks; here only: never read past buf
+  const uint8_t* p = buf.Data() + offset;
+  baton__state_view v;
+  char why[BATON_STATE_WHY_BYTES];
+  if (!baton__state_decode(p, buf.Length() - offset, &v, why, sizeof(why))) {
+    return baton__refuse(env, std::string("bad state: ") + why, EINVAL);
   }
-  if (err == 0) err = baton__restore_post(fd, &in, &step);
-  if (err != 0) {
-    baton__close(fd);  // still in repair mode: nothing reaches the peer
-    return baton__throw_errno(env, step, err);
+  uint32_t* f = v.f;
+  uint8_t vip[4];
+  baton__state_ipv4(vip, vip_addr);
+  if (f[BATON_REPAIR_FAMILY] != 4 || memcmp(v.local, vip, 4) != 0 || f[BATON_REPAIR_LOCAL_PORT] != vip_port) {
+    return baton__refuse(env, "flow is for " + baton__endpoint(f[BATON_REPAIR_FAMILY], v.local, f[BATON_REPAIR_LOCAL_PORT]) +
+                                  ", this agent's VIP is " + baton__endpoint(4, vip, vip_port), EADDRNOTAVAIL);
   }
+  uint32_t ts = f[BATON_REPAIR_TIMESTAMP];
+  f[BATON_REPAIR_TIMESTAMP] = ts + ((ts & 1) != 0 ? slack_ms * 1000 : slack_ms);  // modulo 2^32
+
+  struct sockaddr_storage local, peer;
+  memset(&local, 0, sizeof(struct sockaddr_in));
+  memset(&peer, 0, sizeof(struct sockaddr_in));
+  struct sockaddr_in* lin = reinterpret_cast<struct sockaddr_in*>(&local);
+  struct sockaddr_in* pin = reinterpret_cast<struct sockaddr_in*>(&peer);
+  lin->sin_family = pin->sin_family = AF_INET;
+  memcpy(&lin->sin_addr, v.local, 4);  // both network order, as on the wire
+  memcpy(&pin->sin_addr, v.peer, 4);
+  lin->sin_port = htons(static_cast<uint16_t>(f[BATON_REPAIR_LOCAL_PORT]));
+  pin->sin_port = htons(static_cast<uint16_t>(f[BATON_REPAIR_PEER_PORT]));
+  size_t unsent = f[BATON_REPAIR_UNSENT];
+  baton__restore_in in = {f, reinterpret_cast<const char*>(v.rq), v.rq_len, reinterpret_cast<const char*>(v.sq),
+                          v.sq_len - unsent, v.sq_len};
+  int fd = -1;
+  const char* step = "";
+  int err = baton__restore(&local, sizeof(struct sockaddr_in), &peer, sizeof(struct sockaddr_in), &in, &fd, &step);
+  if (err != 0) return baton__throw_errno(env, step, err);
+  out[0] = (static_cast<uint32_t>(v.peer[0]) << 24) | (static_cast<uint32_t>(v.peer[1]) << 16) |
+           (static_cast<uint32_t>(v.peer[2]) << 8) | v.peer[3];
+  out[1] = f[BATON_REPAIR_PEER_PORT];
+  out[2] = static_cast<uint32_t>(v.sq + v.sq_len - unsent - buf.Data());
+  out[3] = static_cast<uint32_t>(unsent);
   return Napi::Number::New(env, fd);
 }
 
@@ -187,5 +287,7 @@ static Napi::Value baton_repair_go(const Napi::CallbackInfo& info) {
 
 void baton_repair_restore_init(Napi::Env env, Napi::Object exports) {
   exports.Set("baton_repair_restore", Napi::Function::New(env, baton_repair_restore, "baton_repair_restore"));
+  exports.Set("baton_repair_restore_wire",
+              Napi::Function::New(env, baton_repair_restore_wire, "baton_repair_restore_wire"));
   exports.Set("baton_repair_go", Napi::Function::New(env, baton_repair_go, "baton_repair_go"));
 }

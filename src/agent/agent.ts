@@ -1,7 +1,8 @@
 // `baton agent`: runs on a real server's host and takes migrated connections (forward: migrate) from the
 // dispatcher. The dispatcher has already steered the flow here when its MIGRATE arrives (packets that come
 // before the socket exists are dropped by `baton host realserver`'s table, not reset). For each MIGRATE the
-// agent restores the socket on the VIP (native.repairRestore), marks it ready for that table (IP_TRANSPARENT)
+// agent restores the socket on the VIP straight from the MIGRATE's bytes (native.repairRestoreWire: decode,
+// VIP check and restore in one addon call, no TcpRepairState), marks it ready for that table (IP_TRANSPARENT)
 // and lets it go (native.repairGo: out of repair mode, without a window probe), hands it to the local back end
 // over the back end's handoff socket, exactly as a dispatcher on this host would (forward/handoff-channel.ts,
 // HANDOFF + SCM_RIGHTS), so baton/backend does not change, and then answers READY. It reports the migrated
@@ -16,10 +17,10 @@
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { BatonError } from '../errors'
+import { BatonError, BatonNativeError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
-import { unsentOf } from '../native/repair'
+import type { RestoredFlow } from '../native/types'
 import { HandoffChannel } from '../forward/handoff-channel'
 import { ControlLink } from '../forward/migrate-link'
 import { encodeHandoff, MAX_MESSAGE_BYTES } from '../protocol/handoff'
@@ -27,7 +28,6 @@ import {
   decodeMigrate, decodePing, encodeClosed, encodeLoad, encodeReady, encodeU32, INSTANCE_BYTES, MAX_CLOSED_IDS,
   MSG_MIGRATE, MSG_PING, MSG_PONG, ROLE_AGENT,
 } from '../protocol/migrate-control'
-import { decodeMigrateState } from '../protocol/migrate-state'
 import { PeerClock } from './clock'
 import { FlowTracker } from './flows'
 
@@ -157,18 +157,17 @@ export class Agent {
       refuse(known ? `stale: ${(theirs - m.deadline).toFixed(1)} ms past its deadline` : 'no PING yet')
       return
     }
-    const decoded = decodeMigrateState(m.state)
-    if (!decoded.ok) { refuse(`bad state: ${decoded.reason}`); return }
-    const state = decoded.state
-    const vip = this.#opts.vip
-    if (state.localAddress !== vip.host || state.localPort !== vip.port) {
-      refuse(`flow is for ${state.localAddress}:${state.localPort}, this agent's VIP is ${vip.host}:${vip.port}`)
+    if (!this.#channel.ready) { refuse('the back end is not connected'); return }
+    // Decode, the VIP check and the restore in one addon call, from the MIGRATE's bytes: `bad state: ...` and
+    // `flow is for A:P, this agent's VIP is V:Q` come back as they are, a failed step as `restore: ...`.
+    let flow: RestoredFlow
+    try {
+      flow = native.repairRestoreWire(m.state, 0, this.#opts.vip)
+    } catch (err) {
+      refuse(err instanceof BatonNativeError ? `restore: ${err.message}` : (err as Error).message)
       return
     }
-    if (!this.#channel.ready) { refuse('the back end is not connected'); return }
-    let fd: number
-    try { fd = native.repairRestore(state) } catch (err) { refuse(`restore: ${(err as Error).message}`); return }
-    const unsent = unsentOf(state)
+    const { fd, unsent } = flow
     let written: number
     try {
       // No window probe: the client, which waits for its answer, learns nothing from it, and its packet
@@ -182,7 +181,7 @@ export class Agent {
       return
     }
     // From here on the socket is live and the agent's: READY ok whatever happens to it.
-    const client = `${state.peerAddress}:${state.peerPort}`
+    const client = `${flow.peerAddress}:${flow.peerPort}`
     if (written < unsent.length) {
       native.close(fd)
       this.#log.error({ conn: m.id, err: `${unsent.length - written} never-sent bytes did not fit the socket`, code: 'BATON_ERR_MIGRATE_FAILED' }, 'migrated connection lost')

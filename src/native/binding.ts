@@ -283,6 +283,7 @@ function makeUnavailableApi (loadError: Error): NativeApi {
     repairClose: unavailable,
     repairOff: unavailable,
     repairRestore: unavailable,
+    repairRestoreWire: unavailable,
     repairGo: unavailable,
     tcpInfo: unavailable,
     nftOpen: unavailable,

@@ -1,21 +1,25 @@
 // The checked wrappers of the addon's TCP_REPAIR calls (native/src/repair_dump.cc, repair_restore.cc):
-// native.repairDump, repairClose, repairOff, repairRestore, repairGo, tcpInfo. It never loads anything:
-// binding.ts hands it the addon module (as it does for splice-relay.ts). The scalars cross the boundary
-// in one Uint32Array whose layout is REPAIR_FIELDS, the same order as native/src/repair.h.
+// native.repairDump, repairClose, repairOff, repairRestore, repairRestoreWire, repairGo, tcpInfo. It never
+// loads anything: binding.ts hands it the addon module (as it does for splice-relay.ts). The scalars cross
+// the boundary in one Uint32Array whose layout is REPAIR_FIELDS, the same order as native/src/repair.h;
+// repairRestoreWire passes the wire state itself (repair_state.cc decodes it) and gets four numbers back.
 import assert from 'node:assert'
 import net from 'node:net'
 
 import { BatonNativeError } from '../errors'
 import { assertFd, assertInt } from './asserts'
 import { errnoName } from './errno'
-import type { NativeApi, TcpInfo, TcpRepairState } from './types'
+import type { NativeApi, RestoredFlow, TcpInfo, TcpRepairState } from './types'
 
 /** The Uint32Array layout shared with native/src/repair.h (enum baton__repair_field). */
 const REPAIR_FIELDS = ['family', 'localPort', 'peerPort', 'options', 'sndWscale', 'rcvWscale', 'mssClamp',
   'timestamp', 'sndWl1', 'sndWnd', 'maxWindow', 'rcvWnd', 'rcvWup', 'rcvNxt', 'writeSeq', 'unsentBytes'] as const
 type RepairField = typeof REPAIR_FIELDS[number]
 const TIMESTAMP_INDEX = REPAIR_FIELDS.indexOf('timestamp')
-/** The length of the fields array a dump fills (repairDump here, NftSet.moveOut in nft.ts). */
+/**
+ * The length of the fields array that repairDump fills and repairRestore packs (the scratch in makeRepairApi).
+ * moveOut (nft.ts, migrate_out.cc) and repairRestoreWire keep their fields in C: none cross for them.
+ */
 export const REPAIR_FIELD_COUNT = REPAIR_FIELDS.length
 
 /** Default forward move of the restored TCP timestamp (pitfall 4: the peer's PAWS tolerates 1 tick). */
@@ -31,11 +35,14 @@ export interface RepairRaw {
   baton_repair_close (fd: number): void
   baton_repair_off (fd: number, probe: boolean): void
   baton_repair_restore (local: string, peer: string, fields: Uint32Array, rq: Buffer, sq: Buffer): number
+  baton_repair_restore_wire (buf: Buffer, offset: number, timestampSlackMs: number, vipAddress: number, vipPort: number,
+    out: Uint32Array): number
   baton_repair_go (fd: number, unsent: Buffer, probe: boolean, transparent: boolean): number
   baton_tcp_info (fd: number, out: Uint32Array): number
 }
 
-type RepairApi = Pick<NativeApi, 'repairDump' | 'repairClose' | 'repairOff' | 'repairRestore' | 'repairGo' | 'tcpInfo'>
+type RepairApi = Pick<NativeApi, 'repairDump' | 'repairClose' | 'repairOff' | 'repairRestore' | 'repairRestoreWire' |
+  'repairGo' | 'tcpInfo'>
 
 /**
  * The TcpRepairState of a dump: the fields array as the addon filled it (REPAIR_FIELDS order) and the rest
@@ -83,6 +90,28 @@ export function assertRepairState (s: TcpRepairState): void {
   checkInt(s.unsentBytes, 0, s.sendQueue.length, 'unsentBytes')
 }
 
+/** A numeric IPv4 address as a u32 (host order); asserts. */
+function ipv4ToU32 (address: string, what: string): number {
+  if (!net.isIPv4(address)) assert.fail(`${what} must be a numeric IPv4 address, got ${String(address)}`)
+  let value = 0
+  let octet = 0
+  for (let i = 0; i < address.length; i++) {
+    const c = address.charCodeAt(i)
+    if (c === 46) { value = value * 256 + octet; octet = 0 } else octet = octet * 10 + c - 48 // '.' or a digit
+  }
+  return value * 256 + octet
+}
+
+/** Throws the assertion that repairRestoreWire's arguments fail (messages are built only here). */
+function refuseWire (buf: unknown, offset: unknown, vip: unknown, timestampSlackMs: unknown): never {
+  assert(Buffer.isBuffer(buf), 'buf must be a Buffer')
+  assertInt(offset, 0, Math.min(buf.length, U32), 'offset')
+  assert(typeof vip === 'object' && vip !== null, 'vip must be { host, port }')
+  assertInt((vip as { port: unknown }).port, 1, 65535, 'vip.port')
+  assertInt(timestampSlackMs, 0, 1000, 'timestampSlackMs')
+  assert.fail('repairRestoreWire: bad arguments')
+}
+
 function throwErrno (step: string, rc: number): never {
   throw new BatonNativeError(step, -rc, errnoName(rc))
 }
@@ -91,6 +120,9 @@ export function makeRepairApi (raw: RepairRaw, mapErrors: <T>(fn: () => T) => T)
   assert(raw.BATON_REPAIR_FIELD_COUNT === REPAIR_FIELDS.length, 'repair.h and REPAIR_FIELDS disagree')
   const fields = new Uint32Array(REPAIR_FIELDS.length) // scratch: every call fills it completely
   const info = new Uint32Array(10)
+  const wire = new Uint32Array(4) // repairRestoreWire's answer: peer address, peer port, unsent offset, length
+  let vipHost: string | undefined // the last VIP host converted, and its u32: an agent has one VIP
+  let vipU32 = 0
 
   return {
     repairDump (fd: number): TcpRepairState {
@@ -116,6 +148,28 @@ export function makeRepairApi (raw: RepairRaw, mapErrors: <T>(fn: () => T) => T)
       fields[TIMESTAMP_INDEX] = advanceTimestamp(state.timestamp, timestampSlackMs)
       return mapErrors(() => raw.baton_repair_restore(state.localAddress, state.peerAddress, fields,
         state.recvQueue, state.sendQueue))
+    },
+
+    repairRestoreWire (buf: Buffer, offset: number, vip: { readonly host: string; readonly port: number },
+      timestampSlackMs = TIMESTAMP_SLACK_MS): RestoredFlow {
+      if (!Buffer.isBuffer(buf) || !(Number.isInteger(offset) && offset >= 0 && offset <= buf.length && offset <= U32) ||
+          typeof vip !== 'object' || vip === null || !(Number.isInteger(vip.port) && vip.port >= 1 && vip.port <= 65535) ||
+          !(Number.isInteger(timestampSlackMs) && timestampSlackMs >= 0 && timestampSlackMs <= 1000)) {
+        refuseWire(buf, offset, vip, timestampSlackMs)
+      }
+      if (vip.host !== vipHost || vipHost === undefined) {
+        vipU32 = ipv4ToU32(vip.host, 'vip.host')
+        vipHost = vip.host
+      }
+      const fd = mapErrors(() => raw.baton_repair_restore_wire(buf, offset, timestampSlackMs, vipU32, vip.port, wire))
+      const a = wire[0] ?? 0
+      const at = wire[2] ?? 0
+      return {
+        fd,
+        peerAddress: `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`,
+        peerPort: wire[1] ?? 0,
+        unsent: buf.subarray(at, at + (wire[3] ?? 0)),
+      }
     },
 
     repairGo (fd: number, unsent: Buffer, windowProbe = true, transparent = false): number {

@@ -45,6 +45,17 @@ export interface TcpRepairState {
   readonly unsentBytes: number
 }
 
+/** What repairRestoreWire gives the agent: the restored socket and what it needs of the flow afterwards. */
+export interface RestoredFlow {
+  /** The restored socket: O_NONBLOCK | O_CLOEXEC, in repair mode until repairGo, the caller's. */
+  readonly fd: number
+  /** The client's end, IPv4 ("a.b.c.d") and port. */
+  readonly peerAddress: string
+  readonly peerPort: number
+  /** The send queue's never-sent tail, a view into the wire buffer (do not reuse it before repairGo). */
+  readonly unsent: Buffer
+}
+
 /** The part of TCP_INFO that a migration keeps or loses (tcpInfo). */
 export interface TcpInfo {
   readonly state: number
@@ -267,6 +278,19 @@ export interface NativeApi {
    * BatonNativeError (syscall = the failed step); no fd is left open then.
    */
   repairRestore (state: TcpRepairState, timestampSlackMs?: number): number
+  /**
+   * The agent's restore, straight from a MIGRATE's bytes: buf[offset..] is one wire state
+   * (protocol/migrate-state.ts; nothing may follow it). Decoded in C (the checks of decodeMigrateState), its
+   * local end checked against `vip` (numeric IPv4; the flow's family must be 4), then restored as
+   * repairRestore does (the timestamp moved forward by timestampSlackMs, default 2), the queues read from buf.
+   * Nothing is restored, and no fd left open, when it throws:
+   * - a bad state: Error{message `bad state: ${decodeMigrateState's reason}`, code 'EINVAL'};
+   * - another local end: Error{message `flow is for A:P, this agent's VIP is V:Q`, code 'EADDRNOTAVAIL'};
+   *   neither has a `syscall` nor is a BatonNativeError;
+   * - a failed step: BatonNativeError (syscall = the step), as repairRestore.
+   */
+  repairRestoreWire (buf: Buffer, offset: number, vip: { readonly host: string; readonly port: number },
+    timestampSlackMs?: number): RestoredFlow
   /**
    * Leaves repair mode (window probe unless windowProbe is false), sets SO_REUSEADDR, and sends `unsent`
    * (state.sendQueue's last unsentBytes; unsentOf(state)). Returns the bytes of it written: the caller
