@@ -107,7 +107,7 @@ export class FlowTable<O> {
    * `ends` (a ForwardConn: its client and local ends). Throws BatonNativeError if the freeze fails (fd
    * untouched) or the dump does (fd out of repair mode and still the caller's, the flow unfrozen again).
    * Otherwise fd is closed; a failed steer is steerError, not thrown: the flow is still frozen, restore the
-   * connection here from the frame's state (decodeMigrateState(frame.subarray(stateAt))) and unfreeze it. Hot.
+   * connection here from the frame's state (native.repairRestoreWire(frame, stateAt, ...)) and unfreeze it. Hot.
    */
   moveOut (fd: number, ends: FlowEnds, prefix: Buffer, mark: number): MoveOutResult {
     try {

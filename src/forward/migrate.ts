@@ -28,13 +28,11 @@ import type { MigrateConfig } from '../config/types'
 import { BatonError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
-import { unsentOf } from '../native/repair'
 import type { MoveOutResult } from '../native/types'
 import {
   decodeClosed, decodeLoad, decodeReady, decodeU32, encodeMigratePrefix, encodePing, MSG_CLOSED, MSG_LOAD, MSG_PONG,
   MSG_READY, ROLE_DISPATCHER, stampMigratePrefix,
 } from '../protocol/migrate-control'
-import { decodeMigrateState } from '../protocol/migrate-state'
 import { FlowTable, openFlowMap } from './migrate-flows'
 import { ControlLink } from './migrate-link'
 import { installRoute, MAX_MARK, needsRoute, removeRoute } from './migrate-route'
@@ -392,20 +390,18 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
    */
   #restore (p: Pending<C>, why: string): void {
     const { conn } = p
-    const decoded = decodeMigrateState(p.frame.subarray(p.stateAt))
     let fd = -1
-    if (!decoded.ok) why = `${why}; local restore failed too: the dumped state does not decode: ${decoded.reason}`
-    else {
-      try {
-        fd = native.repairRestore(decoded.state)
-      } catch (err) {
-        why = `${why}; local restore failed too: ${(err as Error).message}`
-      }
+    let unsent: Buffer = Buffer.alloc(0)
+    try {
+      const r = native.repairRestoreWire(p.frame, p.stateAt, { host: conn.localAddress, port: conn.localPort })
+      fd = r.fd
+      unsent = r.unsent
+    } catch (err) {
+      why = `${why}; local restore failed too: ${(err as Error).message}`
     }
     this.#flows?.unfreeze(conn.clientAddress, conn.clientPort)
-    if (fd >= 0 && decoded.ok) {
+    if (fd >= 0) {
       try {
-        const unsent = unsentOf(decoded.state)
         if (native.repairGo(fd, unsent) < unsent.length) throw new Error('unsent bytes did not fit')
       } catch (err) {
         native.close(fd)

@@ -108,7 +108,7 @@ export interface MoveOutResult {
    * repair mode: no FIN, no RST).
    */
   readonly frame: Buffer
-  /** Where the state starts in frame (the prefix's length): decodeMigrateState(frame.subarray(stateAt)). */
+  /** Where the state starts in frame (the prefix's length): repairRestoreWire(frame, stateAt, ...) restores it. */
   readonly stateAt: number
   /**
    * Why the steer failed (the flow is still frozen: restore it here from the frame's state, then unfreeze),

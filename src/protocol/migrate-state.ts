@@ -1,6 +1,9 @@
-// MIGRATE state: a dumped TCP connection (TcpRepairState, native.repairDump) on its way from the
-// dispatcher to the agent that restores it (native.repairRestore). Binary, big-endian, versioned; the
-// control channel frames and authenticates it, this file only lays out the state.
+// MIGRATE state: a dumped TCP connection on its way from the dispatcher to the agent that restores it.
+// Binary, big-endian, versioned; the control channel frames and authenticates it, this file only lays out
+// the state. This file is the layout's definition and its reference codec: on the hot paths the addon
+// writes it (moveOut, native/src/repair_state.cc) and reads it (repairRestoreWire, the same file), and
+// test/native/migrate-out.test.ts and repair-wire.test.ts hold the addon to this file byte for byte and
+// verdict for verdict. Change them together.
 //
 //   off  size  field
 //     0     2  magic 0x42 0x4d ("BM")
