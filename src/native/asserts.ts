@@ -2,6 +2,7 @@
 // A failure is a programmer error (node:assert), never a response to a peer. The one home of these checks
 // for binding.ts and splice-relay.ts.
 import assert from 'node:assert'
+import net from 'node:net'
 
 export function assertFd (fd: unknown, what = 'fd'): asserts fd is number {
   assert(Number.isInteger(fd) && (fd as number) >= 0, `${what} must be an int >= 0, got ${String(fd)}`)
@@ -19,4 +20,16 @@ export function assertBuffer (buf: unknown, what: string): asserts buf is Buffer
 /** A socket path: non-empty, no NUL ('@name' = abstract namespace is allowed). */
 export function assertPath (p: unknown, what = 'path'): asserts p is string {
   assert(typeof p === 'string' && p.length > 0 && !p.includes('\0'), `${what} must be a non-empty string without NUL`)
+}
+
+/** A numeric IPv4 address as a u32 (host order); asserts it is one. */
+export function ipv4ToU32 (address: string, what = 'address'): number {
+  if (!net.isIPv4(address)) assert.fail(`${what} must be a numeric IPv4 address, got ${String(address)}`)
+  let value = 0
+  let octet = 0
+  for (let i = 0; i < address.length; i++) {
+    const c = address.charCodeAt(i)
+    if (c === 46) { value = value * 256 + octet; octet = 0 } else octet = octet * 10 + c - 48 // '.' or a digit
+  }
+  return value * 256 + octet
 }

@@ -7,10 +7,9 @@
 // close in repair mode, steer, on this handle's socket and sequence numbers; it returns the MIGRATE frame
 // with the dumped state written into it by the addon.
 import assert from 'node:assert'
-import net from 'node:net'
 
 import { BatonNativeError } from '../errors'
-import { assertFd, assertInt } from './asserts'
+import { assertFd, assertInt, ipv4ToU32 } from './asserts'
 import { errnoName } from './errno'
 import type { FlowEnds, MoveOutOptions, MoveOutResult, NftElement, NftSetHandle } from './types'
 
@@ -46,16 +45,6 @@ const isPort = (n: unknown): n is number => Number.isInteger(n) && (n as number)
 /** The smallest MIGRATE prefix: u32 length | u8 type (the rest is the control protocol's business). */
 const MIN_PREFIX = 5
 
-function ipv4ToU32 (address: string, what = 'address'): number {
-  if (!net.isIPv4(address)) assert.fail(`${what} must be a numeric IPv4 address, got ${String(address)}`)
-  let value = 0
-  let octet = 0
-  for (let i = 0; i < address.length; i++) {
-    const c = address.charCodeAt(i)
-    if (c === 46) { value = value * 256 + octet; octet = 0 } else octet = octet * 10 + c - 48 // '.' or a digit
-  }
-  return value * 256 + octet
-}
 
 export class NftSet implements NftSetHandle {
   readonly family: 'ip' | 'inet'

@@ -7,7 +7,7 @@ import assert from 'node:assert'
 import net from 'node:net'
 
 import { BatonNativeError } from '../errors'
-import { assertFd, assertInt } from './asserts'
+import { assertFd, assertInt, ipv4ToU32 } from './asserts'
 import { errnoName } from './errno'
 import type { NativeApi, RestoredFlow, TcpInfo, TcpRepairState } from './types'
 
@@ -90,17 +90,6 @@ export function assertRepairState (s: TcpRepairState): void {
   checkInt(s.unsentBytes, 0, s.sendQueue.length, 'unsentBytes')
 }
 
-/** A numeric IPv4 address as a u32 (host order); asserts. */
-function ipv4ToU32 (address: string, what: string): number {
-  if (!net.isIPv4(address)) assert.fail(`${what} must be a numeric IPv4 address, got ${String(address)}`)
-  let value = 0
-  let octet = 0
-  for (let i = 0; i < address.length; i++) {
-    const c = address.charCodeAt(i)
-    if (c === 46) { value = value * 256 + octet; octet = 0 } else octet = octet * 10 + c - 48 // '.' or a digit
-  }
-  return value * 256 + octet
-}
 
 /** Throws the assertion that repairRestoreWire's arguments fail (messages are built only here). */
 function refuseWire (buf: unknown, offset: unknown, vip: unknown, timestampSlackMs: unknown): never {

@@ -5,7 +5,6 @@
 // prerouting chain as on a dispatcher (a marked flow's packets are dropped here: frozen, or "steered away"),
 // the client is a net.Socket of this process and the server side a raw fd Node never reads, as in
 // repair.test.ts. `nft -j list map` is the judge of what the kernel holds.
-import { once } from 'node:events'
 import fs from 'node:fs'
 import net from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -18,6 +17,7 @@ import type { FlowEnds, MoveOutOptions, MoveOutResult, TcpRepairState } from '..
 import { decodeMigrate, encodeMigrateOf, encodeMigratePrefix, type MigrateHead, MSG_MIGRATE } from '../../src/protocol/migrate-control'
 import { decodeMigrateState } from '../../src/protocol/migrate-state'
 import { fdCount, inNetns, netnsAdd, netnsDel, nftIn, skipReason, sleep, until } from './netns'
+import { openPair, queued } from './tcp-pair'
 
 const TABLE = `table ip baton_t {
   map flows { type ipv4_addr . inet_service : mark; flags timeout; }
@@ -67,22 +67,6 @@ function listed (ns: string, map = 'flows'): Map<string, { mark: number; timeout
 
 const isOpen = (fd: number): boolean => {
   try { fs.fstatSync(fd); return true } catch { return false }
-}
-
-/** A loopback connection: a net.Socket client and the accepted server fd (never read by Node). */
-async function openPair (): Promise<{ listenFd: number; port: number; client: net.Socket; fd: number }> {
-  const l = native.listenTcp('127.0.0.1', 0, 8, 0)
-  const client = net.connect(l.port, '127.0.0.1')
-  client.setNoDelay(true)
-  await once(client, 'connect')
-  let fd = -1
-  await until('accept', () => (fd = native.accept(l.fd)) >= 0)
-  return { listenFd: l.fd, port: l.port, client, fd }
-}
-
-async function queued (fd: number, n: number): Promise<void> {
-  const buf = Buffer.alloc(n + 1)
-  await until(`${n} bytes queued`, () => native.peek(fd, buf) === n)
 }
 
 function received (sock: net.Socket): () => string {

@@ -5,7 +5,6 @@
 // accepts is refused for its VIP before any system call (no privileges needed). Then real connections:
 // restored from encodeMigrateState of a repairDump on loopback, and from moveOut's frame with a never-sent
 // tail (network namespace, nft), each still carrying its bytes.
-import { once } from 'node:events'
 import fs from 'node:fs'
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
@@ -17,6 +16,7 @@ import type { TcpRepairState } from '../../src/native/types'
 import { encodeMigratePrefix } from '../../src/protocol/migrate-control'
 import { decodeMigrateState, encodeMigrateState, MAX_QUEUE_BYTES } from '../../src/protocol/migrate-state'
 import { fdCount, inNetns, netnsAdd, netnsDel, nftIn, skipReason, sleep, until } from './netns'
+import { openPair, queued } from './tcp-pair'
 
 const LINUX = process.platform === 'linux'
 const NOWHERE = { host: '192.0.2.99', port: 1 } // TEST-NET-1: no state below is for it
@@ -135,22 +135,6 @@ describe.runIf(native.available)('repairRestoreWire: the native decoder and deco
     expect(call(buf, buf.length, NOWHERE)).toThrow(/^bad state: truncated: no header$/)
   })
 })
-
-/** A loopback connection: a net.Socket client and the accepted server fd (never read by Node). */
-async function openPair (): Promise<{ listenFd: number; port: number; client: net.Socket; fd: number }> {
-  const l = native.listenTcp('127.0.0.1', 0, 8, 0)
-  const client = net.connect(l.port, '127.0.0.1')
-  client.setNoDelay(true)
-  await once(client, 'connect')
-  let fd = -1
-  await until('accept', () => (fd = native.accept(l.fd)) >= 0)
-  return { listenFd: l.fd, port: l.port, client, fd }
-}
-
-async function queued (fd: number, n: number): Promise<void> {
-  const buf = Buffer.alloc(n + 1)
-  await until(`${n} bytes queued`, () => native.peek(fd, buf) === n)
-}
 
 function received (sock: net.Socket): () => Buffer {
   const chunks: Buffer[] = []

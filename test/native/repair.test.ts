@@ -3,7 +3,6 @@
 // process; the server side is a raw fd that Node never reads, so the request stays in the kernel's
 // receive queue, as in the dispatcher. The migration happens under the client's feet: the test checks
 // that the client notices nothing, byte for byte.
-import { once } from 'node:events'
 import fs from 'node:fs'
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
@@ -13,6 +12,7 @@ import { unsentOf } from '../../src/native/repair'
 import type { TcpRepairState } from '../../src/native/types'
 import { decodeMigrateState, encodeMigrateState, MIGRATE_STATE_VERSION } from '../../src/protocol/migrate-state'
 import { fdCount, inNetns, netnsAdd, netnsDel, nftIn, skipReason, until } from './netns'
+import { openPair, queued } from './tcp-pair'
 
 const TCP_ESTABLISHED = 1
 const LINUX = process.platform === 'linux'
@@ -24,22 +24,6 @@ function collect (sock: net.Socket): { bytes: () => Buffer; wait: (n: number, wh
   sock.on('data', (d: Buffer) => { chunks.push(d); total += d.length })
   const bytes = (): Buffer => Buffer.concat(chunks)
   return { bytes, wait: async (n, what) => { await until(what, () => total >= n, 10_000); return bytes() } }
-}
-
-/** A loopback connection: a net.Socket client and the accepted server fd (never read by Node). */
-async function openPair (host: string, listenHost = host): Promise<{ listenFd: number; port: number; client: net.Socket; fd: number }> {
-  const l = native.listenTcp(listenHost, 0, 8, 0)
-  const client = net.connect(l.port, host)
-  client.setNoDelay(true)
-  await once(client, 'connect')
-  let fd = -1
-  await until('accept', () => (fd = native.accept(l.fd)) >= 0)
-  return { listenFd: l.fd, port: l.port, client, fd }
-}
-
-async function queued (fd: number, n: number): Promise<void> {
-  const buf = Buffer.alloc(n + 1)
-  await until(`${n} bytes queued`, () => native.peek(fd, buf) === n)
 }
 
 /** The dispatcher's half (dump, close) and the agent's (restore from the wire form, go). */
