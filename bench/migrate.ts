@@ -10,9 +10,10 @@
 //   handoff  /h/  -> handed to the back end on the dispatcher's host
 //   direct        -> the client to rs1's back end, without the dispatcher
 // The dispatcher times each migration step (performance.now(), forward/migrate.ts's channel, MIGRATE_STEPS):
-// encode (the MIGRATE head, before the freeze), freeze + dump + close + steer (one addon call, moveOut), send
-// MIGRATE, the migration (freeze to MIGRATE sent: the dispatcher's part, after which the connection is the
-// agent's), wait READY (the agent's round trip: restore, hand-off, answer), total (freeze to READY). Its CPU
+// encode (the MIGRATE head, first), moveOut (one addon call: freeze, dump, close, steer; steering first
+// where early demux is off, as `baton host dispatcher` sets it: steer, dump, close), send MIGRATE, the
+// migration (head to MIGRATE sent: the dispatcher's whole part, after which the connection is the agent's),
+// wait READY (the agent's round trip: restore, hand-off, answer), total (head to READY). Its CPU
 // per connection is utime + stime over a row / N. The client times connect -> first byte.
 //   npm run bench:migrate -- [--conns=500] [--rounds=2] [--concurrency=8] [--no-pin] [--switch-cpu=other|sender] [--profile=DIR]
 //                            [--label=NAME] [--write] [--json=FILE]      npm run bench:migrate -- --from-json=FILE [--write]

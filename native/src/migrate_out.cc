@@ -56,7 +56,11 @@ static int baton__move_elem(int nl, uint32_t seq, const baton__nft_target& t, ui
 //     with unfreezeErrno (> 0) if that delete failed too (then the element expires after freezeTimeoutMs).
 //     A failing close(2) still releases the fd, so from here on the socket is gone.
 //  3. steer: replaces the element with steerMark (timeout steerTimeoutMs). Never throws: steer[0] = its 0 or
-//     -errno, and with the frame the caller can still restore the connection here.
+//     -errno, and with the frame the caller can still restore the connection here. Skipped (steer[0] = 0)
+//     when freezeMark and freezeTimeoutMs are steerMark and steerTimeoutMs: the caller steered first, step 1
+//     being the steer. That is only safe where the flow's packets cannot reach the old socket while it is
+//     dumped: early demux off (it would hand them to the socket whatever the mark routes them to) and the
+//     mark routed to another host (src/forward/migrate.ts decides).
 static Napi::Value baton_migrate_out(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int nl = info[0].As<Napi::Number>().Int32Value();
@@ -101,7 +105,9 @@ static Napi::Value baton_migrate_out(const Napi::CallbackInfo& info) {
   // the fd, and the socket is gone either way.
   baton__close(fd);
 
-  steer[0] = baton__move_elem(nl, seq + BATON_MOVE_STEER, t, BATON_NFT_REPLACE, key, steer_mark, steer_ms);
+  steer[0] = freeze_mark == steer_mark && freeze_ms == steer_ms
+                 ? 0
+                 : baton__move_elem(nl, seq + BATON_MOVE_STEER, t, BATON_NFT_REPLACE, key, steer_mark, steer_ms);
   return frame;
 }
 

@@ -99,7 +99,7 @@ export function createMetrics (src: AdminSource): Registry {
       return [{ service, server }, t]
     }))
   histogram(reg, 'baton_migrate_seconds',
-    'migrations to agent servers (forward: migrate), by phase: dispatcher = freeze to MIGRATE sent (the dispatcher\'s part), ready = freeze to the agent\'s READY',
+    'migrations to agent servers (forward: migrate), by phase: dispatcher = the dispatcher\'s part (MIGRATE head, freeze or steer, dump, close, MIGRATE sent), ready = the same start to the agent\'s READY',
     () => [...src.migrateTimes?.() ?? []].map(([key, t]): [Record<string, string>, DispatchTimes] => {
       const [service, server, phase] = key.split('\0') as [string, string, string]
       return [{ service, server, phase }, t]

@@ -108,11 +108,16 @@ export class FlowTable<O> {
    * untouched) or the dump does (fd out of repair mode and still the caller's, the flow unfrozen again).
    * Otherwise fd is closed; a failed steer is steerError, not thrown: the flow is still frozen, restore the
    * connection here from the frame's state (native.repairRestoreWire(frame, stateAt, ...)) and unfreeze it. Hot.
+   *
+   * steerFirst: no freeze; the first element the flow gets is its steer, and the dump follows (one
+   * transaction instead of two). Only where none of the flow's packets can reach the old socket meanwhile:
+   * early demux off on this host, and a mark that routes to another host (migrate.ts decides).
    */
-  moveOut (fd: number, ends: FlowEnds, prefix: Buffer, mark: number): MoveOutResult {
+  moveOut (fd: number, ends: FlowEnds, prefix: Buffer, mark: number, steerFirst = false): MoveOutResult {
     try {
-      return this.#nft.moveOut(fd, ends, prefix,
-        { freezeMark: FREEZE_MARK, freezeTimeoutMs: this.#freezeMs, steerMark: mark, steerTimeoutMs: FLOW_TIMEOUT_MS })
+      return this.#nft.moveOut(fd, ends, prefix, steerFirst
+        ? { freezeMark: mark, freezeTimeoutMs: FLOW_TIMEOUT_MS, steerMark: mark, steerTimeoutMs: FLOW_TIMEOUT_MS }
+        : { freezeMark: FREEZE_MARK, freezeTimeoutMs: this.#freezeMs, steerMark: mark, steerTimeoutMs: FLOW_TIMEOUT_MS })
     } catch (err) {
       const un = (err as { unfreezeErrno?: unknown } | null)?.unfreezeErrno
       if (typeof un === 'number') {

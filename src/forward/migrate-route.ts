@@ -9,6 +9,7 @@
 // An agent on a loopback address runs on this host: the restored socket receives the flow's packets here, so
 // no route is needed (and `via 127.0.0.1` would be refused); tests and single-host setups use that.
 import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { isLoopback } from '../net/ip'
 
 export const MAX_MARK = 252
@@ -17,6 +18,21 @@ const RULE_PREF_BASE = 100
 /** Whether an agent at `host` needs a policy route (false: it runs on this host). */
 export function needsRoute (host: string): boolean {
   return !isLoopback(host)
+}
+
+/**
+ * Whether this host (network namespace) hands no received TCP packet to a socket before routing it: early
+ * demux off (net.ipv4.ip_early_demux or tcp_early_demux 0, as `baton host dispatcher` sets it). Then a
+ * flow's steer mark routes its packets away even while the dispatcher's socket for it still exists, and a
+ * migration can steer first and freeze never (migrate-flows.ts moveOut). Read from /proc; false if unreadable.
+ */
+export function earlyDemuxOff (): boolean {
+  try {
+    const on = (name: string): boolean => readFileSync(`/proc/sys/net/ipv4/${name}`, 'latin1').trim() !== '0'
+    return !(on('ip_early_demux') && on('tcp_early_demux'))
+  } catch {
+    return false
+  }
 }
 
 /** Runs `ip args`; resolves with stderr's text on failure (ok = undefined). */

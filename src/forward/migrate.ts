@@ -35,7 +35,7 @@ import {
 } from '../protocol/migrate-control'
 import { FlowTable, openFlowMap } from './migrate-flows'
 import { ControlLink } from './migrate-link'
-import { installRoute, MAX_MARK, needsRoute, removeRoute } from './migrate-route'
+import { earlyDemuxOff, installRoute, MAX_MARK, needsRoute, removeRoute } from './migrate-route'
 import type { ForwardConn, Forwarder, ForwardServer, ForwardSink, HealthInput, RequestTimes } from './types'
 
 /** What the migrate forwarder needs beyond ForwarderOptions: the config's `migrate:` and the VIPs (listen hosts). */
@@ -52,7 +52,7 @@ const LOST_AFTER_MS = 1000
 const MAX_PREFIXES = 1024
 /**
  * Bucket bounds of the migration times (seconds, upper, inclusive; one more bucket above the last): the
- * dispatcher's part (freeze to MIGRATE written) and the whole (freeze to READY), baton_migrate_seconds.
+ * dispatcher's part (to MIGRATE written) and the whole (to READY), baton_migrate_seconds.
  */
 export const MIGRATE_BOUNDS: readonly number[] = [0.000025, 0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.1]
 
@@ -69,12 +69,13 @@ interface Pending<C> {
 
 /**
  * Per migration, when anyone subscribes (bench/migrate.ts): { conn, steps } with steps the µs of MIGRATE_STEPS:
- * encode (the MIGRATE's head, before the freeze), freeze + dump + close + steer (one addon call, which also
- * writes the state into the frame), send MIGRATE, the migration (the dispatcher's part, from the head's
- * encode to MIGRATE written), the wait for READY, and the total (to READY).
+ * encode (the MIGRATE's head, first), moveOut (one addon call: freeze, dump into the frame, close, steer; or,
+ * steering first, steer, dump, close), send MIGRATE, the migration (the dispatcher's whole part: from the
+ * head's encode to MIGRATE written), the wait for READY, and the total (to READY).
  */
 export const migratedChannel = channel('baton:migrate:migrated')
-export const MIGRATE_STEPS = ['encode (MIGRATE head)', 'freeze + dump + close + steer', 'send MIGRATE', 'migration (freeze to MIGRATE sent)', 'wait READY', 'total (freeze to READY)'] as const
+export const MIGRATE_STEPS = ['encode (MIGRATE head)', 'moveOut (nft, dump, close)', 'send MIGRATE',
+  'migration (head to MIGRATE sent)', 'wait READY', 'total (head to READY)'] as const
 
 /** One agent server: its control connection, mark, route and migrations in flight. */
 interface Agent<C, S> {
@@ -84,6 +85,8 @@ interface Agent<C, S> {
   /** The agent process this link reached (HELLO's instance), which owns the flows migrated there. */
   instance: string
   routeOk: boolean
+  /** Its mark routes to another host (not an agent on this host's loopback). */
+  readonly routed: boolean
   backendUp: boolean
   up: boolean
   active: number
@@ -107,6 +110,8 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   readonly #opts: MigrateOptions | undefined
   /** No READY this long after the MIGRATE: restored here. The agent refuses a MIGRATE after half of it. */
   readonly #timeoutMs: number
+  /** Early demux is off on this host: migrations to routed agents steer first and never freeze. */
+  #steerFirst = false
   readonly #agents = new Map<S, Agent<C, S>>()
   readonly #marks = new Set<number>()
   #flows: FlowTable<string> | undefined
@@ -127,14 +132,16 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     this.#log = log
     this.#opts = opts
     this.#timeoutMs = opts?.timeoutMs ?? 1000
+    this.#checkEarlyDemux()
     const quarter = Math.max(5, Math.floor(this.#timeoutMs / 4))
     this.#tick = setInterval(() => { this.#onTick() }, quarter)
     this.#tick.unref()
   }
 
   /**
-   * Migration times by `service\0server\0phase`, seconds: phase `dispatcher` from the freeze to the MIGRATE
-   * written (the dispatcher's part), `ready` from the freeze to READY (the agent restored and handed it off).
+   * Migration times by `service\0server\0phase`, seconds: phase `dispatcher` from the migration's first step
+   * (the MIGRATE head) to the MIGRATE written (the dispatcher's part), `ready` from the same start to READY
+   * (the agent restored the connection and handed it off).
    */
   get migrateTimes (): ReadonlyMap<string, RequestTimes> { return this.#times }
 
@@ -161,7 +168,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     }
     this.#marks.add(mark)
     const a: Agent<C, S> = {
-      server, mark, link: undefined, instance: '', routeOk: false, backendUp: false, up: false, active: 0,
+      server, mark, link: undefined, instance: '', routeOk: false, routed: needsRoute(server.target.host), backendUp: false, up: false, active: 0,
       pending: new Map(), silentTicks: 0, pingSeq: 0, retryMs: RECONNECT_MIN_MS, retry: undefined, lostTimer: undefined, detached: false,
     }
     this.#agents.set(server, a)
@@ -207,7 +214,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     const encoded = performance.now()
     let moved: MoveOutResult
     try {
-      moved = flows.moveOut(conn.fd, conn, prefix, a.mark)
+      moved = flows.moveOut(conn.fd, conn, prefix, a.mark, a.routed && this.#steerFirst)
     } catch (err) { // nothing moved: the fd is still ours, out of repair mode, and the flow not frozen
       this.#refuse(conn, (err as Error).message)
       return
@@ -424,7 +431,21 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
    * Every timeoutMs / 4: migrations past timeoutMs are restored here, after this turn's I/O (a READY already
    * received must win over the timer); PING every 4 ticks; silence = down.
    */
+  /**
+   * Steer first (no freeze) while early demux is off here, re-read every tick: an operator who turns it
+   * back on gets the freeze again within timeoutMs / 4.
+   */
+  #checkEarlyDemux (): void {
+    const off = earlyDemuxOff()
+    if (off === this.#steerFirst) return
+    this.#steerFirst = off
+    this.#log.info({ steerFirst: off }, off
+      ? 'migrate: early demux is off here: flows are steered first, with no freeze (one nft transaction a migration)'
+      : 'migrate: early demux is on here: flows are frozen while their socket is dumped, then steered')
+  }
+
   #onTick (): void {
+    this.#checkEarlyDemux()
     const now = performance.now()
     const limit = this.#timeoutMs
     for (const a of this.#agents.values()) {

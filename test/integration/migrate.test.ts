@@ -193,7 +193,8 @@ routes:
   it('answers a second request sent while the connection moves: dropped (frozen here, early there) and sent again, never reset', async () => {
     const rsts = (): number => ['rs1', 'rs2'].reduce((n, rs) => n + tcpStat(rs as Role, 'OutRsts'), 0)
     const rstsBefore = rsts()
-    const dropsBefore = counter('frozen_drop').packets + earlyDrops()
+    const frozenBefore = counter('frozen_drop').packets
+    const dropsBefore = frozenBefore + earlyDrops()
     // Gaps from none to past the migration: the second request lands in the dispatcher's receive queue (and
     // moves with the state), hits the freeze, reaches the real server before the agent restored the socket,
     // or finds the restored socket.
@@ -201,6 +202,10 @@ routes:
     expect(r.errors).toEqual([])
     expect({ ok: r.ok, failed: r.failed }).toEqual({ ok: 60, failed: 0 })
     expect(rsts() - rstsBefore).toBe(0)
+    // `baton host dispatcher` turned early demux off, so every flow was steered first and never frozen: the
+    // second requests that came too early were dropped on the real servers' side, none by a freeze here.
+    expect(t.exec('disp', ['sysctl', '-n', 'net.ipv4.tcp_early_demux']).trim()).toBe('0')
+    expect(counter('frozen_drop').packets - frozenBefore).toBe(0)
     console.log(`pipelined: ${counter('frozen_drop').packets + earlyDrops() - dropsBefore} second requests dropped and sent again, slowest pair ${r.maxMs.toFixed(0)} ms`)
   }, 60_000)
 

@@ -7,7 +7,7 @@
 //
 // Shows: the first request and later keep-alive requests answered by the back end on the migrated connection;
 // the flow element present while it lives and gone graceMs after its CLOSED; 200 migrations with the
-// dispatcher's own time (freeze to MIGRATE sent) and the agent's round trip; an agent that refuses (wrong VIP) -> restored on the dispatcher and
+// dispatcher's own time (to MIGRATE sent) and the agent's round trip; an agent that refuses (wrong VIP) -> restored on the dispatcher and
 // served by the service's other server; a MIGRATE past its deadline (or before any PING) refused by the agent with
 // nothing restored, also by a real agent stopped (SIGSTOP) while the dispatcher gave up and restored the
 // connection itself; a forged control connection (wrong secret) closed with nothing restored; an agent
@@ -256,7 +256,7 @@ describe.runIf(skip === null)('migrate to baton agent (one network namespace)', 
       return `${what}: median ${quantile(t, 0.5).toFixed(0)}, p90 ${quantile(t, 0.9).toFixed(0)}, p99 ${quantile(t, 0.99).toFixed(0)}`
     }
     console.log(`migration, dispatcher clock, µs over ${migrated.length}:\n  ` + [
-      line('total (freeze to READY)', migrated.map((l) => (l.durMs as number) * 1000)),
+      line('total (head to READY)', migrated.map((l) => (l.durMs as number) * 1000)),
       line('dispatcher work (freeze, dump, close, steer, MIGRATE sent)', migrated.map((l) => l.localUs as number)),
       line('waiting for READY (agent process: decode, restore, hand off, answer)', migrated.map((l) => l.agentUs as number)),
     ].join('\n  '))

@@ -60,6 +60,18 @@ describe('FlowTable', () => {
     t.close()
   })
 
+  it('steering first asks the addon for the steer as the first element, which it then does not repeat', () => {
+    const nft = fakeMap()
+    const t = new FlowTable<string>(nft, silentLogger(), 3000, 5000)
+    const asked: unknown[] = []
+    const moveOut = nft.moveOut.bind(nft)
+    nft.moveOut = (fd, ends, prefix, o) => { asked.push(o); return moveOut(fd, ends, prefix, o) }
+    t.moveOut(3, { clientAddress: '10.0.0.10', clientPort: 40009, localAddress: '10.0.0.100', localPort: 80 }, Buffer.alloc(5), 4, true)
+    expect(asked).toEqual([{ freezeMark: 4, freezeTimeoutMs: FLOW_TIMEOUT_MS, steerMark: 4, steerTimeoutMs: FLOW_TIMEOUT_MS }])
+    expect(nft.elems.get('10.0.0.10 . 40009')?.mark).toBe(4)
+    t.close()
+  })
+
   it('deletes every flow of a lost owner after graceMs, and only its flows', () => {
     const nft = fakeMap()
     const t = new FlowTable<string>(nft, silentLogger(), 3000, 5000)

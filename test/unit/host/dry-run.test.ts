@@ -39,6 +39,7 @@ describe('baton host dispatcher --dry-run', () => {
       'sysctl -w net.ipv4.conf.eth1.send_redirects=0',
       'sysctl -w net.ipv4.conf.all.rp_filter=2',
       'sysctl -w net.ipv4.conf.eth1.rp_filter=2',
+      'sysctl -w net.ipv4.tcp_early_demux=0',
       'ip address add 10.99.0.100/32 dev eth1',
       'ip rule add pref 1000 lookup local',
       'ip rule del pref 0 lookup local',
