@@ -15,7 +15,8 @@
 // migration (head to MIGRATE sent: the dispatcher's whole part, after which the connection is the agent's),
 // wait READY (the agent's round trip: restore, hand-off, answer), total (head to READY). Its CPU
 // per connection is utime + stime over a row / N. The client times connect -> first byte.
-//   npm run bench:migrate -- [--conns=500] [--rounds=2] [--concurrency=8] [--no-pin] [--switch-cpu=other|sender] [--profile=DIR]
+//   npm run bench:migrate -- [--conns=500] [--rounds=2] [--concurrency=8] [--no-pin] [--switch-cpu=other|sender]
+//                            [--early-demux=off|on] [--profile=DIR]
 //                            [--label=NAME] [--write] [--json=FILE]      npm run bench:migrate -- --from-json=FILE [--write]
 // --pin (default): the real server's host (agent, its back end) on CPU 1, the rest (dispatcher, the handoff back
 // end, the client, which waits while a connection migrates) on CPU 0 (taskset), and each namespace's packets
@@ -85,7 +86,7 @@ async function main (): Promise<void> {
       conns: { type: 'string', default: '500' }, rounds: { type: 'string', default: '2' }, concurrency: { type: 'string', default: '8' },
       pin: { type: 'boolean', default: true }, 'no-pin': { type: 'boolean' }, profile: { type: 'string' }, label: { type: 'string' },
       write: { type: 'boolean' }, json: { type: 'string' }, 'from-json': { type: 'string' },
-      'switch-cpu': { type: 'string', default: 'other' },
+      'switch-cpu': { type: 'string', default: 'other' }, 'early-demux': { type: 'string', default: 'off' },
     },
   })
   if (o['from-json'] !== undefined) { // a saved run (another build's, e.g. the base commit's worktree): print, write
@@ -101,13 +102,14 @@ async function main (): Promise<void> {
   const concurrency = Number(o.concurrency)
   const pin = o['no-pin'] !== true
   const switchCpu: 'other' | 'sender' = o['switch-cpu'] === 'sender' ? 'sender' : 'other'
+  const earlyDemux = o['early-demux'] === 'on'
   const label = o.label ?? gitLabel()
   const t = makeTopology()
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-migrate-'))
   try {
-    const r = await runAll(t, dir, { conns, rounds, concurrency, pin, switchCpu, profile: o.profile })
+    const r = await runAll(t, dir, { conns, rounds, concurrency, pin, switchCpu, earlyDemux, profile: o.profile })
     const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
-    const out = { label, date: new Date().toISOString(), load, pin, switchCpu, conns, rounds, concurrency, ...r }
+    const out = { label, date: new Date().toISOString(), load, pin, switchCpu, earlyDemux, conns, rounds, concurrency, ...r }
     print(out)
     if (o.json !== undefined) fs.writeFileSync(o.json, JSON.stringify(out, null, 1))
     if (o.write === true) write(out)
@@ -119,6 +121,8 @@ async function main (): Promise<void> {
 
 interface Settings {
   conns: number; rounds: number; concurrency: number; pin: boolean; switchCpu: 'other' | 'sender'; profile: string | undefined
+  /** Turn early demux back on after `baton host dispatcher` (which turns it off): migrations freeze first. */
+  earlyDemux: boolean
 }
 
 async function runAll (t: Topology, dir: string, s: Settings) {
@@ -139,6 +143,7 @@ async function runAll (t: Topology, dir: string, s: Settings) {
   }
   host('disp', 'dispatcher', '--vip', t.ip.vip, '--port', '80')
   host('rs1', 'realserver', '--vip', t.ip.vip)
+  if (s.earlyDemux) t.exec('disp', ['sysctl', '-q', '-w', 'net.ipv4.tcp_early_demux=1'])
   fs.writeFileSync(path.join(dir, 'agent.key'), `${'s3cret-'.repeat(6)}\n`, { mode: 0o600 })
   const config = path.join(dir, 'baton.yaml')
   fs.writeFileSync(config, `listen: ${t.ip.vip}:80
@@ -220,7 +225,7 @@ function gitLabel (): string {
 }
 
 type Out = Awaited<ReturnType<typeof runAll>> & {
-  label: string; date: string; load: string; pin: boolean; switchCpu?: 'other' | 'sender'; conns: number; rounds: number; concurrency: number
+  label: string; date: string; load: string; pin: boolean; switchCpu?: 'other' | 'sender'; earlyDemux?: boolean; conns: number; rounds: number; concurrency: number
 }
 const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(x < 100 ? 1 : 0) : 'n/a')
 
@@ -249,7 +254,7 @@ function lines (r: Out): string[] {
 }
 
 function print (r: Out): void {
-  console.log(`bench:migrate ${r.label}, ${r.date}, load ${r.loadBefore} before / ${r.load} after, ${r.pin ? `pinned (agent + its back end CPU 1, dispatcher, handoff back end, client CPU 0; switch on the ${r.switchCpu === 'other' ? 'receiving' : 'sending'} host's CPU)` : 'not pinned'}; µs`)
+  console.log(`bench:migrate ${r.label}, ${r.date}, load ${r.loadBefore} before / ${r.load} after, ${r.pin ? `pinned (agent + its back end CPU 1, dispatcher, handoff back end, client CPU 0; switch on the ${r.switchCpu === 'other' ? 'receiving' : 'sending'} host's CPU)` : 'not pinned'}; early demux ${r.earlyDemux === true ? 'on (freeze first)' : 'off (steer first)'}; µs`)
   console.log('| build | connections | step | median | p90 | p99 |')
   for (const l of lines(r)) console.log(l)
   for (const [k, v] of Object.entries(r.sequential)) if (v.failed > 0) console.log(`${k}: ${v.failed} of ${v.n} failed`)
@@ -297,7 +302,7 @@ then ${r.concurrency} at a time. Steps on the dispatcher's clock (performance.no
 the client's time from connect to the first response byte; dispatcher CPU = utime + stime over the row / N.
 Cells: median / p90 / p99, µs. ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores. Runs (label: when, load, settings):
 
-${[...runs, `* ${r.label}: ${r.date.slice(0, 16)}Z, load ${r.loadBefore} before / ${r.load} after, ${r.conns} × ${r.rounds} connections per row, ${r.pin ? `pinned (taskset and RPS: agent + its back end on CPU 1; dispatcher, handoff back end and client on CPU 0; the switch's forwarding on the ${r.switchCpu === 'other' ? 'receiving' : 'sending'} host's CPU)` : 'not pinned'}`].join('\n')}
+${[...runs, `* ${r.label}: ${r.date.slice(0, 16)}Z, load ${r.loadBefore} before / ${r.load} after, ${r.conns} × ${r.rounds} connections per row, ${r.pin ? `pinned (taskset and RPS: agent + its back end on CPU 1; dispatcher, handoff back end and client on CPU 0; the switch's forwarding on the ${r.switchCpu === 'other' ? 'receiving' : 'sending'} host's CPU)` : 'not pinned'}, early demux ${r.earlyDemux === true ? 'on (freeze first)' : 'off (steer first)'}`].join('\n')}
 
 | connections | step | ${labels.join(' | ')} |
 | --- | --- |${labels.map(() => ' ---: |').join('')}
