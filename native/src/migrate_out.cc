@@ -39,7 +39,7 @@ static int baton__move_elem(int nl, uint32_t seq, const baton__nft_target& t, ui
 }
 
 // baton_migrate_out(nlFd, seq, family, table, set, clientAddr, clientPort, localAddr, localPort, freezeMark,
-//                   freezeTimeoutMs, steerMark, steerTimeoutMs, sockFd, prefix: Buffer, steer: Int32Array(1))
+//                   freezeTimeoutMs, steerMark, steerTimeoutMs, sockFd, prefix: Buffer, steer: Int32Array(1), keepOpen)
 //   -> frame: Buffer
 // nlFd: a baton_nft_open socket on the map (family, table, set); clientAddr (IPv4, host order) . clientPort:
 // the client's end of sockFd's flow, the element's key; localAddr . localPort: the flow's other end (the VIP
@@ -61,6 +61,10 @@ static int baton__move_elem(int nl, uint32_t seq, const baton__nft_target& t, ui
 //     being the steer. That is only safe where the flow's packets cannot reach the old socket while it is
 //     dumped: early demux off (it would hand them to the socket whatever the mark routes them to) and the
 //     mark routed to another host (src/forward/migrate.ts decides).
+//  keepOpen (steering first only): sockFd is left open, in repair mode, for the caller to close once its
+//  MIGRATE is sent (closing a socket in repair mode sends nothing): with early demux off nothing reaches it
+//  after the steer, so its close need not wait in front of the MIGRATE. Refused (EINVAL) with a freeze, where
+//  the close must come before the steer (pitfall 1).
 static Napi::Value baton_migrate_out(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int nl = info[0].As<Napi::Number>().Int32Value();
@@ -76,6 +80,9 @@ static Napi::Value baton_migrate_out(const Napi::CallbackInfo& info) {
   int fd = info[13].As<Napi::Number>().Int32Value();
   Napi::Buffer<uint8_t> prefix = info[14].As<Napi::Buffer<uint8_t>>();
   int32_t* steer = info[15].As<Napi::Int32Array>().Data();
+  bool keep_open = info[16].As<Napi::Boolean>().Value();
+  bool steer_first = freeze_mark == steer_mark && freeze_ms == steer_ms;
+  if (keep_open && !steer_first) return baton__throw_errno(env, "migrate_out(keepOpen with a freeze)", EINVAL);
 
   const char* step = "nft add (freeze)";
   int rc = baton__move_elem(nl, seq + BATON_MOVE_FREEZE, t, BATON_NFT_ADD, key, freeze_mark, freeze_ms);
@@ -103,11 +110,9 @@ static Napi::Value baton_migrate_out(const Napi::CallbackInfo& info) {
   // The close of baton_repair_close, without its check: the dump just put the socket in repair mode and left
   // it there, so reading TCP_REPAIR back would only say so. No FIN, no RST; a failing close(2) still releases
   // the fd, and the socket is gone either way.
-  baton__close(fd);
+  if (!keep_open) baton__close(fd);
 
-  steer[0] = freeze_mark == steer_mark && freeze_ms == steer_ms
-                 ? 0
-                 : baton__move_elem(nl, seq + BATON_MOVE_STEER, t, BATON_NFT_REPLACE, key, steer_mark, steer_ms);
+  steer[0] = steer_first ? 0 : baton__move_elem(nl, seq + BATON_MOVE_STEER, t, BATON_NFT_REPLACE, key, steer_mark, steer_ms);
   return frame;
 }
 

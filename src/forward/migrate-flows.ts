@@ -111,12 +111,13 @@ export class FlowTable<O> {
    *
    * steerFirst: no freeze; the first element the flow gets is its steer, and the dump follows (one
    * transaction instead of two). Only where none of the flow's packets can reach the old socket meanwhile:
-   * early demux off on this host, and a mark that routes to another host (migrate.ts decides).
+   * early demux off on this host, and a mark that routes to another host (migrate.ts decides). Then fd is
+   * also left open, in repair mode: the caller closes it (sending nothing) once its MIGRATE is written.
    */
   moveOut (fd: number, ends: FlowEnds, prefix: Buffer, mark: number, steerFirst = false): MoveOutResult {
     try {
       return this.#nft.moveOut(fd, ends, prefix, steerFirst
-        ? { freezeMark: mark, freezeTimeoutMs: FLOW_TIMEOUT_MS, steerMark: mark, steerTimeoutMs: FLOW_TIMEOUT_MS }
+        ? { freezeMark: mark, freezeTimeoutMs: FLOW_TIMEOUT_MS, steerMark: mark, steerTimeoutMs: FLOW_TIMEOUT_MS, keepOpen: true }
         : { freezeMark: FREEZE_MARK, freezeTimeoutMs: this.#freezeMs, steerMark: mark, steerTimeoutMs: FLOW_TIMEOUT_MS })
     } catch (err) {
       const un = (err as { unfreezeErrno?: unknown } | null)?.unfreezeErrno

@@ -70,8 +70,9 @@ interface Pending<C> {
 /**
  * Per migration, when anyone subscribes (bench/migrate.ts): { conn, steps } with steps the µs of MIGRATE_STEPS:
  * encode (the MIGRATE's head, first), moveOut (one addon call: freeze, dump into the frame, close, steer; or,
- * steering first, steer, dump, close), send MIGRATE, the migration (the dispatcher's whole part: from the
- * head's encode to MIGRATE written), the wait for READY, and the total (to READY).
+ * steering first, steer and dump, the old socket closed after the MIGRATE is written, off the clock), send
+ * MIGRATE, the migration (the dispatcher's whole part: from the head's encode to MIGRATE written), the wait
+ * for READY, and the total (to READY).
  */
 export const migratedChannel = channel('baton:migrate:migrated')
 export const MIGRATE_STEPS = ['encode (MIGRATE head)', 'moveOut (nft, dump, close)', 'send MIGRATE',
@@ -213,8 +214,9 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     const prefix = stampMigratePrefix(this.#prefixOf(conn.service, conn.route), conn.id, t0, t0 + this.#timeoutMs / 2)
     const encoded = performance.now()
     let moved: MoveOutResult
+    const steerFirst = a.routed && this.#steerFirst
     try {
-      moved = flows.moveOut(conn.fd, conn, prefix, a.mark, a.routed && this.#steerFirst)
+      moved = flows.moveOut(conn.fd, conn, prefix, a.mark, steerFirst)
     } catch (err) { // nothing moved: the fd is still ours, out of repair mode, and the flow not frozen
       this.#refuse(conn, (err as Error).message)
       return
@@ -224,6 +226,9 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     a.pending.set(conn.id, p)
     a.link!.send(moved.frame)
     p.sentAt = performance.now()
+    // Steering first, the old socket was left open, in repair mode (its close sends nothing, and nothing
+    // reaches it any more): closed now, off the migration's clock, and before any local restore.
+    if (steerFirst) native.close(conn.fd)
     this.#time(conn, 'dispatcher', p.sentAt - t0)
   }
 

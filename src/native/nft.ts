@@ -34,7 +34,7 @@ export interface NftRaw {
   baton_nft_set_info (fd: number, seq: number, family: number, table: string, set: string, out: Uint32Array): number
   baton_migrate_out (nlFd: number, seq: number, family: number, table: string, set: string, clientAddress: number,
     clientPort: number, localAddress: number, localPort: number, freezeMark: number, freezeTimeoutMs: number,
-    steerMark: number, steerTimeoutMs: number, fd: number, prefix: Buffer, steer: Int32Array): Buffer
+    steerMark: number, steerTimeoutMs: number, fd: number, prefix: Buffer, steer: Int32Array, keepOpen: boolean): Buffer
   baton_fd_close (fd: number): number
 }
 
@@ -97,6 +97,10 @@ export class NftSet implements NftSetHandle {
         typeof o !== 'object' || o === null || !isU32(o.freezeMark) || !isU32(o.steerMark) ||
         !isU32(o.freezeTimeoutMs) || !isU32(o.steerTimeoutMs) ||
         ((o.freezeTimeoutMs > 0 || o.steerTimeoutMs > 0) && !this.hasTimeout)) this.#refuseMove(fd, ends, prefix, o)
+    const keepOpen = o.keepOpen === true
+    if (keepOpen && (o.freezeMark !== o.steerMark || o.freezeTimeoutMs !== o.steerTimeoutMs)) {
+      assert.fail('moveOut: keepOpen only when steering first (freezeMark and freezeTimeoutMs = steerMark and steerTimeoutMs)')
+    }
     const client = ipv4ToU32(ends.clientAddress, 'moveOut: clientAddress')
     const local = ipv4ToU32(ends.localAddress, 'moveOut: localAddress')
     if (local === 0) assert.fail('moveOut: localAddress 0.0.0.0 is not the address a connection was accepted on')
@@ -104,7 +108,7 @@ export class NftSet implements NftSetHandle {
     try {
       frame = this.#raw.baton_migrate_out(this.#fd, this.#nextSeq(MOVE_OUT_SEQS), FAMILIES[this.family],
         this.table, this.set, client, ends.clientPort, local, ends.localPort, o.freezeMark, o.freezeTimeoutMs,
-        o.steerMark, o.steerTimeoutMs, fd, prefix, this.#steer)
+        o.steerMark, o.steerTimeoutMs, fd, prefix, this.#steer, keepOpen)
     } catch (err) {
       throw this.#moveError(err, ends.clientAddress, ends.clientPort)
     }

@@ -88,6 +88,12 @@ export interface MoveOutOptions {
   /** The mark that routes the flow to its new host. */
   readonly steerMark: number
   readonly steerTimeoutMs: number
+  /**
+   * Steering first only (freeze = steer): leave fd open, in repair mode, for the caller to close (it sends
+   * nothing) once the MIGRATE is sent, off the migration's clock. Where the freeze is needed the close must
+   * come before the steer, and this is refused.
+   */
+  readonly keepOpen?: boolean
 }
 
 /**

@@ -133,6 +133,35 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
     await until('fds closed', () => fdCount() === fds)
   })
 
+  it('steering first: one element, the steer mark at once; keepOpen leaves the fd open in repair mode, and its close sends nothing', async () => {
+    const fds = fdCount()
+    await inNetns(ns, async () => {
+      const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
+      const { listenFd, port, client, fd } = await openPair()
+      let ended = false
+      client.on('end', () => { ended = true })
+      client.on('error', () => { ended = true })
+      client.write(REQ)
+      await queued(fd, REQ.length)
+      const first = { freezeMark: 3, freezeTimeoutMs: 60_000, steerMark: 3, steerTimeoutMs: 60_000 }
+      expect(() => flows.moveOut(fd, endsOf(client, port), PREFIX, { ...OPTS, keepOpen: true })).toThrow(/keepOpen only when steering first/)
+      const moved = flows.moveOut(fd, endsOf(client, port), PREFIX, { ...first, keepOpen: true })
+      expect(moved.steerError).toBeUndefined()
+      expect(isOpen(fd)).toBe(true)
+      expect(native.tcpInfo(fd).state).toBe(1) // still ESTABLISHED, in repair mode
+      expect(stateOf(moved).recvQueue).toEqual(REQ)
+      expect(listed(ns).get(`127.0.0.1 . ${client.localPort ?? 0}`)).toEqual({ mark: 3, timeoutS: 60 })
+      native.close(fd)
+      await sleep(50)
+      expect(ended).toBe(false) // neither the dump nor the close sent a FIN or a RST
+      flows.delete([{ address: '127.0.0.1', port: client.localPort ?? 0 }])
+      client.destroy()
+      native.close(listenFd)
+      flows.close()
+    })
+    await until('fds closed', () => fdCount() === fds)
+  })
+
   // The frame's state is written by C++ (repair_state.cc), the layout is TypeScript's (migrate-state.ts). Here
   // the socket is dumped twice, the flow frozen in between: first by repairDump (the TcpRepairState the
   // dump describes, addresses from the socket itself), then by moveOut. Both queues are non-empty: the

@@ -67,7 +67,7 @@ describe('FlowTable', () => {
     const moveOut = nft.moveOut.bind(nft)
     nft.moveOut = (fd, ends, prefix, o) => { asked.push(o); return moveOut(fd, ends, prefix, o) }
     t.moveOut(3, { clientAddress: '10.0.0.10', clientPort: 40009, localAddress: '10.0.0.100', localPort: 80 }, Buffer.alloc(5), 4, true)
-    expect(asked).toEqual([{ freezeMark: 4, freezeTimeoutMs: FLOW_TIMEOUT_MS, steerMark: 4, steerTimeoutMs: FLOW_TIMEOUT_MS }])
+    expect(asked).toEqual([{ freezeMark: 4, freezeTimeoutMs: FLOW_TIMEOUT_MS, steerMark: 4, steerTimeoutMs: FLOW_TIMEOUT_MS, keepOpen: true }])
     expect(nft.elems.get('10.0.0.10 . 40009')?.mark).toBe(4)
     t.close()
   })
