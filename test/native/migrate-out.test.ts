@@ -335,7 +335,12 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
         const peek = Buffer.alloc(64 << 20)
         let inq = -1
         for (let last = -2; inq !== last;) { last = inq; await sleep(20); inq = native.peek(fd, peek) } // the window closed
-        expect(inq).toBeGreaterThan(2 << 20)
+        if (inq < 512 << 10) { // autotuning kept the queue small on a busy machine: the dump would be quick; again
+          native.close(fd)
+          client.destroy()
+          native.close(listenFd)
+          continue
+        }
 
         const moved = flows.moveOut(fd, endsOf(client, listenPort), PREFIX, { ...OPTS, freezeTimeoutMs: 1 })
         const { steerError } = moved
