@@ -316,7 +316,7 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
       const chunk = Buffer.alloc(1 << 20, 0x61)
       const sink = Buffer.alloc(1 << 20)
       let failed = false
-      for (let attempt = 0; attempt < 3 && !failed; attempt++) {
+      for (let attempt = 0; attempt < 5 && !failed; attempt++) {
         const { listenFd, fd, client, port: listenPort } = await openPair()
         client.on('error', () => {}) // the RST its next segment meets once the frozen element expired
         const port = client.localPort ?? 0
@@ -335,7 +335,7 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
         const peek = Buffer.alloc(64 << 20)
         let inq = -1
         for (let last = -2; inq !== last;) { last = inq; await sleep(20); inq = native.peek(fd, peek) } // the window closed
-        if (inq < 512 << 10) { // autotuning kept the queue small on a busy machine: the dump would be quick; again
+        if (inq < 1536 << 10) { // autotuning kept the queue small on a busy machine: the dump could beat the tick; again
           native.close(fd)
           client.destroy()
           native.close(listenFd)
