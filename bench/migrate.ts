@@ -254,7 +254,7 @@ function lines (r: Out): string[] {
 }
 
 function print (r: Out): void {
-  console.log(`bench:migrate ${r.label}, ${r.date}, load ${r.loadBefore} before / ${r.load} after, ${r.pin ? `pinned (agent + its back end CPU 1, dispatcher, handoff back end, client CPU 0; switch on the ${r.switchCpu === 'other' ? 'receiving' : 'sending'} host's CPU)` : 'not pinned'}; early demux ${r.earlyDemux === true ? 'on (freeze first)' : 'off (steer first)'}; µs`)
+  console.log(`bench:migrate ${r.label}, ${r.date}, load ${r.loadBefore} before / ${r.load} after, ${r.pin ? `pinned (agent + its back end CPU 1, dispatcher, handoff back end, client CPU 0; switch on the ${r.switchCpu === 'other' ? 'receiving' : 'sending'} host's CPU)` : 'not pinned'}${demuxText(r, '; ')}; µs`)
   console.log('| build | connections | step | median | p90 | p99 |')
   for (const l of lines(r)) console.log(l)
   for (const [k, v] of Object.entries(r.sequential)) if (v.failed > 0) console.log(`${k}: ${v.failed} of ${v.n} failed`)
@@ -274,6 +274,12 @@ function cells (rows: readonly string[]): Map<string, string> {
  * The Migrate section: one column per build label (median / p90 / p99, µs), this run's column replacing an
  * earlier one of the same label; the run list and the hand-written notes ("- " lines) are kept.
  */
+/** The early demux setting of a run (runs of builds before the setting existed say nothing). */
+function demuxText (r: Out, sep: string): string {
+  if (r.earlyDemux === undefined) return ''
+  return `${sep}early demux ${r.earlyDemux ? 'on (freeze first)' : 'off (steer first)'}`
+}
+
 function write (r: Out): void {
   const md = path.join(ROOT, 'bench', 'RESULTS.md')
   const old = sectionOf(fs.readFileSync(md, 'utf8'), SECTION)
@@ -302,7 +308,7 @@ then ${r.concurrency} at a time. Steps on the dispatcher's clock (performance.no
 the client's time from connect to the first response byte; dispatcher CPU = utime + stime over the row / N.
 Cells: median / p90 / p99, µs. ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores. Runs (label: when, load, settings):
 
-${[...runs, `* ${r.label}: ${r.date.slice(0, 16)}Z, load ${r.loadBefore} before / ${r.load} after, ${r.conns} × ${r.rounds} connections per row, ${r.pin ? `pinned (taskset and RPS: agent + its back end on CPU 1; dispatcher, handoff back end and client on CPU 0; the switch's forwarding on the ${r.switchCpu === 'other' ? 'receiving' : 'sending'} host's CPU)` : 'not pinned'}, early demux ${r.earlyDemux === true ? 'on (freeze first)' : 'off (steer first)'}`].join('\n')}
+${[...runs, `* ${r.label}: ${r.date.slice(0, 16)}Z, load ${r.loadBefore} before / ${r.load} after, ${r.conns} × ${r.rounds} connections per row, ${r.pin ? `pinned (taskset and RPS: agent + its back end on CPU 1; dispatcher, handoff back end and client on CPU 0; the switch's forwarding on the ${r.switchCpu === 'other' ? 'receiving' : 'sending'} host's CPU)` : 'not pinned'}${demuxText(r, ', ')}`].join('\n')}
 
 | connections | step | ${labels.join(' | ')} |
 | --- | --- |${labels.map(() => ' ---: |').join('')}
