@@ -32,7 +32,7 @@ import readline from 'node:readline'
 import { parseArgs } from 'node:util'
 
 import { makeTopology, netnsSkipReason, type Role, type Topology } from '../test/helpers/netns'
-import { MIGRATE_STEPS } from '../src/forward/migrate'
+import { MIGRATE_STEPS } from '../src/forward/migrate-times'
 import { native } from '../src/native/binding'
 import { replaceSection, sectionNotes, sectionOf } from './harness/output'
 

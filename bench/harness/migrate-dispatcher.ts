@@ -12,7 +12,7 @@ import pino from 'pino'
 
 import { startBaton } from '../../src/baton'
 import { loadConfigFile } from '../../src/config/load'
-import { MIGRATE_STEPS } from '../../src/forward/migrate'
+import { MIGRATE_STEPS } from '../../src/forward/migrate-times'
 
 async function main (): Promise<void> {
   let steps: number[][] = MIGRATE_STEPS.map(() => [])

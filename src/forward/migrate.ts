@@ -18,88 +18,38 @@
 // answered; it never hangs. The agent refuses a MIGRATE past its deadline (half the timeout), so by the time
 // the dispatcher gives up it cannot take the connection any more (agent/clock.ts).
 //
-// Per agent server: one control connection (migrate-link.ts, authenticated both ways, reconnected with
-// backoff; down at once through HealthInput.channel when it fails or stops answering PINGs), a mark and a
-// policy route (migrate-route.ts). The flow elements' lifetimes are migrate-flows.ts's.
-import { channel } from 'node:diagnostics_channel'
-import net from 'node:net'
+// Per agent server (migrate-agents.ts): a mark, a policy route (migrate-route.ts) and one control connection
+// (migrate-link.ts, authenticated both ways, reconnected with backoff; down at once through
+// HealthInput.channel when it fails or stops answering PINGs). The flow elements' lifetimes are
+// migrate-flows.ts's; the timings migrate-times.ts's.
 import { performance } from 'node:perf_hooks'
 import type { MigrateConfig } from '../config/types'
 import { BatonError } from '../errors'
 import type { Logger } from '../log'
 import { native } from '../native/binding'
 import type { MoveOutResult } from '../native/types'
-import {
-  decodeClosed, decodeLoad, decodeReady, decodeU32, encodeMigratePrefix, encodePing, MSG_CLOSED, MSG_LOAD, MSG_PONG,
-  MSG_READY, ROLE_DISPATCHER, stampMigratePrefix,
-} from '../protocol/migrate-control'
+import { encodeMigratePrefix, stampMigratePrefix } from '../protocol/migrate-control'
+import { AgentServer } from './migrate-agents'
 import { FlowTable, openFlowMap } from './migrate-flows'
-import { ControlLink } from './migrate-link'
-import { earlyDemuxOff, installRoute, MAX_MARK, needsRoute, removeRoute } from './migrate-route'
+import { earlyDemuxOff, MAX_MARK } from './migrate-route'
+import { MigrateTimes, type StepClock } from './migrate-times'
 import type { ForwardConn, Forwarder, ForwardServer, ForwardSink, HealthInput, RequestTimes } from './types'
 
 /** What the migrate forwarder needs beyond ForwarderOptions: the config's `migrate:` and the VIPs (listen hosts). */
 export interface MigrateOptions extends MigrateConfig { readonly vips: readonly string[] }
 
-const RECONNECT_MIN_MS = 100
-const RECONNECT_MAX_MS = 5000
-/**
- * An agent whose control connection stays down this long has lost the connections it held: their flow
- * elements go (after graceMs), so none outlives them to steer a later connection from the same client port.
- */
-const LOST_AFTER_MS = 1000
 /** MIGRATE prefixes kept (one per service and route); more are dropped and built again. */
 const MAX_PREFIXES = 1024
-/**
- * Bucket bounds of the migration times (seconds, upper, inclusive; one more bucket above the last): the
- * dispatcher's part (to MIGRATE written) and the whole (to READY), baton_migrate_seconds.
- */
-export const MIGRATE_BOUNDS: readonly number[] = [0.000025, 0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.1]
 
 /**
- * A migration in flight: the MIGRATE frame (the dumped state from stateAt on: what #restore decodes if the
- * connection comes back), and performance.now() (ms) at each step of the dispatcher's part: t0 before the
- * MIGRATE's head is encoded, encoded (head built, just before the freeze), steered (freeze, dump into the
- * frame, close and steer: one addon call), sentAt (MIGRATE written: the dispatcher is done).
+ * A migration in flight: the MIGRATE frame (the dumped state from stateAt on: what #restore restores if the
+ * connection comes back) and the times of the dispatcher's steps.
  */
-interface Pending<C> {
-  readonly conn: C; readonly frame: Buffer; readonly stateAt: number; readonly t0: number
-  readonly encoded: number; readonly steered: number; sentAt: number
+interface Pending<C> extends StepClock {
+  readonly conn: C; readonly frame: Buffer; readonly stateAt: number
 }
 
-/**
- * Per migration, when anyone subscribes (bench/migrate.ts): { conn, steps } with steps the µs of MIGRATE_STEPS:
- * encode (the MIGRATE's head, first), moveOut (one addon call: freeze, dump into the frame, close, steer; or,
- * steering first, steer and dump, the old socket closed after the MIGRATE is written, off the clock), send
- * MIGRATE, the migration (the dispatcher's whole part: from the head's encode to MIGRATE written), the wait
- * for READY, and the total (to READY).
- */
-export const migratedChannel = channel('baton:migrate:migrated')
-export const MIGRATE_STEPS = ['encode (MIGRATE head)', 'moveOut (nft, dump, close)', 'send MIGRATE',
-  'migration (head to MIGRATE sent)', 'wait READY', 'total (head to READY)'] as const
-
-/** One agent server: its control connection, mark, route and migrations in flight. */
-interface Agent<C, S> {
-  readonly server: S
-  readonly mark: number
-  link: ControlLink | undefined
-  /** The agent process this link reached (HELLO's instance), which owns the flows migrated there. */
-  instance: string
-  routeOk: boolean
-  /** Its mark routes to another host (not an agent on this host's loopback). */
-  readonly routed: boolean
-  backendUp: boolean
-  up: boolean
-  active: number
-  readonly pending: Map<number, Pending<C>>
-  silentTicks: number
-  pingSeq: number
-  retryMs: number
-  retry: NodeJS.Timeout | undefined
-  /** Runs LOST_AFTER_MS after the control connection went down, unless the same agent answers again. */
-  lostTimer: NodeJS.Timeout | undefined
-  detached: boolean
-}
+type Agent<C, S extends ForwardServer> = AgentServer<S, Pending<C>>
 
 export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer> implements Forwarder<C, S> {
   readonly method = 'migrate' as const
@@ -123,8 +73,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
    */
   readonly #prefixes = new Map<string, Map<string, Buffer>>()
   #prefixCount = 0
-  /** Migration times by `service\0server\0phase` (phase: dispatcher, ready), for baton_migrate_seconds. */
-  readonly #times = new Map<string, RequestTimes>()
+  readonly #times = new MigrateTimes()
   #closed = false
 
   constructor (sink: ForwardSink<C, S>, health: HealthInput<S>, opts: MigrateOptions | undefined, log: Logger) {
@@ -144,7 +93,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
    * (the MIGRATE head) to the MIGRATE written (the dispatcher's part), `ready` from the same start to READY
    * (the agent restored the connection and handed it off).
    */
-  get migrateTimes (): ReadonlyMap<string, RequestTimes> { return this.#times }
+  get migrateTimes (): ReadonlyMap<string, RequestTimes> { return this.#times.byKey }
 
   /** Flows steered now (tests, metrics). */
   get flows (): number { return this.#flows?.size ?? 0 }
@@ -168,22 +117,18 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
       return
     }
     this.#marks.add(mark)
-    const a: Agent<C, S> = {
-      server, mark, link: undefined, instance: '', routeOk: false, routed: needsRoute(server.target.host), backendUp: false, up: false, active: 0,
-      pending: new Map(), silentTicks: 0, pingSeq: 0, retryMs: RECONNECT_MIN_MS, retry: undefined, lostTimer: undefined, detached: false,
-    }
-    this.#agents.set(server, a)
-    const host = server.target.host
-    if (!needsRoute(host)) a.routeOk = true
-    else {
-      void installRoute(mark, opts!.vips, host).then((err) => {
-        if (a.detached) return
-        if (err !== undefined) this.#log.error({ svc: server.service, backend: server.id, err, code: 'BATON_ERR_MIGRATE_UNAVAILABLE' }, 'policy route not installed: server stays down')
-        a.routeOk = err === undefined
-        this.#judge(a, err ?? 'policy route installed')
-      })
-    }
-    this.#connect(a)
+    this.#agents.set(server, new AgentServer<S, Pending<C>>(server, mark, { secret: opts!.secret, timeoutMs: this.#timeoutMs, vips: opts!.vips }, {
+      ready: (a, id, ok, reason) => { this.#onReady(a as Agent<C, S>, id, ok, reason) },
+      closed: (a, ids) => { this.#onFlowsClosed(a as Agent<C, S>, ids) },
+      down: (a, err) => {
+        const pending = (a as Agent<C, S>).pending
+        for (const [id, p] of pending) { pending.delete(id); this.#restore(p, `control connection lost: ${err.message}`) }
+      },
+      lost: (a, why) => { this.#agentLost(a as Agent<C, S>, why) },
+      flows: (instance) => this.#flows?.count(instance) ?? 0,
+      released: (a) => { this.#flows?.forget(a.instance) },
+      markFree: (m) => { this.#marks.delete(m) },
+    }, this.#health, this.#log))
   }
 
   /**
@@ -194,9 +139,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     const a = this.#agents.get(server)
     if (a === undefined) return
     this.#agents.delete(server)
-    a.detached = true
-    a.up = false
-    if (this.#flows?.count(a.instance) === 0 || a.link === undefined) this.#release(a)
+    a.detach()
   }
 
   checkAddress (): undefined { return undefined }
@@ -229,7 +172,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     // Steering first, the old socket was left open, in repair mode (its close sends nothing, and nothing
     // reaches it any more): closed now, off the migration's clock, and before any local restore.
     if (steerFirst) native.close(conn.fd)
-    this.#time(conn, 'dispatcher', p.sentAt - t0)
+    this.#times.record(conn.service, conn.server!.id, 'dispatcher', p.sentAt - t0)
   }
 
   /** The MIGRATE prefix of a service and route, to stamp (built once; the addon copies it). */
@@ -248,11 +191,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   async close (): Promise<void> {
     this.#closed = true
     clearInterval(this.#tick)
-    for (const a of this.#agents.values()) {
-      a.detached = true
-      clearTimeout(a.retry)
-      a.link?.close()
-    }
+    for (const a of this.#agents.values()) a.stop()
     this.#agents.clear()
     this.#flows?.close()
     this.#flows = undefined
@@ -261,79 +200,6 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   #refuse (conn: C, why: string): void {
     this.#sink.failed(conn, new BatonError('BATON_ERR_MIGRATE_FAILED', `migrate to ${conn.server!.id}: ${why}`,
       { source: 'backend', retryable: true }))
-  }
-
-  #connect (a: Agent<C, S>): void {
-    a.retry = undefined
-    if (a.detached) return
-    const { host, port } = a.server.target
-    const opts = this.#opts!
-    const link = new ControlLink(net.connect(port, host), ROLE_DISPATCHER, opts.secret, {
-      ready: (peer) => {
-        const instance = peer.instance.toString('hex')
-        clearTimeout(a.lostTimer)
-        a.lostTimer = undefined
-        if (a.instance !== '' && a.instance !== instance) this.#agentRestarted(a)
-        a.instance = instance
-        a.retryMs = RECONNECT_MIN_MS
-        a.silentTicks = 0
-        link.send(encodePing(++a.pingSeq, performance.now())) // before any MIGRATE: the agent's clock estimate starts here
-        this.#log.info({ svc: a.server.service, backend: a.server.id, agent: link.remote, mark: a.mark }, 'migrate control connected')
-      },
-      message: (type, payload) => { this.#onMessage(a, type, payload) },
-      closed: (err) => { this.#onClosed(a, link, err) },
-    }, Math.max(1000, 2 * opts.timeoutMs))
-    a.link = link
-  }
-
-  #onClosed (a: Agent<C, S>, link: ControlLink, err: BatonError): void {
-    if (a.link !== link) return
-    a.link = undefined
-    a.backendUp = false
-    if (!this.#closed) {
-      this.#log.warn({ svc: a.server.service, backend: a.server.id, err: err.message, code: err.code, retryMs: a.retryMs }, 'migrate control connection down')
-    }
-    this.#judge(a, err.message)
-    for (const [id, p] of a.pending) { a.pending.delete(id); this.#restore(p, `control connection lost: ${err.message}`) }
-    if (!a.detached && a.lostTimer === undefined && (this.#flows?.count(a.instance) ?? 0) > 0) {
-      a.lostTimer = setTimeout(() => {
-        a.lostTimer = undefined
-        if (a.link?.ready !== true) this.#agentLost(a, `control connection down for ${LOST_AFTER_MS} ms`)
-      }, LOST_AFTER_MS)
-      a.lostTimer.unref()
-    }
-    if (a.detached) { this.#release(a); return }
-    a.retry = setTimeout(() => { this.#connect(a) }, a.retryMs)
-    a.retry.unref()
-    a.retryMs = Math.min(a.retryMs * 2, RECONNECT_MAX_MS)
-  }
-
-  /** Up = authenticated link, its back end connected (LOAD), and the route in place. Reports changes only. */
-  #judge (a: Agent<C, S>, why: string): void {
-    const up = !a.detached && a.link?.ready === true && a.backendUp && a.routeOk
-    if (up === a.up) return
-    a.up = up
-    this.#health.channel(a.server, up, why, !up && a.link === undefined)
-  }
-
-  #onMessage (a: Agent<C, S>, type: number, payload: Buffer): void {
-    a.silentTicks = 0
-    if (type === MSG_READY) {
-      const r = decodeReady(payload)
-      if (r !== null) { this.#onReady(a, r.id, r.ok, r.reason); return }
-    } else if (type === MSG_CLOSED) {
-      const ids = decodeClosed(payload)
-      if (ids !== null) { this.#onFlowsClosed(a, ids); return }
-    } else if (type === MSG_LOAD) {
-      const l = decodeLoad(payload)
-      if (l !== null) {
-        a.active = l.active
-        a.backendUp = l.backendUp
-        this.#judge(a, l.backendUp ? 'agent and its back end connected' : 'the agent\'s back end is not connected')
-        return
-      }
-    } else if (type === MSG_PONG && decodeU32(payload) !== null) return
-    a.link?.close(new BatonError('BATON_ERR_MIGRATE_CONTROL', `protocol error: message type ${type} (${payload.length} bytes)`, { source: 'backend' }))
   }
 
   #onReady (a: Agent<C, S>, id: number, ok: boolean, reason: string): void {
@@ -349,12 +215,9 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     if (!ok) { this.#restore(p, `agent refused: ${reason}`); return }
     const { conn } = p
     const end = performance.now()
-    this.#time(conn, 'ready', end - p.t0)
+    this.#times.record(conn.service, a.server.id, 'ready', end - p.t0)
     this.#flows!.track(a.instance, id, { address: conn.clientAddress, port: conn.clientPort, mark: a.mark })
-    if (migratedChannel.hasSubscribers) {
-      migratedChannel.publish({ conn: id, steps: [p.encoded - p.t0, p.steered - p.encoded, p.sentAt - p.steered, p.sentAt - p.t0,
-        end - p.sentAt, end - p.t0].map((ms) => ms * 1000) })
-    }
+    this.#times.publish(id, p, end)
     if (this.#log.isLevelEnabled('debug')) {
       this.#log.debug({ conn: id, svc: conn.service, backend: a.server.id, durMs: end - p.t0, localUs: (p.sentAt - p.t0) * 1000,
         agentUs: (end - p.sentAt) * 1000 }, 'migrated')
@@ -362,26 +225,10 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     this.#sink.handedOff(conn)
   }
 
-  #time (conn: C, phase: 'dispatcher' | 'ready', ms: number): void {
-    const key = `${conn.service}\0${conn.server!.id}\0${phase}`
-    let t = this.#times.get(key)
-    if (t === undefined) this.#times.set(key, t = { bounds: MIGRATE_BOUNDS, counts: new Float64Array(MIGRATE_BOUNDS.length + 1), sum: 0 })
-    const s = ms / 1000
-    let i = 0
-    while (i < MIGRATE_BOUNDS.length && s > MIGRATE_BOUNDS[i]!) i++
-    t.counts[i]!++
-    t.sum += s
-  }
-
   #onFlowsClosed (a: Agent<C, S>, ids: readonly number[]): void {
     const n = this.#flows?.closed(a.instance, ids) ?? 0
     if (n > 0) this.#sink.feedback(a.server, -n, 0, n)
-    if (a.detached && this.#flows?.count(a.instance) === 0) this.#release(a)
-  }
-
-  /** A different agent process answers now: no one reports the old one's flows any more. */
-  #agentRestarted (a: Agent<C, S>): void {
-    this.#agentLost(a, 'another agent process answers')
+    if (a.detached && this.#flows?.count(a.instance) === 0) a.release()
   }
 
   /**
@@ -433,10 +280,6 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   }
 
   /**
-   * Every timeoutMs / 4: migrations past timeoutMs are restored here, after this turn's I/O (a READY already
-   * received must win over the timer); PING every 4 ticks; silence = down.
-   */
-  /**
    * Steer first (no freeze) while early demux is off here, re-read every tick: an operator who turns it
    * back on gets the freeze again within timeoutMs / 4.
    */
@@ -449,6 +292,10 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
       : 'migrate: early demux is on here: flows are frozen while their socket is dumped, then steered')
   }
 
+  /**
+   * Every timeoutMs / 4: the early demux setting; migrations past timeoutMs are restored here, after this
+   * turn's I/O (a READY already received must win over the timer); each agent's PING and silence.
+   */
   #onTick (): void {
     this.#checkEarlyDemux()
     const now = performance.now()
@@ -462,21 +309,7 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
           this.#restore(p, `no READY within ${limit} ms`)
         })
       }
-      if (a.link?.ready !== true) continue
-      if (++a.silentTicks > 8) {
-        a.link.close(new BatonError('BATON_ERR_MIGRATE_CONTROL', `no answer within ${2 * limit} ms`, { source: 'backend' }))
-      } else if (a.silentTicks % 4 === 0) a.link.send(encodePing(++a.pingSeq, performance.now()))
+      a.tick()
     }
-  }
-
-  /** The server is gone and holds no flow: close its link, remove its route, free its mark. */
-  #release (a: Agent<C, S>): void {
-    clearTimeout(a.retry)
-    clearTimeout(a.lostTimer)
-    a.link?.close()
-    a.link = undefined
-    this.#flows?.forget(a.instance)
-    if (needsRoute(a.server.target.host)) void removeRoute(a.mark).then(() => { this.#marks.delete(a.mark) })
-    else this.#marks.delete(a.mark)
   }
 }
