@@ -1,27 +1,17 @@
 // Forwarding method `migrate` (another host): the live TCP connection moves to the real server's host,
 // whose `baton agent` restores it on the VIP and hands it to its local back end; responses go from there
-// straight to the client. The sequence (research/tcp-repair-migration.md, docs/migrate-forward.md):
+// straight to the client (research/tcp-repair-migration.md; the sequence and its faults: docs/migrate-forward.md):
 //
-//   MIGRATE's head (encodeMigratePrefix) -> freeze (nft add flow -> 0xff) -> repairDump -> repairClose ->
-//   steer (nft replace flow -> the server's mark), all four in one addon call (FlowTable.moveOut), which
-//   writes the dumped state after the head and returns the frame -> MIGRATE ............ READY (restored
-//   there, let go, handed to the back end) -> handedOff
+//   MIGRATE's head -> moveOut (one addon call: freeze, dump into the frame, close, steer; with early demux
+//   off: steer, dump) -> MIGRATE written (the dispatcher's part ends) ... READY -> handedOff
 //
-// The dispatcher's socket is closed in repair mode before the flow is steered (pitfall 1: early demux would
-// feed the old socket). The flow is steered before the agent has the socket (pitfall 2's other design): the
-// packets that reach the real server's host before the agent restored it are dropped there by `baton host
-// realserver`'s table, not reset, so the agent needs no GO and lets the socket go at once. The dispatcher's
-// part ends with the MIGRATE write; READY only confirms. From repairClose on, the client is reachable only
-// through the dumped state: on a refusal, a timeout or a lost control connection the dispatcher restores the
-// socket itself from that state (it still has the VIP), takes the flow back (deletes its element) and gives
-// the restored fd back to the data path as a retryable failure, so the client is served elsewhere or
-// answered; it never hangs. The agent refuses a MIGRATE past its deadline (half the timeout), so by the time
-// the dispatcher gives up it cannot take the connection any more (agent/clock.ts).
-//
-// Per agent server (migrate-agents.ts): a mark, a policy route (migrate-route.ts) and one control connection
-// (migrate-link.ts, authenticated both ways, reconnected with backoff; down at once through
-// HealthInput.channel when it fails or stops answering PINGs). The flow elements' lifetimes are
-// migrate-flows.ts's; the timings migrate-times.ts's.
+// The flow is steered before the agent has the socket; `baton host realserver`'s table drops what reaches
+// that host early, so the agent needs no GO. From the dump on, the client lives only in the frame: on a
+// refusal, a timeout or a lost control connection the dispatcher restores the socket itself from it, takes
+// the flow back and returns the fd to the data path as a retryable failure; it never hangs. The agent
+// refuses a MIGRATE past its deadline (half the timeout, agent/clock.ts), so a connection given up here is
+// never also live there. Per agent server: migrate-agents.ts; flow elements: migrate-flows.ts; timings:
+// migrate-times.ts.
 import { performance } from 'node:perf_hooks'
 import type { MigrateConfig } from '../config/types'
 import { BatonError } from '../errors'
@@ -45,9 +35,7 @@ const MAX_PREFIXES = 1024
  * A migration in flight: the MIGRATE frame (the dumped state from stateAt on: what #restore restores if the
  * connection comes back) and the times of the dispatcher's steps.
  */
-interface Pending<C> extends StepClock {
-  readonly conn: C; readonly frame: Buffer; readonly stateAt: number
-}
+interface Pending<C> extends StepClock { readonly conn: C; readonly frame: Buffer; readonly stateAt: number }
 
 type Agent<C, S extends ForwardServer> = AgentServer<S, Pending<C>>
 
@@ -68,11 +56,10 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   #flows: FlowTable<string> | undefined
   readonly #tick: NodeJS.Timeout
   /**
-   * MIGRATE's head up to the state by service, then route (encodeMigratePrefix), stamped per connection
+   * MIGRATE's head up to the state by `service\0route` (encodeMigratePrefix), stamped per connection
    * (stampMigratePrefix): moveOut copies it into the frame, so one buffer serves every connection.
    */
-  readonly #prefixes = new Map<string, Map<string, Buffer>>()
-  #prefixCount = 0
+  readonly #prefixes = new Map<string, Buffer>()
   readonly #times = new MigrateTimes()
   #closed = false
 
@@ -177,14 +164,11 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
 
   /** The MIGRATE prefix of a service and route, to stamp (built once; the addon copies it). */
   #prefixOf (service: string, route: string): Buffer {
-    let byRoute = this.#prefixes.get(service)
-    let prefix = byRoute?.get(route)
+    const key = `${service}\0${route}`
+    let prefix = this.#prefixes.get(key)
     if (prefix !== undefined) return prefix
-    if (this.#prefixCount >= MAX_PREFIXES) { this.#prefixes.clear(); this.#prefixCount = 0; byRoute = undefined }
-    if (byRoute === undefined) this.#prefixes.set(service, byRoute = new Map())
-    prefix = encodeMigratePrefix({ id: 0, sentAt: 0, deadline: 0, service, route })
-    byRoute.set(route, prefix)
-    this.#prefixCount++
+    if (this.#prefixes.size >= MAX_PREFIXES) this.#prefixes.clear()
+    this.#prefixes.set(key, prefix = encodeMigratePrefix({ id: 0, sentAt: 0, deadline: 0, service, route }))
     return prefix
   }
 
