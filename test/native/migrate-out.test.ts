@@ -13,11 +13,11 @@ import { FLOW_TIMEOUT_MS, FlowTable, FREEZE_MARK } from '../../src/forward/migra
 import { silentLogger } from '../../src/log'
 import { native } from '../../src/native/binding'
 import { unsentOf } from '../../src/native/repair'
-import type { FlowEnds, MoveOutOptions, MoveOutResult, TcpRepairState } from '../../src/native/types'
+import type { FlowEnds, MoveOutOptions, MoveOutResult, NftSetHandle, TcpRepairState } from '../../src/native/types'
 import { decodeMigrate, encodeMigrateOf, encodeMigratePrefix, type MigrateHead, MSG_MIGRATE } from '../../src/protocol/migrate-control'
 import { decodeMigrateState } from '../../src/protocol/migrate-state'
 import { fdCount, inNetns, netnsAdd, netnsDel, nftIn, skipReason, sleep, until } from './netns'
-import { openPair, queued } from './tcp-pair'
+import { openPair, queued, requestPair } from './tcp-pair'
 
 const TABLE = `table ip baton_t {
   map flows { type ipv4_addr . inet_service : mark; flags timeout; }
@@ -91,17 +91,20 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
     await until('fds closed', () => fdCount() === before)
   })
 
-  it('leaves the flow steered, the fd closed without a packet, and a state that restores the connection', async () => {
+  /** Runs body in the namespace with the `flows` map open; then closes it, and no fd the test opened may outlive it. */
+  async function withFlows (body: (flows: NftSetHandle) => Promise<void>): Promise<void> {
     const fds = fdCount()
     await inNetns(ns, async () => {
       const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
-      const { listenFd, port, client, fd } = await openPair()
+      try { await body(flows) } finally { flows.close() }
+    })
+    await until('fds closed', () => fdCount() === fds)
+  }
+
+  it('leaves the flow steered, the fd closed without a packet, and a state that restores the connection', async () => {
+    await withFlows(async (flows) => {
+      const { listenFd, port, client, fd, ended } = await requestPair(REQ)
       const got = received(client)
-      let ended = false
-      client.on('end', () => { ended = true })
-      client.on('error', () => { ended = true })
-      client.write(REQ)
-      await queued(fd, REQ.length)
 
       const moved = flows.moveOut(fd, endsOf(client, port), PREFIX, OPTS)
       expect(isOpen(fd)).toBe(false) // first, before anything else can get the number again
@@ -113,7 +116,7 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
       expect(state.sendQueue.length).toBe(0)
       expect(listed(ns).get(`127.0.0.1 . ${client.localPort ?? 0}`)).toEqual({ mark: 3, timeoutS: 60 })
       await sleep(50)
-      expect(ended).toBe(false) // no FIN, no RST
+      expect(ended()).toBe(false) // no FIN, no RST
 
       // The agent's half, here: packets come back once the element is gone.
       flows.delete([{ address: '127.0.0.1', port: client.localPort ?? 0 }])
@@ -124,25 +127,16 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
       await until('the migrated request', () => seen() === REQ.toString('latin1'), 10_000)
       sock.write(ANSWER)
       await until('the answer', () => got() === ANSWER, 10_000)
-      expect(ended).toBe(false)
+      expect(ended()).toBe(false)
       client.destroy()
       sock.destroy()
       native.close(listenFd)
-      flows.close()
     })
-    await until('fds closed', () => fdCount() === fds)
   })
 
   it('steering first: one element, the steer mark at once; keepOpen leaves the fd open in repair mode, and its close sends nothing', async () => {
-    const fds = fdCount()
-    await inNetns(ns, async () => {
-      const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
-      const { listenFd, port, client, fd } = await openPair()
-      let ended = false
-      client.on('end', () => { ended = true })
-      client.on('error', () => { ended = true })
-      client.write(REQ)
-      await queued(fd, REQ.length)
+    await withFlows(async (flows) => {
+      const { listenFd, port, client, fd, ended } = await requestPair(REQ)
       const first = { freezeMark: 3, freezeTimeoutMs: 60_000, steerMark: 3, steerTimeoutMs: 60_000 }
       expect(() => flows.moveOut(fd, endsOf(client, port), PREFIX, { ...OPTS, keepOpen: true })).toThrow(/keepOpen only when steering first/)
       const moved = flows.moveOut(fd, endsOf(client, port), PREFIX, { ...first, keepOpen: true })
@@ -153,13 +147,11 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
       expect(listed(ns).get(`127.0.0.1 . ${client.localPort ?? 0}`)).toEqual({ mark: 3, timeoutS: 60 })
       native.close(fd)
       await sleep(50)
-      expect(ended).toBe(false) // neither the dump nor the close sent a FIN or a RST
+      expect(ended()).toBe(false) // neither the dump nor the close sent a FIN or a RST
       flows.delete([{ address: '127.0.0.1', port: client.localPort ?? 0 }])
       client.destroy()
       native.close(listenFd)
-      flows.close()
     })
-    await until('fds closed', () => fdCount() === fds)
   })
 
   // The frame's state is written by C++ (repair_state.cc), the layout is TypeScript's (migrate-state.ts). Here
@@ -167,17 +159,10 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
   // dump describes, addresses from the socket itself), then by moveOut. Both queues are non-empty: the
   // server's bytes reached the client, whose ACKs the freeze drops, and the rest waits for its window.
   it('writes the state that the dump describes, byte for byte as encodeMigrateOf, and it restores', async () => {
-    const fds = fdCount()
-    await inNetns(ns, async () => {
-      const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
-      const { listenFd, port, client, fd } = await openPair()
+    await withFlows(async (flows) => {
+      const { listenFd, port, client, fd, ended } = await requestPair(REQ)
       const got: Buffer[] = []
-      let ended = false
       client.on('data', (d: Buffer) => got.push(d))
-      client.on('end', () => { ended = true })
-      client.on('error', () => { ended = true })
-      client.write(REQ)
-      await queued(fd, REQ.length)
       const clientPort = client.localPort ?? 0
       flows.add([{ address: '127.0.0.1', port: clientPort, mark: FREEZE_MARK, timeoutMs: 30_000 }])
       const sent = Buffer.alloc(256 << 10) // more than the client's window: a tail stays unsent
@@ -216,19 +201,15 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
       await until('the migrated request', () => seen() === REQ.toString('latin1'), 10_000)
       await until('every byte written before the move', () => got.reduce((n, b) => n + b.length, 0) >= sent.length, 10_000)
       expect(Buffer.concat(got).equals(sent)).toBe(true)
-      expect(ended).toBe(false)
+      expect(ended()).toBe(false)
       client.destroy()
       sock.destroy()
       native.close(listenFd)
-      flows.close()
     })
-    await until('fds closed', () => fdCount() === fds)
   })
 
   it('a failed dump: throws, deletes the freeze element, and leaves the socket open, out of repair mode', async () => {
-    const fds = fdCount()
-    await inNetns(ns, async () => {
-      const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
+    await withFlows(async (flows) => {
       const { listenFd, fd, client } = await openPair()
       const got = received(client)
 
@@ -252,9 +233,7 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
       client.destroy()
       native.close(fd)
       native.close(listenFd)
-      flows.close()
     })
-    await until('fds closed', () => fdCount() === fds)
   })
 
   it('a failed freeze: throws naming the element, and the socket is untouched', async () => {
@@ -310,9 +289,7 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
   // Its 1 ms timeout is one jiffy (4 ms at HZ=250), so the dump is made slow with a receive queue of
   // several MB (about 3 ms per MB here); an attempt whose dump still beat the tick is retried.
   it('a failed steer: the state comes back with steerError, the fd is closed', async () => {
-    const fds = fdCount()
-    await inNetns(ns, async () => {
-      const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
+    await withFlows(async (flows) => {
       const chunk = Buffer.alloc(1 << 20, 0x61)
       const sink = Buffer.alloc(1 << 20)
       let failed = false
@@ -360,9 +337,7 @@ describe.runIf(skip === null)('moveOut: freeze, dump, close, steer in one call (
         native.close(listenFd)
       }
       expect(failed).toBe(true)
-      flows.close()
     })
-    await until('fds closed', () => fdCount() === fds)
   })
 
   it('refuses bad arguments before any system call', async () => {

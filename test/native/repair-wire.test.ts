@@ -16,7 +16,7 @@ import type { TcpRepairState } from '../../src/native/types'
 import { encodeMigratePrefix } from '../../src/protocol/migrate-control'
 import { decodeMigrateState, encodeMigrateState, MAX_QUEUE_BYTES } from '../../src/protocol/migrate-state'
 import { fdCount, inNetns, netnsAdd, netnsDel, nftIn, skipReason, sleep, until } from './netns'
-import { openPair, queued } from './tcp-pair'
+import { requestPair } from './tcp-pair'
 
 const LINUX = process.platform === 'linux'
 const NOWHERE = { host: '192.0.2.99', port: 1 } // TEST-NET-1: no state below is for it
@@ -150,13 +150,8 @@ if (repairSkip !== null) describe('repairRestoreWire on loopback', () => { it.sk
 describe.runIf(repairSkip === null)('repairRestoreWire on loopback', () => {
   it('restores a dumped connection from its wire form: the request, the answer, the client end, the timestamp slack', async () => {
     const before = fdCount()
-    const { listenFd, port, client, fd } = await openPair()
+    const { listenFd, port, client, fd, ended } = await requestPair(REQ)
     const got = received(client)
-    let ended = false
-    client.on('end', () => { ended = true })
-    client.on('error', () => { ended = true })
-    client.write(REQ)
-    await queued(fd, REQ.length)
     const dumped = native.repairDump(fd)
     native.repairClose(fd)
     const frame = Buffer.concat([Buffer.alloc(11), encodeMigrateState(dumped)])
@@ -179,7 +174,7 @@ describe.runIf(repairSkip === null)('repairRestoreWire on loopback', () => {
     await until('the migrated request', () => seen().equals(REQ), 10_000)
     sock.write(ANSWER)
     await until('the answer', () => got().equals(ANSWER), 10_000)
-    expect(ended).toBe(false)
+    expect(ended()).toBe(false)
     client.destroy()
     sock.destroy()
     native.close(listenFd)
@@ -215,13 +210,8 @@ describe.runIf(netnsSkip === null)('repairRestoreWire from moveOut\'s frame (net
       nftIn(ns, ['-f', '-'], TABLE)
       await inNetns(ns, async () => {
         const flows = native.nftOpen({ table: 'baton_t', set: 'flows' })
-        const { listenFd, port, client, fd } = await openPair()
+        const { listenFd, port, client, fd, ended } = await requestPair(REQ)
         const got = received(client)
-        let ended = false
-        client.on('end', () => { ended = true })
-        client.on('error', () => { ended = true })
-        client.write(REQ)
-        await queued(fd, REQ.length)
         const clientPort = client.localPort ?? 0
         // Frozen first: the client's ACKs are dropped, so what the window let out stays unacknowledged and the
         // rest of the 256 KiB is never sent (migrate-out.test.ts does the same).
@@ -252,7 +242,7 @@ describe.runIf(netnsSkip === null)('repairRestoreWire from moveOut\'s frame (net
         await until('the migrated request', () => seen().equals(REQ), 10_000)
         await until('every byte written before the move', () => got().length >= sent.length, 10_000)
         expect(got().equals(sent)).toBe(true)
-        expect(ended).toBe(false)
+        expect(ended()).toBe(false)
         client.destroy()
         sock.destroy()
         native.close(listenFd)

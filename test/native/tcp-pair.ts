@@ -23,3 +23,14 @@ export async function queued (fd: number, n: number): Promise<void> {
   const buf = Buffer.alloc(n + 1)
   await until(`${n} bytes queued`, () => native.peek(fd, buf) === n)
 }
+
+/** A connection whose request `req` waits unread in the server's queue; ended(): the client saw a FIN or an RST. */
+export async function requestPair (req: Buffer): Promise<Awaited<ReturnType<typeof openPair>> & { ended: () => boolean }> {
+  const p = await openPair()
+  let ended = false
+  p.client.on('end', () => { ended = true })
+  p.client.on('error', () => { ended = true })
+  p.client.write(req)
+  await queued(p.fd, req.length)
+  return { ...p, ended: () => ended }
+}
