@@ -6,6 +6,7 @@ import { targetName } from '../forward/method'
 import type { ForwardStats } from '../forward/types'
 import type { Logger } from '../log'
 import { errnoName } from '../native/errno'
+import { bucketOf } from '../protocol/buckets'
 import { AccessLog } from './access-log'
 
 const ETIMEDOUT = os.constants.errno.ETIMEDOUT
@@ -53,9 +54,7 @@ export class ConnLog {
   /** The dispatcher is done with conn (handed off, relaying, or answered): one histogram sample. Hot path. */
   dispatched (conn: Conn): void {
     const s = (performance.now() - conn.startedAt) / 1000
-    let i = 0
-    while (i < BOUNDS.length && s > BOUNDS[i]!) i++
-    this.#counts[i]!++
+    this.#counts[bucketOf(BOUNDS, s)]!++
     this.#sum += s
   }
 

@@ -1,6 +1,7 @@
 // How long migrations take (forward/migrate.ts): baton_migrate_seconds's fixed buckets, by service, server
 // and phase, and the per-step times a subscriber of migratedChannel gets (bench/migrate.ts).
 import { channel } from 'node:diagnostics_channel'
+import { bucketOf } from '../protocol/buckets'
 import type { RequestTimes } from './types'
 
 /**
@@ -36,9 +37,7 @@ export class MigrateTimes {
     let t = this.byKey.get(key)
     if (t === undefined) this.byKey.set(key, t = { bounds: MIGRATE_BOUNDS, counts: new Float64Array(MIGRATE_BOUNDS.length + 1), sum: 0 })
     const s = ms / 1000
-    let i = 0
-    while (i < MIGRATE_BOUNDS.length && s > MIGRATE_BOUNDS[i]!) i++
-    t.counts[i]!++
+    t.counts[bucketOf(MIGRATE_BOUNDS, s)]!++
     t.sum += s
   }
 

@@ -58,6 +58,7 @@
 // reports each PING as a message without a descriptor and never answers, so a newer dispatcher keeps its
 // channel open but takes it out of rotation as unresponsive. Upgrade back ends before the dispatcher; a
 // newer back end works with an older dispatcher, which never pings.
+import { bucketOf } from './buckets'
 
 export const MSG_HANDOFF = 1
 export const MSG_FEEDBACK = 2
@@ -282,9 +283,7 @@ export function decodeReport (buf: Buffer, len: number): { state: ReportState | 
 
 /** The bucket index of a request time in seconds. */
 export function latencyBucket (s: number): number {
-  let i = 0
-  while (i < LATENCY_BOUNDS.length && s > LATENCY_BOUNDS[i]!) i++
-  return i
+  return bucketOf(LATENCY_BOUNDS, s)
 }
 
 /** counts: LATENCY_BUCKETS entries. */
