@@ -56,10 +56,11 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
   #flows: FlowTable<string> | undefined
   readonly #tick: NodeJS.Timeout
   /**
-   * MIGRATE's head up to the state by `service\0route` (encodeMigratePrefix), stamped per connection
+   * MIGRATE's head up to the state by service, then route (encodeMigratePrefix), stamped per connection
    * (stampMigratePrefix): moveOut copies it into the frame, so one buffer serves every connection.
    */
-  readonly #prefixes = new Map<string, Buffer>()
+  readonly #prefixes = new Map<string, Map<string, Buffer>>()
+  #prefixCount = 0
   readonly #times = new MigrateTimes()
   #closed = false
 
@@ -164,12 +165,15 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
 
   /** The MIGRATE prefix of a service and route, to stamp (built once; the addon copies it). */
   #prefixOf (service: string, route: string): Buffer {
-    const key = `${service}\0${route}`
-    let prefix = this.#prefixes.get(key)
+    let byRoute = this.#prefixes.get(service) // two lookups, no key string built per connection
+    const prefix = byRoute?.get(route)
     if (prefix !== undefined) return prefix
-    if (this.#prefixes.size >= MAX_PREFIXES) this.#prefixes.clear()
-    this.#prefixes.set(key, prefix = encodeMigratePrefix({ id: 0, sentAt: 0, deadline: 0, service, route }))
-    return prefix
+    if (this.#prefixCount >= MAX_PREFIXES) { this.#prefixes.clear(); this.#prefixCount = 0; byRoute = undefined }
+    if (byRoute === undefined) this.#prefixes.set(service, byRoute = new Map())
+    const made = encodeMigratePrefix({ id: 0, sentAt: 0, deadline: 0, service, route })
+    byRoute.set(route, made)
+    this.#prefixCount++
+    return made
   }
 
   async close (): Promise<void> {
