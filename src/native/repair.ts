@@ -16,12 +16,6 @@ const REPAIR_FIELDS = ['family', 'localPort', 'peerPort', 'options', 'sndWscale'
   'timestamp', 'sndWl1', 'sndWnd', 'maxWindow', 'rcvWnd', 'rcvWup', 'rcvNxt', 'writeSeq', 'unsentBytes'] as const
 type RepairField = typeof REPAIR_FIELDS[number]
 const TIMESTAMP_INDEX = REPAIR_FIELDS.indexOf('timestamp')
-/**
- * The length of the fields array that repairDump fills and repairRestore packs (the scratch in makeRepairApi).
- * moveOut (nft.ts, migrate_out.cc) and repairRestoreWire keep their fields in C: none cross for them.
- */
-export const REPAIR_FIELD_COUNT = REPAIR_FIELDS.length
-
 /** Default forward move of the restored TCP timestamp (pitfall 4: the peer's PAWS tolerates 1 tick). */
 export const TIMESTAMP_SLACK_MS = 2
 const U32 = 0xffffffff
@@ -43,20 +37,6 @@ export interface RepairRaw {
 
 type RepairApi = Pick<NativeApi, 'repairDump' | 'repairClose' | 'repairOff' | 'repairRestore' | 'repairRestoreWire' |
   'repairGo' | 'tcpInfo'>
-
-/**
- * The TcpRepairState of a dump: the fields array as the addon filled it (REPAIR_FIELDS order) and the rest
- * of its answer. One literal of a fixed shape: this runs once per migrated connection.
- */
-export function stateOf (f: Uint32Array, localAddress: string, peerAddress: string, recvQueue: Buffer,
-  sendQueue: Buffer): TcpRepairState {
-  return {
-    family: f[0] as 4 | 6, localAddress, localPort: f[1] ?? 0, peerAddress, peerPort: f[2] ?? 0,
-    options: f[3] ?? 0, sndWscale: f[4] ?? 0, rcvWscale: f[5] ?? 0, mssClamp: f[6] ?? 0, timestamp: f[7] ?? 0,
-    sndWl1: f[8] ?? 0, sndWnd: f[9] ?? 0, maxWindow: f[10] ?? 0, rcvWnd: f[11] ?? 0, rcvWup: f[12] ?? 0,
-    rcvNxt: f[13] ?? 0, writeSeq: f[14] ?? 0, recvQueue, sendQueue, unsentBytes: f[15] ?? 0,
-  }
-}
 
 /** The never-sent tail of a dumped send queue: what repairGo sends after the restore. */
 export function unsentOf (state: TcpRepairState): Buffer {
@@ -117,7 +97,13 @@ export function makeRepairApi (raw: RepairRaw, mapErrors: <T>(fn: () => T) => T)
     repairDump (fd: number): TcpRepairState {
       assertFd(fd)
       const [localAddress, peerAddress, recvQueue, sendQueue] = mapErrors(() => raw.baton_repair_dump(fd, fields))
-      return stateOf(fields, localAddress, peerAddress, recvQueue, sendQueue)
+      const f = fields
+      return { // one literal, in REPAIR_FIELDS order (a fixed shape)
+        family: f[0] as 4 | 6, localAddress, localPort: f[1] ?? 0, peerAddress, peerPort: f[2] ?? 0,
+        options: f[3] ?? 0, sndWscale: f[4] ?? 0, rcvWscale: f[5] ?? 0, mssClamp: f[6] ?? 0, timestamp: f[7] ?? 0,
+        sndWl1: f[8] ?? 0, sndWnd: f[9] ?? 0, maxWindow: f[10] ?? 0, rcvWnd: f[11] ?? 0, rcvWup: f[12] ?? 0,
+        rcvNxt: f[13] ?? 0, writeSeq: f[14] ?? 0, recvQueue, sendQueue, unsentBytes: f[15] ?? 0,
+      }
     },
 
     repairClose (fd: number): void {
