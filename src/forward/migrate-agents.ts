@@ -24,19 +24,19 @@ const RECONNECT_MAX_MS = 5000
 export const LOST_AFTER_MS = 1000
 
 /** What an agent server asks of the forwarder. */
-export interface AgentHooks<S extends ForwardServer> {
+export interface AgentHooks<S extends ForwardServer, P> {
   /** READY for connection `id`: ok (restored and handed off) or refused with `reason`. */
-  ready (a: AgentServer<S, unknown>, id: number, ok: boolean, reason: string): void
+  ready (a: AgentServer<S, P>, id: number, ok: boolean, reason: string): void
   /** CLOSED: these migrated connections ended on the agent's host. */
-  closed (a: AgentServer<S, unknown>, ids: readonly number[]): void
+  closed (a: AgentServer<S, P>, ids: readonly number[]): void
   /** The control connection went down (migrations in flight must be restored). */
-  down (a: AgentServer<S, unknown>, err: BatonError): void
+  down (a: AgentServer<S, P>, err: BatonError): void
   /** The connections the agent process held are lost (it died, or another process answers now). */
-  lost (a: AgentServer<S, unknown>, why: string): void
+  lost (a: AgentServer<S, P>, why: string): void
   /** How many flows the agent process `instance` holds. */
   flows (instance: string): number
   /** The server is gone and holds no flow: its flows are forgotten (no longer refreshed). */
-  released (a: AgentServer<S, unknown>): void
+  released (a: AgentServer<S, P>): void
   /** Its mark may be given to another server: its route is removed. */
   markFree (mark: number): void
 }
@@ -72,12 +72,12 @@ export class AgentServer<S extends ForwardServer, P> {
   /** Runs LOST_AFTER_MS after the control connection went down, unless the same agent answers again. */
   #lostTimer: NodeJS.Timeout | undefined
   readonly #settings: AgentSettings
-  readonly #hooks: AgentHooks<S>
+  readonly #hooks: AgentHooks<S, P>
   readonly #health: HealthInput<S>
   readonly #log: Logger
 
   /** Installs the policy route (unless the agent is on loopback) and connects. Down until both are ready. */
-  constructor (server: S, mark: number, settings: AgentSettings, hooks: AgentHooks<S>, health: HealthInput<S>, log: Logger) {
+  constructor (server: S, mark: number, settings: AgentSettings, hooks: AgentHooks<S, P>, health: HealthInput<S>, log: Logger) {
     this.server = server
     this.mark = mark
     this.routed = needsRoute(server.target.host)

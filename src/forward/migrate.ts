@@ -106,13 +106,12 @@ export class MigrateForwarder<C extends ForwardConn<S>, S extends ForwardServer>
     }
     this.#marks.add(mark)
     this.#agents.set(server, new AgentServer<S, Pending<C>>(server, mark, { secret: opts!.secret, timeoutMs: this.#timeoutMs, vips: opts!.vips }, {
-      ready: (a, id, ok, reason) => { this.#onReady(a as Agent<C, S>, id, ok, reason) },
-      closed: (a, ids) => { this.#onFlowsClosed(a as Agent<C, S>, ids) },
+      ready: (a, id, ok, reason) => { this.#onReady(a, id, ok, reason) },
+      closed: (a, ids) => { this.#onFlowsClosed(a, ids) },
       down: (a, err) => {
-        const pending = (a as Agent<C, S>).pending
-        for (const [id, p] of pending) { pending.delete(id); this.#restore(p, `control connection lost: ${err.message}`) }
+        for (const [id, p] of a.pending) { a.pending.delete(id); this.#restore(p, `control connection lost: ${err.message}`) }
       },
-      lost: (a, why) => { this.#agentLost(a as Agent<C, S>, why) },
+      lost: (a, why) => { this.#agentLost(a, why) },
       flows: (instance) => this.#flows?.count(instance) ?? 0,
       released: (a) => { this.#flows?.forget(a.instance) },
       markFree: (m) => { this.#marks.delete(m) },
